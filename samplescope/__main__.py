@@ -1,0 +1,3 @@
+from samplescope.cli import main
+
+raise SystemExit(main())

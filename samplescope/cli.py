@@ -1,0 +1,200 @@
+"""The `samplescope` command: thin commands over the functions the Python API uses."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from samplescope.errors import SamplescopeError
+
+log = logging.getLogger("samplescope")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="samplescope",
+        description="See a trained classifier's view of its dataset and find where and why it fails.",
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    p.add_argument("--data-dir", help="where datasets are cached (env SAMPLESCOPE_DATA_DIR)")
+    p.add_argument("--mirror", help="a local folder holding the dataset's files (env SAMPLESCOPE_MNIST_MIRROR)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    f = sub.add_parser("fetch", help="download and verify a dataset (mnist)")
+    f.add_argument("dataset", choices=["mnist"])
+
+    c = sub.add_parser("check", help="exercise every function of an integration on real samples")
+    c.add_argument("integration", help="a .py file, or a built-in name (mnist)")
+    c.add_argument("--samples", type=int, default=8, help="samples checked per subset (default 8)")
+
+    t = sub.add_parser("train", help="train the default CNN on an integration and write a run")
+    t.add_argument("--integration", default="mnist", help="a .py file or built-in name (default mnist)")
+    t.add_argument("--out", default="runs/mnist", help="run folder to write (default runs/mnist)")
+    t.add_argument("--epochs", type=int, help="training epochs (default: the TrainConfig default)")
+    t.add_argument("--batch-size", type=int, help="batch size")
+    t.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same model")
+    t.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+    t.add_argument("--limit", type=int, help="use only the first N samples of each subset (quick runs)")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted training from its checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+
+    a = sub.add_parser("analyze", help="predictions, latent space, map, neighbours, insights for every sample")
+    a.add_argument("run", help="run folder")
+    a.add_argument("--layer", help="latent layer (default: the input of the final classifier layer)")
+    a.add_argument("--projection", choices=["umap", "tsne", "pca"], help="2-D map method")
+    a.add_argument("--heatmaps", choices=["none", "all"], default="none",
+                   help="'all' precomputes Grad-CAM for every sample (predicted and true class)")
+    a.add_argument("--seed", type=int, default=0, help="random seed for the map and clustering")
+    a.add_argument("--strict", action="store_true", help="refuse when the integration changed since training")
+
+    s = sub.add_parser("serve", help="serve the web app for a run on 127.0.0.1")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    s.add_argument("--open", action="store_true", help="open a browser")
+
+    r = sub.add_parser("report", help="write PNG figures and a self-contained HTML report")
+    r.add_argument("run", help="run folder")
+    r.add_argument("--out", help="output folder (default RUN/report)")
+
+    ls = sub.add_parser("runs", help="list runs with their accuracy")
+    ls.add_argument("folder", nargs="?", default="runs", help="folder holding runs (default runs)")
+
+    d = sub.add_parser("demo", help="fetch MNIST, train, analyse and serve: the whole job")
+    d.add_argument("--out", default="runs/mnist", help="run folder (default runs/mnist)")
+    d.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    d.add_argument("--no-serve", action="store_true", help="stop after the analysis")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s", stream=sys.stderr
+    )
+    if args.data_dir:
+        os.environ["SAMPLESCOPE_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    if args.mirror:
+        os.environ["SAMPLESCOPE_MNIST_MIRROR"] = str(Path(args.mirror).resolve())
+    try:
+        return COMMANDS[args.command](args) or 0
+    except SamplescopeError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; earlier results are intact", file=sys.stderr)
+        return 130
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from samplescope.data.mnist import fetch_mnist
+
+    folder = fetch_mnist()
+    print(f"MNIST is ready in {folder}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from samplescope.integration.loader import load_integration
+
+    report = load_integration(args.integration).check(samples_per_subset=args.samples)
+    print(report.table())
+    return 0 if report.ok else 1
+
+
+def _train(args: argparse.Namespace) -> int:
+    from samplescope.pipeline.train import train_run
+    from samplescope.run import open_run
+
+    out = train_run(
+        args.integration, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        seed=args.seed, threads=args.threads, limit=args.limit, resume=args.resume, overwrite=args.overwrite,
+    )
+    run = open_run(out)
+    acc = run.info["metrics"].get("val_acc")
+    print(f"wrote {out}: validation accuracy {acc:.2%} after {run.info['train_seconds']} s" if acc is not None
+          else f"wrote {out}")
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from samplescope.pipeline.analyze import analyze_run, summary_text
+
+    analyze_run(args.run, layer=args.layer, projection=args.projection, heatmaps=args.heatmaps,
+                seed=args.seed, strict=args.strict)
+    print(summary_text(args.run))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from samplescope.server.serve import serve
+
+    serve(args.run, host=args.host, port=args.port, open_browser=args.open)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from samplescope.report.build import build_report
+
+    out = build_report(args.run, args.out)
+    print(f"wrote the report to {out}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from samplescope.store.folder import is_run, read_json
+
+    folder = Path(args.folder)
+    rows = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if path.name.startswith(".") or not is_run(path):
+            continue
+        info = read_json(path / "run.json")
+        acc = (info.get("metrics") or {}).get("val_acc")
+        rows.append((path.name, f"{acc:.2%}" if acc is not None else "-",
+                     "yes" if info.get("analysis") else "no", info.get("created", "")))
+    if not rows:
+        print(f"no runs in {folder}/ (train one with `samplescope train`)")
+        return 0
+    head = ("run", "val accuracy", "analysed", "created")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    for r in [head, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from samplescope.data.mnist import fetch_mnist
+    from samplescope.pipeline.analyze import analyze_run, summary_text
+    from samplescope.pipeline.train import train_run
+    from samplescope.store.folder import is_run, read_json
+
+    out = Path(args.out)
+    fetch_mnist()
+    if not is_run(out):
+        train_run("mnist", out)
+    else:
+        print(f"{out} exists; reusing it (delete it to train again)")
+    if not (read_json(out / "run.json").get("analysis")):
+        analyze_run(out)
+    print(summary_text(out))
+    if not args.no_serve:
+        from samplescope.server.serve import serve
+
+        serve(out, port=args.port)
+    return 0
+
+
+COMMANDS = {
+    "fetch": _fetch, "check": _check, "train": _train, "analyze": _analyze, "serve": _serve,
+    "report": _report, "runs": _runs, "demo": _demo,
+}
+
+if __name__ == "__main__":
+    raise SystemExit(main())

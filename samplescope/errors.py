@@ -1,0 +1,43 @@
+"""Errors samplescope raises on purpose.
+
+Every message names the bad value, where it was found (file, function, sample)
+and how to fix it. The CLI prints the message and exits non-zero without a
+traceback; the server maps them to 4xx JSON ``{"error", "detail"}``.
+"""
+
+from __future__ import annotations
+
+
+class SamplescopeError(Exception):
+    """Base class: a problem the user can fix, with a message that says how."""
+
+    #: HTTP status the server answers with when this error reaches it.
+    status_code: int = 400
+
+
+class DataError(SamplescopeError):
+    """A data file is missing, corrupt, or no source could provide it."""
+
+
+class IntegrationError(SamplescopeError):
+    """An integration module is missing, fails to import, or misbehaves."""
+
+
+class RunError(SamplescopeError):
+    """A run folder is missing, incomplete, or cannot be written."""
+
+
+class NotFoundError(SamplescopeError):
+    """A sample id, class index, layer or column that does not exist."""
+
+    status_code = 404
+
+
+class CheckpointError(SamplescopeError):
+    """A checkpoint to resume from is missing or does not match the run."""
+
+
+class ParameterError(SamplescopeError):
+    """A parameter value out of range or not one of the allowed choices."""
+
+    status_code = 422

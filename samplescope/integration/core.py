@@ -1,0 +1,373 @@
+"""The dataset-integration API: one ordinary Python module declares a dataset.
+
+An integration names its subsets, how to encode a sample's input and ground
+truth, which metadata to compute and how to show a sample to a person::
+
+    from samplescope import Integration, Subset
+
+    digits = Integration("digits", classes=[str(i) for i in range(10)])
+
+    @digits.preprocess
+    def load():                       # computed once, passed to everything else
+        return load_my_arrays()
+
+    @digits.subset("train")
+    def train(state):
+        return Subset(ids=range(len(state.x_train)), data=(state.x_train, state.y_train))
+
+    @digits.input("image")
+    def image(sample):                # sample.index, sample.data, sample.state ...
+        x, _ = sample.data
+        return x[sample.index][None].astype("float32") / 255
+
+    @digits.ground_truth
+    def label(sample):
+        return int(sample.data[1][sample.index])
+
+    @digits.metadata("ink")
+    def ink(sample):
+        return float(image(sample).mean())
+
+Functions take one :class:`Sample`, or, when declared with ``batched=True``, a
+:class:`Batch` of many samples of one subset and return arrays with one row per
+sample (metadata: a dict of such arrays). Batched functions are how a large
+dataset stays fast; per-sample functions are the simplest to write. Both kinds
+go through the same checks (``samplescope check``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from samplescope.errors import IntegrationError
+
+log = logging.getLogger(__name__)
+
+#: The subset names samplescope knows how to use. ``train`` and ``validation``
+#: are required; ``test`` and ``unlabeled`` are optional.
+SUBSET_NAMES = ("train", "validation", "test", "unlabeled")
+
+MetadataValue = float | int | str | bool | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Subset:
+    """A named population: its sample ids and whatever data the functions need.
+
+    ``ids`` are the user's own keys (ints or strings, unique within the subset);
+    a sample's ``index`` is its position in ``ids``.
+    """
+
+    ids: Sequence[Any]
+    data: Any = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One sample, as an integration function sees it."""
+
+    subset: str
+    index: int
+    id: Any
+    data: Any
+    state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """Many samples of one subset, for functions declared ``batched=True``."""
+
+    subset: str
+    indices: np.ndarray  # (B,) int64 positions in the subset
+    ids: list[Any]
+    data: Any
+    state: Any
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+@dataclasses.dataclass(frozen=True)
+class Function:
+    """A declared integration function and how to call it."""
+
+    kind: Literal["input", "ground_truth", "metadata", "visualizer"]
+    name: str
+    fn: Callable[..., Any]
+    batched: bool = False
+
+
+class Integration:
+    """A dataset declared for samplescope.
+
+    Parameters
+    ----------
+    name:
+        Short identifier, used in run folders and the web app.
+    classes:
+        Class names, in the order of the ground-truth class indices.
+    task:
+        Only ``"classification"`` for now.
+    version:
+        Bump it when the integration's outputs change; it is recorded in runs.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        classes: Sequence[str],
+        task: Literal["classification"] = "classification",
+        version: str = "1",
+    ) -> None:
+        if task != "classification":
+            raise IntegrationError(
+                f"task={task!r} is not supported yet; use task='classification'."
+            )
+        if not classes:
+            raise IntegrationError(f"Integration {name!r} declares no classes; pass classes=[...].")
+        self.name = name
+        self.classes = list(classes)
+        self.task = task
+        self.version = version
+        self.source: str | None = None  # file it was loaded from, set by the loader
+        self.module: str | None = None  # module name it was loaded as, set by the loader
+        self._preprocess: Callable[[], Any] | None = None
+        self._subsets: dict[str, Callable[[Any], Subset]] = {}
+        self.inputs: dict[str, Function] = {}
+        self.ground_truth_fn: Function | None = None
+        self.metadata_fns: dict[str, Function] = {}
+        self.visualizers: dict[str, Function] = {}
+        self._state: Any = None
+        self._state_ready = False
+        self._subset_cache: dict[str, Subset] = {}
+
+    # -- declaration (decorators) -------------------------------------------
+
+    def preprocess(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """Declare the state computed once (e.g. load arrays, class centroids)."""
+        self._preprocess = fn
+        return fn
+
+    def subset(self, name: str) -> Callable[[Callable[[Any], Subset]], Callable[[Any], Subset]]:
+        """Declare a subset: a function ``(state) -> Subset``."""
+        if name not in SUBSET_NAMES:
+            raise IntegrationError(
+                f"Subset name {name!r} is not one of {SUBSET_NAMES}; rename it."
+            )
+
+        def register(fn: Callable[[Any], Subset]) -> Callable[[Any], Subset]:
+            self._subsets[name] = fn
+            return fn
+
+        return register
+
+    def input(self, name: str = "input", *, batched: bool = False) -> Callable[[Callable], Callable]:
+        """Declare an input encoder: sample -> array (the model's input, no batch axis)."""
+        return self._register("input", name, batched, self.inputs)
+
+    def metadata(self, name: str, *, batched: bool = False) -> Callable[[Callable], Callable]:
+        """Declare metadata: sample -> scalar, or a dict of scalars (one column per key).
+
+        A dict's keys become the column names; a scalar's column is ``name``.
+        """
+        return self._register("metadata", name, batched, self.metadata_fns)
+
+    def visualizer(self, name: str = "image") -> Callable[[Callable], Callable]:
+        """Declare a visualizer: sample -> (H, W) or (H, W, 3) uint8/float image for people."""
+        return self._register("visualizer", name, False, self.visualizers)
+
+    @property
+    def ground_truth(self) -> Callable[[Callable], Callable]:
+        """Declare the ground-truth encoder: sample -> class index. Use as ``@x.ground_truth``."""
+
+        def register(fn: Callable) -> Callable:
+            self.ground_truth_fn = Function("ground_truth", fn.__name__, fn, False)
+            return fn
+
+        return register
+
+    def ground_truth_batched(self, fn: Callable) -> Callable:
+        """Like :attr:`ground_truth`, for a function of a :class:`Batch`."""
+        self.ground_truth_fn = Function("ground_truth", fn.__name__, fn, True)
+        return fn
+
+    def _register(self, kind: Any, name: str, batched: bool, table: dict[str, Function]):
+        def register(fn: Callable) -> Callable:
+            if name in table:
+                raise IntegrationError(f"{kind} {name!r} is declared twice; give each a unique name.")
+            table[name] = Function(kind, name, fn, batched)
+            return fn
+
+        return register
+
+    # -- use -----------------------------------------------------------------
+
+    @property
+    def state(self) -> Any:
+        """The preprocess state, computed on first use."""
+        if not self._state_ready:
+            if self._preprocess is not None:
+                self._state = _call("preprocess", self._preprocess)
+            self._state_ready = True
+        return self._state
+
+    @property
+    def subset_names(self) -> list[str]:
+        """Declared subsets, in the canonical order (train, validation, test, unlabeled)."""
+        return [n for n in SUBSET_NAMES if n in self._subsets]
+
+    def get_subset(self, name: str) -> Subset:
+        if name not in self._subsets:
+            raise IntegrationError(
+                f"Integration {self.name!r} has no subset {name!r}; it declares {self.subset_names}."
+            )
+        if name not in self._subset_cache:
+            sub = _call(f"subset {name!r}", self._subsets[name], self.state)
+            if not isinstance(sub, Subset):
+                raise IntegrationError(
+                    f"subset function for {name!r} returned {type(sub).__name__}; "
+                    "return samplescope.Subset(ids=..., data=...)."
+                )
+            self._subset_cache[name] = sub
+        return self._subset_cache[name]
+
+    @property
+    def input_name(self) -> str:
+        if not self.inputs:
+            raise IntegrationError(
+                f"Integration {self.name!r} declares no input; add an @{self.name}.input() function."
+            )
+        return next(iter(self.inputs))
+
+    def sample(self, subset: str, index: int) -> Sample:
+        sub = self.get_subset(subset)
+        return Sample(subset, int(index), sub.ids[int(index)], sub.data, self.state)
+
+    def batch(self, subset: str, indices: Sequence[int] | np.ndarray) -> Batch:
+        sub = self.get_subset(subset)
+        idx = np.asarray(indices, dtype=np.int64)
+        return Batch(subset, idx, [sub.ids[i] for i in idx], sub.data, self.state)
+
+    def iter_batches(self, subset: str, batch_size: int = 4096) -> Iterator[Batch]:
+        n = len(self.get_subset(subset))
+        for start in range(0, n, batch_size):
+            yield self.batch(subset, np.arange(start, min(start + batch_size, n)))
+
+    def encode_inputs(self, subset: str, indices: Sequence[int] | np.ndarray, name: str | None = None) -> np.ndarray:
+        """Encoded model inputs for many samples: (B, *input_shape) float32."""
+        fn = self.inputs[name or self.input_name]
+        return np.asarray(self._apply(fn, subset, indices), dtype=np.float32)
+
+    def encode_labels(self, subset: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Ground-truth class indices for many samples: (B,) int64."""
+        if self.ground_truth_fn is None:
+            raise IntegrationError(
+                f"Integration {self.name!r} declares no ground truth; add @{self.name}.ground_truth."
+            )
+        return np.asarray(self._apply(self.ground_truth_fn, subset, indices), dtype=np.int64)
+
+    def compute_metadata(self, subset: str, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
+        """Every metadata column for many samples, as ``{column: (B,) array}``."""
+        columns: dict[str, np.ndarray] = {}
+        for fn in self.metadata_fns.values():
+            columns.update(_as_columns(fn, self._apply(fn, subset, indices, stack=False), len(indices)))
+        return columns
+
+    def visualize(self, subset: str, index: int, name: str | None = None) -> np.ndarray:
+        """A picture of one sample for people: (H, W) or (H, W, 3) uint8."""
+        if not self.visualizers:
+            # Fall back to the input, assumed image-like.
+            x = self.encode_inputs(subset, [index])[0]
+            return to_uint8_image(x)
+        fn = self.visualizers[name or next(iter(self.visualizers))]
+        return to_uint8_image(np.asarray(_call(fn.name, fn.fn, self.sample(subset, index))))
+
+    def _apply(self, fn: Function, subset: str, indices: Sequence[int] | np.ndarray, stack: bool = True) -> Any:
+        if fn.batched:
+            return _call(fn.name, fn.fn, self.batch(subset, indices))
+        out = [_call(fn.name, fn.fn, self.sample(subset, int(i))) for i in indices]
+        if not stack:
+            return out
+        return np.stack([np.asarray(o) for o in out]) if out else np.empty((0,))
+
+    def identity(self) -> dict[str, Any]:
+        """What a run records about the integration it was made with."""
+        from samplescope.integration.loader import source_hash
+
+        return {
+            "name": self.name,
+            "version": self.version,
+            "classes": self.classes,
+            "source": self.source,
+            "hash": source_hash(self.source) if self.source else None,
+        }
+
+    def check(self, samples_per_subset: int = 8, seed: int = 0):
+        """Exercise every declared function on real samples; see :mod:`samplescope.integration.check`."""
+        from samplescope.integration.check import check_integration
+
+        return check_integration(self, samples_per_subset=samples_per_subset, seed=seed)
+
+    def __repr__(self) -> str:
+        return (
+            f"Integration({self.name!r}, classes={len(self.classes)}, subsets={self.subset_names}, "
+            f"inputs={list(self.inputs)}, metadata={list(self.metadata_fns)})"
+        )
+
+
+def _call(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except IntegrationError:
+        raise
+    except Exception as exc:  # the user's code failed: say which function and which sample
+        where = ""
+        if args and isinstance(args[0], Sample):
+            where = f" on sample {args[0].subset}[{args[0].index}] (id {args[0].id!r})"
+        elif args and isinstance(args[0], Batch):
+            where = f" on a batch of {len(args[0])} {args[0].subset} samples"
+        raise IntegrationError(
+            f"Integration function {name!r} raised {type(exc).__name__}: {exc}{where}. "
+            "Fix the function, then run `samplescope check` on the integration file."
+        ) from exc
+
+
+def _as_columns(fn: Function, value: Any, n: int) -> dict[str, np.ndarray]:
+    """Turn one metadata function's output for n samples into named columns."""
+    if fn.batched:
+        if isinstance(value, dict):
+            return {str(k): np.asarray(v) for k, v in value.items()}
+        return {fn.name: np.asarray(value)}
+    if n and isinstance(value[0], dict):
+        keys = list(value[0])
+        return {k: np.asarray([v.get(k) for v in value], dtype=object if _mixed(value, k) else None) for k in keys}
+    return {fn.name: np.asarray(value)}
+
+
+def _mixed(rows: list[dict[str, Any]], key: str) -> bool:
+    return any(r.get(key) is None for r in rows)
+
+
+def to_uint8_image(x: np.ndarray) -> np.ndarray:
+    """Make a (H, W) or (H, W, 3) uint8 picture from a CHW/HWC float or uint8 array."""
+    a = np.asarray(x)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = np.moveaxis(a, 0, -1)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.dtype != np.uint8:
+        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+        if lo >= 0.0 and hi <= 1.0:
+            a = a * 255.0
+        elif hi > lo and not (lo >= 0 and hi <= 255):
+            a = (a - lo) / (hi - lo) * 255.0
+        a = np.clip(np.round(a), 0, 255).astype(np.uint8)
+    return a

@@ -1,0 +1,77 @@
+"""Load an integration from a file path or a built-in name."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from samplescope.errors import IntegrationError
+
+#: Built-in integrations, by the name the CLI accepts.
+BUILTINS = {"mnist": "samplescope.integrations.mnist"}
+
+
+def load_integration(spec: str | Path):
+    """Load the :class:`~samplescope.Integration` declared in a Python file or built-in module.
+
+    ``spec`` is a built-in name (``"mnist"``), a path to a ``.py`` file, or a dotted
+    module name. The module must define exactly one ``Integration`` at top level
+    (or one named ``integration``).
+    """
+    from samplescope.integration.core import Integration
+
+    text = str(spec)
+    if text in BUILTINS:
+        module = importlib.import_module(BUILTINS[text])
+    elif text.endswith(".py") or Path(text).exists():
+        path = Path(text).resolve()
+        if not path.is_file():
+            raise IntegrationError(
+                f"Integration file {text!r} does not exist. Pass a path to a .py file "
+                f"or one of the built-ins: {sorted(BUILTINS)}."
+            )
+        name = f"samplescope_user_integration_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[name]
+            raise IntegrationError(
+                f"Integration file {text!r} failed to import: {type(exc).__name__}: {exc}. "
+                "Fix the error (run `python FILE` to see the traceback) and try again."
+            ) from exc
+    else:
+        try:
+            module = importlib.import_module(text)
+        except ImportError as exc:
+            raise IntegrationError(
+                f"Integration {text!r} is neither a built-in ({sorted(BUILTINS)}), "
+                f"an existing .py file, nor an importable module ({exc})."
+            ) from exc
+
+    found = [v for v in vars(module).values() if isinstance(v, Integration)]
+    chosen = getattr(module, "integration", None)
+    if not isinstance(chosen, Integration):
+        unique = list({id(v): v for v in found}.values())
+        if len(unique) != 1:
+            raise IntegrationError(
+                f"Integration module {text!r} defines {len(unique)} Integration objects; "
+                "define exactly one, or name the one to use `integration`."
+            )
+        chosen = unique[0]
+    chosen.source = str(Path(module.__file__).resolve()) if getattr(module, "__file__", None) else text
+    chosen.module = module.__name__
+    return chosen
+
+
+def source_hash(source: str | None) -> str | None:
+    """SHA-256 of an integration's source file, to tell when it changed since a run."""
+    if not source or not Path(source).is_file():
+        return None
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest()

@@ -1,0 +1,1 @@
+"""Built-in integrations, written with the public integration API only."""

@@ -1,0 +1,72 @@
+"""Encode an integration's subsets into arrays and the samples table."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from samplescope.integration.core import Integration
+
+log = logging.getLogger(__name__)
+
+
+def subset_sizes(integration: Integration, limit: int | None = None) -> dict[str, int]:
+    """How many samples of each subset a run uses (the first ``limit`` of each, if given)."""
+    sizes = {}
+    for name in integration.subset_names:
+        n = len(integration.get_subset(name))
+        sizes[name] = n if limit is None else min(n, limit)
+    return sizes
+
+
+def encode_subset(
+    integration: Integration, subset: str, n: int, batch_size: int = 4096, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (n, *shape) float32 and labels (n,) int64 (-1 when unlabeled)."""
+    xs, ys = [], []
+    for start in tqdm(range(0, n, batch_size), desc=f"encode {subset}", disable=not progress, leave=False):
+        idx = np.arange(start, min(start + batch_size, n))
+        xs.append(integration.encode_inputs(subset, idx))
+        ys.append(
+            np.full(len(idx), -1, np.int64) if subset == "unlabeled" else integration.encode_labels(subset, idx)
+        )
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def samples_table(
+    integration: Integration, sizes: dict[str, int], batch_size: int = 4096, progress: bool = False
+) -> pd.DataFrame:
+    """One row per sample: ids, subset, index, key, label and every metadata column."""
+    frames = []
+    offset = 0
+    total = sum(sizes.values())
+    bar = tqdm(total=total, desc="metadata", unit="sample", disable=not progress, leave=False)
+    for subset, n in sizes.items():
+        ids = integration.get_subset(subset).ids
+        for start in range(0, n, batch_size):
+            idx = np.arange(start, min(start + batch_size, n))
+            label = (
+                np.full(len(idx), -1, np.int64) if subset == "unlabeled" else integration.encode_labels(subset, idx)
+            )
+            cols = {
+                "sample_id": offset + idx,
+                "subset": subset,
+                "index": idx,
+                "key": [str(ids[i]) for i in idx],
+                "label": label,
+            }
+            for name, values in integration.compute_metadata(subset, idx).items():
+                if name in cols:  # a metadata column named like a built-in one
+                    if np.array_equal(np.asarray(cols[name]), np.asarray(values)):
+                        continue
+                    name = f"meta_{name}"
+                cols[name] = values
+            frames.append(pd.DataFrame(cols))
+            bar.update(len(idx))
+        offset += n
+    bar.close()
+    df = pd.concat(frames, ignore_index=True)
+    return df

@@ -1,0 +1,192 @@
+"""`samplescope train`: encode an integration, train the CNN, write a run.
+
+Checkpoints go to a hidden ``.<name>.partial`` folder beside the run, so
+``--resume`` can continue an interrupted job; the finished run is written to a
+temporary folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samplescope.errors import RunError
+from samplescope.integration.core import Integration
+from samplescope.integration.loader import load_integration
+from samplescope.pipeline.encode import encode_subset, samples_table, subset_sizes
+from samplescope.store import RunDatabase
+from samplescope.store.folder import RUN_JSON, atomic_folder, write_json
+
+log = logging.getLogger(__name__)
+
+
+def partial_dir(out: Path) -> Path:
+    """Where an unfinished training job keeps its checkpoints."""
+    return out.with_name(f".{out.name}.partial")
+
+
+def train_run(
+    integration: str | Path | Integration = "mnist",
+    out: str | Path = "runs/mnist",
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    limit: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train the default CNN on an integration and write the run folder ``out``."""
+    import torch
+
+    from samplescope.models.cnn import CNNConfig, SmallCNN
+    from samplescope.train.callbacks import ProgressBar
+    from samplescope.train.loop import TrainConfig, train
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise RunError(f"Output folder {out} already exists; pass --overwrite to replace it or choose another --out.")
+    integ = integration if isinstance(integration, Integration) else load_integration(integration)
+
+    overrides = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, threads=threads).items() if v}
+    config = dataclasses.replace(TrainConfig(), seed=seed, **overrides)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+
+    started = time.time()
+    sizes = subset_sizes(integ, limit)
+    x_train, y_train = encode_subset(integ, "train", sizes["train"], progress=progress)
+    x_val, y_val = encode_subset(integ, "validation", sizes["validation"], progress=progress)
+    if x_train.ndim != 4:
+        raise RunError(
+            f"The default CNN takes (C, H, W) image inputs; integration {integ.name!r} encodes shape "
+            f"{x_train.shape[1:]}. Bring your own model with samplescope.create_run()."
+        )
+    model_config = CNNConfig(
+        in_channels=x_train.shape[1], num_classes=len(integ.classes), input_size=x_train.shape[2]
+    )
+    torch.manual_seed(seed)
+    model = SmallCNN(model_config)
+
+    work = partial_dir(out)
+    if not resume and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    history = train(
+        model,
+        torch.from_numpy(x_train),
+        torch.from_numpy(y_train),
+        torch.from_numpy(x_val),
+        torch.from_numpy(y_val),
+        config,
+        callbacks=[ProgressBar(disable=not progress)],
+        checkpoint_dir=work,
+        resume=resume,
+    )
+    rows = history.to_rows()
+    final = [r for r in rows if r.get("kind") == "epoch"][-1] if rows else {}
+    train_seconds = time.time() - started
+
+    info: dict[str, Any] = {
+        "name": out.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "integration": integ.identity() | {"module": integ.module},
+        "model": {"class": "samplescope.models.cnn.SmallCNN", "config": dataclasses.asdict(model_config)},
+        "latent_layer": getattr(model, "latent_layer", None),
+        "gradcam_layer": getattr(model, "gradcam_layer", None),
+        "input_shape": list(x_train.shape[1:]),
+        "train_config": dataclasses.asdict(config),
+        "subsets": sizes,
+        "limit": limit,
+        "metrics": {"val_acc": final.get("val_acc"), "val_loss": final.get("val_loss")},
+        "train_seconds": round(train_seconds, 1),
+        "analysis": None,
+    }
+    write_run(out, integ, model, info, rows, sizes, overwrite=overwrite, progress=progress)
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def write_run(
+    out: Path,
+    integ: Integration,
+    model: Any,
+    info: dict[str, Any],
+    history_rows: list[dict[str, Any]],
+    sizes: dict[str, int],
+    overwrite: bool = False,
+    progress: bool = False,
+) -> None:
+    """Write weights, run.json, the samples table and history into ``out``, atomically."""
+    import torch
+
+    table = samples_table(integ, sizes, progress=progress)
+    with atomic_folder(out, overwrite=overwrite) as tmp:
+        if info["model"]["class"] == "samplescope.models.cnn.SmallCNN":
+            torch.save(model.state_dict(), tmp / "model.pt")
+        else:  # a user's own nn.Module: keep the whole object
+            torch.save(model, tmp / "model.pt")
+        with RunDatabase(tmp / "samples.duckdb", writable=True) as db:
+            db.write_samples(table)
+            db.write_history(history_rows)
+        write_json(tmp / RUN_JSON, info)
+    log.info("wrote run %s (%d samples)", out, len(table))
+
+
+def create_run(
+    integration: str | Path | Integration,
+    model: Any,
+    out: str | Path,
+    *,
+    latent_layer: str | None = None,
+    gradcam_layer: str | None = None,
+    limit: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Make a run from a model trained elsewhere: any ``nn.Module`` classifier with its weights loaded.
+
+    The model is saved whole (``torch.save(model)``), so its class must be importable
+    when the run is opened (define it in a module, or in the integration file).
+    """
+    import torch
+
+    from samplescope.analysis.inference import default_latent_layer, list_layers
+
+    integ = integration if isinstance(integration, Integration) else load_integration(integration)
+    if not isinstance(model, torch.nn.Module):
+        raise RunError(f"model is a {type(model).__name__}; pass a torch.nn.Module with its weights loaded.")
+    layers = list_layers(model)
+    for name, value in (("latent_layer", latent_layer), ("gradcam_layer", gradcam_layer)):
+        if value is not None and value not in layers:
+            from samplescope.errors import NotFoundError
+
+            raise NotFoundError(f"{name}={value!r} is not a layer of the model; its layers are: {layers}.")
+    sizes = subset_sizes(integ, limit)
+    x0 = integ.encode_inputs(integ.subset_names[0], np.arange(1))
+    info: dict[str, Any] = {
+        "name": Path(out).name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "integration": integ.identity() | {"module": integ.module},
+        "model": {"class": f"{type(model).__module__}.{type(model).__qualname__}", "config": None},
+        "latent_layer": latent_layer or default_latent_layer(model),
+        "gradcam_layer": gradcam_layer,
+        "input_shape": list(x0.shape[1:]),
+        "train_config": None,
+        "subsets": sizes,
+        "limit": limit,
+        "metrics": {},
+        "train_seconds": None,
+        "analysis": None,
+    }
+    write_run(Path(out), integ, model.eval(), info, [], sizes, overwrite=overwrite, progress=progress)
+    return Path(out)

@@ -1,0 +1,308 @@
+"""A run folder and the Python API over it: ``samplescope.open_run(path)``.
+
+The CLI, the server and the report all read runs through this class.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from samplescope.errors import NotFoundError, ParameterError, RunError
+from samplescope.store import RunDatabase
+from samplescope.store.folder import RUN_JSON, is_run, read_json
+
+log = logging.getLogger(__name__)
+
+HeatmapMethod = Literal["gradcam", "integrated_gradients", "saliency"]
+HEATMAP_METHODS: tuple[str, ...] = ("gradcam", "integrated_gradients", "saliency")
+LATENT_FILE = "latent.npy"
+GRADCAM_FILE = "heatmaps_gradcam.npy"
+
+
+def open_run(path: str | Path) -> Run:
+    """Open the run folder at ``path`` (written by ``samplescope train`` or ``create_run``)."""
+    return Run(path)
+
+
+class Run:
+    """A trained model, its dataset and (after ``analyze``) everything samplescope found."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise RunError(
+                f"Run folder {self.path} does not exist. Train one with `samplescope train --out {self.path}`."
+            )
+        if not is_run(self.path):
+            raise RunError(f"{self.path} is not a samplescope run (no {RUN_JSON}); train one into it first.")
+        self.info: dict[str, Any] = read_json(self.path / RUN_JSON)
+        self.db = RunDatabase(self.path / "samples.duckdb")
+        self._lock = threading.RLock()
+        self._heatmap_cache: OrderedDict[tuple[int, int, str], np.ndarray] = OrderedDict()
+
+    # -- identity ------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.info["integration"]["classes"])
+
+    @property
+    def subsets(self) -> list[str]:
+        return list(self.info["subsets"])
+
+    @property
+    def latent_layer(self) -> str | None:
+        analysis = self.info.get("analysis") or {}
+        return analysis.get("latent_layer") or self.info.get("latent_layer")
+
+    @property
+    def analyzed(self) -> bool:
+        return bool(self.info.get("analysis"))
+
+    def require_analysis(self) -> None:
+        if not self.analyzed:
+            raise RunError(
+                f"Run {self.path} has not been analysed yet; run `samplescope analyze {self.path}` first."
+            )
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, samples={len(self._frame())}, analyzed={self.analyzed})"
+
+    # -- tables --------------------------------------------------------------
+
+    @functools.cache  # noqa: B019 - one Run per folder; the cache lives as long as it does
+    def _frame(self) -> pd.DataFrame:
+        df = self.db.samples()
+        if not np.array_equal(df["sample_id"].to_numpy(), np.arange(len(df))):
+            raise RunError(f"{self.path}: sample ids are not 0..N-1; the run is damaged, train it again.")
+        return df
+
+    def samples(self, columns: list[str] | None = None, subset: str | None = None) -> pd.DataFrame:
+        """Every sample as a row (ids, subset, label, metadata, and analysis columns)."""
+        df = self._frame()
+        if columns is not None:
+            unknown = [c for c in columns if c not in df.columns]
+            if unknown:
+                raise NotFoundError(f"Unknown column(s) {unknown}; available: {sorted(df.columns)}.")
+            df = df[list(dict.fromkeys(["sample_id", *columns]))]
+        if subset is not None:
+            self._check_subset(subset)
+            df = df[self._frame()["subset"] == subset]
+        return df.copy()
+
+    def history(self) -> pd.DataFrame:
+        """Training curves: one row per evaluation (``kind`` is ``step`` or ``epoch``)."""
+        return self.db.history()
+
+    def metadata_columns(self) -> list[str]:
+        """Columns that came from the integration's metadata functions."""
+        analysis = set(self.info.get("analysis", {}) and self.info["analysis"].get("columns", []))
+        base = {"sample_id", "subset", "index", "key", "label"}
+        return [c for c in self._frame().columns if c not in base and c not in analysis]
+
+    def _check_subset(self, subset: str | None) -> None:
+        if subset is not None and subset not in self.subsets:
+            raise NotFoundError(f"Unknown subset {subset!r}; this run has {self.subsets}.")
+
+    def _row(self, sample_id: int) -> pd.Series:
+        df = self._frame()
+        sid = int(sample_id)
+        if not 0 <= sid < len(df):
+            raise NotFoundError(f"Sample id {sample_id} does not exist; ids run from 0 to {len(df) - 1}.")
+        return df.iloc[sid]
+
+    # -- model and inputs ----------------------------------------------------
+
+    @functools.cache  # noqa: B019
+    def integration(self):
+        """The integration the run was made with (warns when its source changed since)."""
+        from samplescope.integration.loader import load_integration, source_hash
+
+        ident = self.info["integration"]
+        spec = ident.get("module") if ident.get("module", "").startswith("samplescope.") else ident.get("source")
+        integ = load_integration(spec or ident["name"])
+        recorded, now = ident.get("hash"), source_hash(integ.source)
+        if recorded and now and recorded != now:
+            warnings.warn(
+                f"Integration {integ.source} changed since run {self.name} was made "
+                "(hash mismatch); inputs may differ from what the model was trained on.",
+                stacklevel=2,
+            )
+        return integ
+
+    @functools.cache  # noqa: B019
+    def model(self):
+        """The trained ``nn.Module``, in eval mode."""
+        import torch
+
+        weights = self.path / "model.pt"
+        if not weights.exists():
+            raise RunError(f"Run {self.path} has no model weights ({weights.name}); train the run again.")
+        spec = self.info["model"]
+        if spec["class"] == "samplescope.models.cnn.SmallCNN":
+            from samplescope.models.cnn import CNNConfig, SmallCNN
+
+            model = SmallCNN(CNNConfig(**spec["config"]))
+            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        else:
+            self.integration()  # a model class defined in the integration file must be importable
+            model = torch.load(weights, map_location="cpu", weights_only=False)
+        return model.eval()
+
+    def input(self, sample_id: int) -> np.ndarray:
+        """The encoded model input of one sample, as the model receives it, without the batch axis."""
+        row = self._row(sample_id)
+        return self.integration().encode_inputs(row["subset"], [int(row["index"])])[0]
+
+    def inputs(self, sample_ids: list[int] | np.ndarray) -> np.ndarray:
+        """Encoded inputs for many samples, (B, *input_shape) float32."""
+        df = self._frame()
+        ids = np.asarray(sample_ids, dtype=np.int64)
+        out = np.empty((len(ids), *self.info["input_shape"]), np.float32)
+        for subset in pd.unique(df["subset"].to_numpy()[ids]):
+            pos = np.flatnonzero(df["subset"].to_numpy()[ids] == subset)
+            out[pos] = self.integration().encode_inputs(subset, df["index"].to_numpy()[ids[pos]])
+        return out
+
+    def image(self, sample_id: int) -> np.ndarray:
+        """A picture of the sample for people: (H, W) or (H, W, 3) uint8."""
+        row = self._row(sample_id)
+        return self.integration().visualize(row["subset"], int(row["index"]))
+
+    # -- analysis ------------------------------------------------------------
+
+    @functools.cache  # noqa: B019
+    def latent(self) -> np.ndarray:
+        """Latent vectors (N, D) float32, rows aligned with :meth:`samples` (memory-mapped)."""
+        self.require_analysis()
+        return np.load(self.path / LATENT_FILE, mmap_mode="r")
+
+    @functools.cache  # noqa: B019
+    def _neighbors(self):
+        from samplescope.analysis.neighbors import NeighborIndex
+
+        return NeighborIndex(metric="cosine").fit(np.asarray(self.latent()))
+
+    def _subset_mask(self, subset: str | None) -> np.ndarray | None:
+        self._check_subset(subset)
+        return None if subset is None else (self._frame()["subset"] == subset).to_numpy()
+
+    def similar(self, sample_id: int, k: int = 10, subset: str | None = None) -> pd.DataFrame:
+        """The k samples the model considers most like ``sample_id`` (cosine similarity of latents)."""
+        self._row(sample_id)
+        _check_k(k)
+        rows, sims = self._neighbors().query(np.array([int(sample_id)]), k=k, mask=self._subset_mask(subset))
+        return self._neighbour_frame(rows[0], sims[0])
+
+    def similar_to_set(self, sample_ids: list[int], k: int = 10, subset: str | None = None) -> pd.DataFrame:
+        """The k samples most like a set of samples (excluding the set itself)."""
+        if len(sample_ids) == 0:
+            raise ParameterError("similar_to_set() needs at least one sample id.")
+        for s in sample_ids:
+            self._row(s)
+        _check_k(k)
+        rows, sims = self._neighbors().query_set(np.asarray(sample_ids, np.int64), k=k, mask=self._subset_mask(subset))
+        return self._neighbour_frame(rows, sims)
+
+    def _neighbour_frame(self, rows: np.ndarray, sims: np.ndarray) -> pd.DataFrame:
+        keep = rows >= 0
+        cols = [c for c in ("subset", "label", "prediction", "loss") if c in self._frame().columns]
+        out = self._frame().iloc[rows[keep]][["sample_id", *cols]].reset_index(drop=True)
+        out.insert(1, "similarity", sims[keep].astype(np.float32))
+        return out
+
+    def heatmap(self, sample_id: int, target: int | None = None, method: HeatmapMethod = "gradcam") -> np.ndarray:
+        """Which input pixels push the model towards class ``target`` (default: the prediction): (H, W)."""
+        row = self._row(sample_id)
+        if method not in HEATMAP_METHODS:
+            raise ParameterError(f"Unknown heatmap method {method!r}; choose one of {HEATMAP_METHODS}.")
+        n = len(self.classes)
+        if target is None:
+            target = int(row["prediction"]) if "prediction" in row else int(row["label"])
+        if not 0 <= int(target) < n:
+            raise ParameterError(f"Class index {target} is out of range; this run's classes are 0..{n - 1}.")
+        key = (int(sample_id), int(target), method)
+        with self._lock:
+            if key in self._heatmap_cache:
+                self._heatmap_cache.move_to_end(key)
+                return self._heatmap_cache[key]
+        value = self._precomputed_gradcam(row, int(target)) if method == "gradcam" else None
+        if value is None:
+            value = self._attribution(method).attribute(self.input(sample_id), target=int(target))
+        value = np.asarray(value, dtype=np.float32)
+        with self._lock:
+            self._heatmap_cache[key] = value
+            while len(self._heatmap_cache) > 2048:
+                self._heatmap_cache.popitem(last=False)
+        return value
+
+    @functools.cache  # noqa: B019
+    def _attribution(self, method: str):
+        from samplescope.analysis.attribution import Attribution
+
+        layer = self.info.get("gradcam_layer") if method == "gradcam" else None
+        with self._lock:
+            return Attribution(self.model(), method=method, layer=layer)
+
+    @functools.cache  # noqa: B019
+    def _gradcam_store(self) -> np.ndarray | None:
+        path = self.path / GRADCAM_FILE
+        return np.load(path, mmap_mode="r") if path.exists() else None
+
+    def _precomputed_gradcam(self, row: pd.Series, target: int) -> np.ndarray | None:
+        store = self._gradcam_store()
+        if store is None or "prediction" not in row:
+            return None
+        sid = int(row["sample_id"])
+        if target == int(row["prediction"]):
+            return np.asarray(store[sid, 0], np.float32)
+        if target == int(row["label"]):
+            return np.asarray(store[sid, 1], np.float32)
+        return None
+
+    def insights(self, kind: str | None = None) -> list[Any]:
+        """What the insight finders found, most severe first."""
+        from samplescope.analysis.insights.base import Insight
+
+        self.require_analysis()
+        found = [Insight(**d) for d in self.db.insights()]
+        return [i for i in found if kind is None or i.kind == kind]
+
+    def aggregate(
+        self, x: str, y: str = "loss", by: str | None = None, subset: str | None = None, bins: int = 10
+    ) -> pd.DataFrame:
+        """Mean of ``y`` (loss, correct = accuracy, count, or any numeric column) per bin/group of ``x``."""
+        from samplescope.analysis.metrics import aggregate
+
+        return aggregate(self.samples(subset=subset), x=x, y=y, by=by, bins=bins)
+
+    def metrics(self, subset: str = "validation") -> dict[str, Any]:
+        """Accuracy, mean loss, per-class precision/recall and the confusion matrix of one subset."""
+        from samplescope.analysis.metrics import classification_metrics
+
+        self.require_analysis()
+        df = self.samples(subset=subset)
+        return classification_metrics(
+            df["label"].to_numpy(), df["prediction"].to_numpy(), df["loss"].to_numpy(), len(self.classes)
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _check_k(k: int) -> None:
+    if not 1 <= int(k) <= 1000:
+        raise ParameterError(f"k={k} is out of range; ask for 1 to 1000 neighbours.")

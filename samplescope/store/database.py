@@ -1,0 +1,206 @@
+"""One class owns a run's DuckDB database; nothing else imports duckdb.
+
+Tables:
+
+- ``samples``: one row per sample, from the integration: ``sample_id`` (unique
+  across subsets), ``subset``, ``index`` (position in its subset), ``key`` (the
+  integration's own id, as text), ``label`` and every metadata column.
+- ``analysis``: one row per sample, from ``samplescope analyze``: predictions,
+  loss, confidence, margin, correctness, probabilities, map position, cluster...
+- ``history``: training curves, one row per evaluation.
+- ``insights``: what the insight finders found.
+- ``meta``: key/value pairs, among them the schema version.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from samplescope.errors import NotFoundError, RunError
+
+SCHEMA_VERSION = 1
+FILENAME = "samples.duckdb"
+
+
+class RunDatabase:
+    """A run's database. Open read-only to read, ``writable=True`` to write."""
+
+    def __init__(self, path: str | Path, writable: bool = False) -> None:
+        self.path = Path(path)
+        if not writable and not self.path.exists():
+            raise RunError(f"Database {self.path} does not exist; is this a samplescope run folder?")
+        try:
+            self._conn = duckdb.connect(str(self.path), read_only=not writable)
+        except duckdb.Error as exc:
+            raise RunError(f"Cannot open database {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+        self.writable = writable
+        if writable:
+            self._conn.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    # -- plumbing ------------------------------------------------------------
+
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        # One cursor per use: a DuckDB connection is not safe to share between threads.
+        with self._lock:
+            cur = self._conn.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> RunDatabase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def tables(self) -> list[str]:
+        with self._cursor() as cur:
+            return [r[0] for r in cur.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+
+    def _replace_table(self, name: str, df: pd.DataFrame) -> None:
+        with self._cursor() as cur:
+            cur.register("incoming", df)
+            cur.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM incoming')
+            cur.unregister("incoming")
+
+    # -- meta ----------------------------------------------------------------
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._cursor() as cur:
+            cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+    def meta(self, key: str) -> str | None:
+        with self._cursor() as cur:
+            row = cur.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else row[0]
+
+    # -- samples -------------------------------------------------------------
+
+    def write_samples(self, df: pd.DataFrame) -> None:
+        """Replace the samples table; ``df`` must have a unique ``sample_id`` column."""
+        _require_unique_ids(df, "samples")
+        self._replace_table("samples", df)
+
+    def write_analysis(self, df: pd.DataFrame) -> None:
+        """Replace the analysis table (one row per sample, keyed by ``sample_id``)."""
+        _require_unique_ids(df, "analysis")
+        self._replace_table("analysis", df)
+
+    def has_analysis(self) -> bool:
+        return "analysis" in self.tables()
+
+    def columns(self) -> dict[str, str]:
+        """Every readable sample column and its DuckDB type."""
+        out: dict[str, str] = {}
+        for table in ("samples", "analysis"):
+            if table in self.tables():
+                with self._cursor() as cur:
+                    for name, dtype, *_ in cur.execute(f'DESCRIBE "{table}"').fetchall():
+                        out.setdefault(name, dtype)
+        return out
+
+    def samples(self, columns: list[str] | None = None, subset: str | None = None) -> pd.DataFrame:
+        """Samples joined with their analysis, ordered by ``sample_id``."""
+        available = self.columns()
+        if columns is not None:
+            unknown = [c for c in columns if c not in available]
+            if unknown:
+                raise NotFoundError(
+                    f"Unknown column(s) {unknown}; available columns: {sorted(available)}."
+                )
+            wanted = list(dict.fromkeys(["sample_id", *columns]))
+        else:
+            wanted = list(available)
+        select = ", ".join(f'"{c}"' for c in wanted)
+        source = "samples"
+        if self.has_analysis():
+            source = "samples LEFT JOIN analysis USING (sample_id)"
+        sql = f"SELECT {select} FROM {source}"
+        params: list[Any] = []
+        if subset is not None:
+            sql += " WHERE subset = ?"
+            params.append(subset)
+        sql += " ORDER BY sample_id"
+        with self._cursor() as cur:
+            return cur.execute(sql, params).df()
+
+    def count(self) -> int:
+        with self._cursor() as cur:
+            return int(cur.execute("SELECT count(*) FROM samples").fetchone()[0])
+
+    # -- history -------------------------------------------------------------
+
+    def write_history(self, rows: list[dict[str, Any]]) -> None:
+        self._replace_table("history", pd.DataFrame(rows))
+
+    def history(self) -> pd.DataFrame:
+        if "history" not in self.tables():
+            return pd.DataFrame()
+        with self._cursor() as cur:
+            return cur.execute('SELECT * FROM history').df()
+
+    # -- insights ------------------------------------------------------------
+
+    def write_insights(self, insights: list[dict[str, Any]]) -> None:
+        rows = [
+            {
+                "rank": i,
+                "kind": d["kind"],
+                "severity": float(d["severity"]),
+                "title": d.get("title", ""),
+                "text": d["text"],
+                "sample_ids": json.dumps([int(s) for s in d["sample_ids"]]),
+                "details": json.dumps(d.get("details", {}), default=_json_default),
+            }
+            for i, d in enumerate(insights)
+        ]
+        df = pd.DataFrame(rows, columns=["rank", "kind", "severity", "title", "text", "sample_ids", "details"])
+        self._replace_table("insights", df)
+
+    def insights(self) -> list[dict[str, Any]]:
+        if "insights" not in self.tables():
+            return []
+        with self._cursor() as cur:
+            df = cur.execute("SELECT * FROM insights ORDER BY rank").df()
+        return [
+            {
+                "kind": r.kind,
+                "severity": float(r.severity),
+                "title": r.title,
+                "text": r.text,
+                "sample_ids": json.loads(r.sample_ids),
+                "details": json.loads(r.details),
+            }
+            for r in df.itertuples()
+        ]
+
+
+def _require_unique_ids(df: pd.DataFrame, table: str) -> None:
+    if "sample_id" not in df.columns:
+        raise RunError(f"Cannot write {table}: the frame has no sample_id column.")
+    if df["sample_id"].duplicated().any():
+        dup = df.loc[df["sample_id"].duplicated(), "sample_id"].iloc[0]
+        raise RunError(f"Cannot write {table}: sample_id {dup} appears more than once.")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
