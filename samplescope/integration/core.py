@@ -189,14 +189,14 @@ class Integration:
         """Declare the ground-truth encoder: sample -> class index. Use as ``@x.ground_truth``."""
 
         def register(fn: Callable) -> Callable:
-            self.ground_truth_fn = Function("ground_truth", fn.__name__, fn, False)
+            self.ground_truth_fn = Function("ground_truth", _name_of(fn, "ground_truth"), fn, False)
             return fn
 
         return register
 
     def ground_truth_batched(self, fn: Callable) -> Callable:
         """Like :attr:`ground_truth`, for a function of a :class:`Batch`."""
-        self.ground_truth_fn = Function("ground_truth", fn.__name__, fn, True)
+        self.ground_truth_fn = Function("ground_truth", _name_of(fn, "ground_truth"), fn, True)
         return fn
 
     def _register(self, kind: Any, name: str, batched: bool, table: dict[str, Function]):
@@ -321,6 +321,11 @@ class Integration:
             f"Integration({self.name!r}, classes={len(self.classes)}, subsets={self.subset_names}, "
             f"inputs={list(self.inputs)}, metadata={list(self.metadata_fns)})"
         )
+
+
+def _name_of(fn: Callable[..., Any], default: str) -> str:
+    name = getattr(fn, "__name__", default)
+    return default if name == "<lambda>" else name
 
 
 def _call(name: str, fn: Callable[..., Any], *args: Any) -> Any:

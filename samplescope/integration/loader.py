@@ -11,7 +11,7 @@ from pathlib import Path
 from samplescope.errors import IntegrationError
 
 #: Built-in integrations, by the name the CLI accepts.
-BUILTINS = {"mnist": "samplescope.integrations.mnist"}
+BUILTINS = {"mnist": "samplescope.integrations.mnist", "digits": "samplescope.integrations.digits"}
 
 
 def load_integration(spec: str | Path):

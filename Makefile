@@ -1,0 +1,39 @@
+# The two set-up commands: `make demo` (the main job) and `make test` (the whole test suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8765
+
+.PHONY: demo test install browser bench lint clean
+
+$(BIN)/samplescope: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+install: $(BIN)/samplescope
+
+## fetch MNIST, train the CNN, analyse every sample, serve the web app on 127.0.0.1:$(PORT)
+demo: install
+	$(BIN)/samplescope demo --out runs/mnist --port $(PORT)
+
+## the whole test suite, browser tests included (installs Debian's chromium when missing and root)
+test: install browser
+	$(BIN)/python -m pytest
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: Debian's chromium is missing; browser tests need 'sudo apt-get install chromium'"; fi; }
+
+bench: install
+	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/analyze_speed.py runs/mnist
+	$(BIN)/python bench/serve_speed.py runs/mnist
+
+lint: install
+	$(BIN)/ruff check samplescope tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache tests/_artifacts

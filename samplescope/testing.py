@@ -1,0 +1,36 @@
+"""Helpers for tests (samplescope's own, and yours): a small, fully analysed run.
+
+``make_tiny_run`` trains the default CNN briefly on scikit-learn's bundled 8x8
+digits (no download) and analyses it, so tests of the server, the report or a
+user's own code have a real run to read in seconds.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+_CACHE: dict[tuple[int, int], Path] = {}
+
+
+def make_tiny_run(path: str | Path, epochs: int = 3, seed: int = 0, heatmaps: str = "none") -> Path:
+    """Train and analyse a small digits run at ``path`` and return it.
+
+    Built once per process and copied after that (the copy is cheap).
+    """
+    from samplescope.pipeline.analyze import analyze_run
+    from samplescope.pipeline.train import train_run
+
+    path = Path(path)
+    key = (epochs, seed)
+    cached = _CACHE.get(key)
+    if cached is not None and cached.exists() and heatmaps == "none":
+        shutil.copytree(cached, path)
+        return path
+    train_run("digits", path, epochs=epochs, seed=seed, batch_size=64, progress=False)
+    analyze_run(path, seed=seed, heatmaps=heatmaps, progress=False)
+    if heatmaps == "none":
+        keep = path.with_name(f".{path.name}.tiny-cache")
+        shutil.copytree(path, keep)
+        _CACHE[key] = keep
+    return path

@@ -1,0 +1,52 @@
+"""Shared fixtures: the local MNIST mirror and a session-wide data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def mirror_path() -> Path | None:
+    """The local MNIST mirror: $SAMPLESCOPE_MNIST_MIRROR, else ../shared/data/mnist beside the repo."""
+    env = os.environ.get("SAMPLESCOPE_MNIST_MIRROR")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared" / "data" / "mnist")
+    return next((p for p in candidates if p.is_dir()), None)
+
+
+@pytest.fixture(scope="session")
+def mnist_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Fetch MNIST once per session into a temp data dir and point samplescope at it.
+
+    From the local mirror when there is one; otherwise through the project's own
+    fetcher and its public sources.
+    """
+    from samplescope.data.mnist import fetch_mnist
+
+    data_dir = tmp_path_factory.mktemp("mnist-data")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SAMPLESCOPE_DATA_DIR", str(data_dir))
+    mirror = mirror_path()
+    if mirror is not None:
+        mp.setenv("SAMPLESCOPE_MNIST_MIRROR", str(mirror))
+    fetch_mnist(progress=False)
+    yield data_dir
+    mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tests are CPU-only and small: one torch thread keeps them predictable on 2 cores."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
