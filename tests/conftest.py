@@ -19,6 +19,17 @@ def mirror_path() -> Path | None:
 
 
 @pytest.fixture(scope="session")
+def mnist_mirror() -> Path:
+    """The local mirror itself (tests of the fetcher); skipped only where none exists."""
+    path = mirror_path()
+    if path is None:
+        if os.environ.get("SAMPLESCOPE_REQUIRE_DATA") == "1":
+            pytest.fail("no local MNIST mirror: set SAMPLESCOPE_MNIST_MIRROR to a folder with the IDX files")
+        pytest.skip("no local MNIST mirror (set SAMPLESCOPE_MNIST_MIRROR)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def mnist_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Fetch MNIST once per session into a temp data dir and point samplescope at it.
 
