@@ -55,6 +55,8 @@ def train_run(
     out = Path(out)
     if out.exists() and not overwrite:
         raise RunError(f"Output folder {out} already exists; pass --overwrite to replace it or choose another --out.")
+    work = partial_dir(out)
+    _prepare_workdir(work, resume)
     integ = integration if isinstance(integration, Integration) else load_integration(integration)
 
     overrides = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, threads=threads).items() if v}
@@ -77,10 +79,6 @@ def train_run(
     torch.manual_seed(seed)
     model = SmallCNN(model_config)
 
-    work = partial_dir(out)
-    if not resume and work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
     history = train(
         model,
         torch.from_numpy(x_train),
@@ -114,6 +112,28 @@ def train_run(
     write_run(out, integ, model, info, rows, sizes, overwrite=overwrite, progress=progress)
     shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def _prepare_workdir(work: Path, resume: bool) -> None:
+    """Make the checkpoint folder, failing early (before any training) when it can't be written."""
+    from samplescope.errors import CheckpointError
+
+    if resume and not (work / "checkpoint.pt").exists():
+        raise CheckpointError(
+            f"Cannot resume: no checkpoint at {work / 'checkpoint.pt'} (an interrupted run of the same "
+            "--out leaves one). Drop --resume to start afresh."
+        )
+    try:
+        if not resume and work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        probe = work / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(
+            f"Cannot write to {work.parent}: {exc.strerror}. Choose a writable --out folder."
+        ) from exc
 
 
 def write_run(
