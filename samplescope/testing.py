@@ -10,25 +10,29 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-_CACHE: dict[tuple[int, int], Path] = {}
+_CACHE: dict[tuple[int, int, str], Path] = {}
 
 
-def make_tiny_run(path: str | Path, epochs: int = 3, seed: int = 0, heatmaps: str = "none") -> Path:
+def make_tiny_run(
+    path: str | Path, epochs: int = 8, seed: int = 0, heatmaps: str = "none", projection: str = "pca"
+) -> Path:
     """Train and analyse a small digits run at ``path`` and return it.
 
-    Built once per process and copied after that (the copy is cheap).
+    Built once per process and copied after that (the copy is cheap). The map uses
+    PCA by default because it needs no JIT warm-up; pass ``projection="umap"`` for
+    the default analysis.
     """
     from samplescope.pipeline.analyze import analyze_run
     from samplescope.pipeline.train import train_run
 
     path = Path(path)
-    key = (epochs, seed)
+    key = (epochs, seed, projection)
     cached = _CACHE.get(key)
     if cached is not None and cached.exists() and heatmaps == "none":
         shutil.copytree(cached, path)
         return path
     train_run("digits", path, epochs=epochs, seed=seed, batch_size=64, progress=False)
-    analyze_run(path, seed=seed, heatmaps=heatmaps, progress=False)
+    analyze_run(path, seed=seed, heatmaps=heatmaps, projection=projection, progress=False)
     if heatmaps == "none":
         keep = path.with_name(f".{path.name}.tiny-cache")
         shutil.copytree(path, keep)

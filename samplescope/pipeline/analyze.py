@@ -178,12 +178,15 @@ def _insights(run: Run, integ: Any, samples: pd.DataFrame, latent: np.ndarray, s
     )
     finders = default_finders(random_state=seed)
     found = find_insights(ctx, finders=finders, progress=progress)
+    # per-sample state the finders learned becomes columns users can colour and sort by
+    columns = {"LowPerformanceClusters": ("cluster_labels_", "cluster"),
+               "LikelyMislabels": ("scores_", "mislabel_score"), "Outliers": ("scores_", "outlier_score")}
     extra: dict[str, np.ndarray] = {}
     for finder in finders:
-        for attr, column in (("cluster_labels_", "cluster"), ("scores_", None)):
-            value = getattr(finder, attr, None)
-            if value is not None and len(value) == len(samples):
-                extra[column or f"{finder.column_prefix}_score"] = np.asarray(value)
+        attr, column = columns.get(type(finder).__name__, (None, None))
+        value = getattr(finder, attr, None) if attr else None
+        if value is not None and len(value) == len(samples):
+            extra[column] = np.asarray(value)
     return found, extra
 
 
