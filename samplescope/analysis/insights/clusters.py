@@ -1,0 +1,453 @@
+"""Regions of the latent space where the model fails more often than elsewhere.
+
+The latent vectors are scaled to unit length and clustered with spherical
+k-means (faiss; ~20x faster than scikit-learn's MiniBatchKMeans at 70,000 x 128
+and just as seedable). Many small clusters (about 700 samples each on MNIST,
+``n_clusters="auto"``) let a small failure mode dominate its own cluster rather
+than being diluted in a class-sized one.
+
+A cluster is reported when, over its labelled samples,
+
+- its error rate is at least ``min_ratio`` times the overall rate, it has at
+  least ``min_errors`` errors, and a one-sided binomial test against the overall
+  rate gives p < ``alpha / n_clusters`` (Bonferroni over the clusters), or
+- its mean loss is at least ``min_ratio`` times the overall mean loss with a
+  one-sided t-test p < ``alpha / n_clusters``.
+
+Each is described by its main labels, the metadata columns that best separate
+it from the rest (standardised effect: Cohen's d for numbers, Cohen's h for
+proportions; at most two with |effect| >= ``min_effect``) and its most frequent
+(label, prediction) confusion.
+
+``overfitting`` insights compare a cluster's held-out mean loss with its
+training mean loss: reported when the ratio is at least ``overfit_ratio`` and
+twice the ratio over all samples (the model overfits *here* more than
+elsewhere), the gap exceeds the overall held-out mean loss, both subsets have
+``min_size`` samples in the cluster and a Welch t-test gives p < alpha / n_clusters.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from samplescope.analysis.insights.base import (
+    Insight,
+    InsightContext,
+    InsightFinder,
+    one_sided_p,
+    ordered_ids,
+    pct,
+    saturate,
+    seed_for,
+)
+from samplescope.errors import SamplescopeError
+
+__all__ = ["LowPerformanceClusters", "describe_metadata"]
+
+logger = logging.getLogger(__name__)
+
+
+class LowPerformanceClusters(InsightFinder):
+    """Find latent clusters with high error rate or loss, and overfit clusters.
+
+    Attributes (after :meth:`find`)
+    -------------------------------
+    cluster_labels_: (N,) int cluster of every row, 0 = largest cluster.
+    n_clusters_: the number of clusters used.
+    cluster_table_: one row per cluster: n, n_labelled, errors, error_rate, mean_loss, p_value.
+    """
+
+    kinds = ("low_performance_cluster", "overfitting")
+    column_prefix = "cluster"
+
+    def __init__(
+        self,
+        n_clusters: int | Literal["auto"] = "auto",
+        min_ratio: float = 2.0,
+        min_size: int = 20,
+        min_errors: int = 5,
+        alpha: float = 0.01,
+        min_effect: float = 0.5,
+        overfit_ratio: float = 3.0,
+        max_insights: int = 10,
+        max_sample_ids: int = 500,
+        random_state: int | None = None,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.min_ratio = min_ratio
+        self.min_size = min_size
+        self.min_errors = min_errors
+        self.alpha = alpha
+        self.min_effect = min_effect
+        self.overfit_ratio = overfit_ratio
+        self.max_insights = max_insights
+        self.max_sample_ids = max_sample_ids
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ verb
+
+    def find(self, ctx: InsightContext) -> list[Insight]:
+        k = self._resolve_n_clusters(ctx)
+        self.cluster_labels_ = _spherical_kmeans(
+            ctx.unit_latent, k, seed_for(self.random_state, ctx)
+        )
+        self.n_clusters_ = k
+        table = self._cluster_table(ctx)
+        self.cluster_table_ = table
+        insights = self._low_performance(ctx, table)[: self.max_insights]
+        insights += self._overfitting(ctx)[: self.max_insights]
+        return insights
+
+    # ------------------------------------------------------------------ clustering
+
+    def _resolve_n_clusters(self, ctx: InsightContext) -> int:
+        n = ctx.n_rows
+        if self.n_clusters == "auto":
+            # ~700 samples a cluster, at least two per class, at most 100
+            k = int(np.clip(n // 700, max(8, 2 * len(ctx.class_names)), 100))
+            k = min(k, max(1, n // max(1, self.min_size)))
+        elif isinstance(self.n_clusters, (int, np.integer)) and self.n_clusters >= 1:
+            k = int(self.n_clusters)
+        else:
+            raise SamplescopeError(
+                f"LowPerformanceClusters(n_clusters={self.n_clusters!r}): "
+                "use 'auto' or an int >= 1."
+            )
+        if k > n:
+            raise SamplescopeError(
+                f"LowPerformanceClusters(n_clusters={k}) exceeds the {n} samples."
+            )
+        return k
+
+    def _cluster_table(self, ctx: InsightContext) -> pd.DataFrame:
+        k, labels, lab = self.n_clusters_, self.cluster_labels_, ctx.labelled
+        n = np.bincount(labels, minlength=k)
+        n_lab = np.bincount(labels[lab], minlength=k)
+        errors = np.bincount(labels[ctx.errors], minlength=k)
+        loss_sum = np.bincount(labels[lab], weights=ctx.losses[lab], minlength=k)
+        p0 = ctx.errors.sum() / max(1, lab.sum())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = np.where(n_lab > 0, errors / np.maximum(n_lab, 1), np.nan)
+            mean_loss = np.where(n_lab > 0, loss_sum / np.maximum(n_lab, 1), np.nan)
+        p_value = stats.binom.sf(errors - 1, n_lab, p0) if p0 > 0 else np.ones(k)
+        return pd.DataFrame(
+            {
+                "cluster": np.arange(k),
+                "n": n,
+                "n_labelled": n_lab,
+                "errors": errors,
+                "error_rate": rate,
+                "loss_sum": loss_sum,
+                "mean_loss": mean_loss,
+                "p_value": p_value,
+            }
+        )
+
+    # ------------------------------------------------------------------ low performance
+
+    def _low_performance(self, ctx: InsightContext, table: pd.DataFrame) -> list[Insight]:
+        lab = ctx.labelled
+        n_lab_all = int(lab.sum())
+        if n_lab_all == 0:
+            return []
+        total_errors = int(ctx.errors.sum())
+        p0 = total_errors / n_lab_all
+        total_loss = float(ctx.losses[lab].sum())
+        loss0 = total_loss / n_lab_all
+        cutoff = self.alpha / self.n_clusters_
+        insights = []
+        for row in table.itertuples(index=False):
+            if row.n_labelled < self.min_size:
+                continue
+            by_errors = (
+                p0 > 0
+                and row.errors >= self.min_errors
+                and row.error_rate >= self.min_ratio * p0
+                and row.p_value < cutoff
+            )
+            members = np.flatnonzero((self.cluster_labels_ == row.cluster) & lab)
+            by_loss = False
+            loss_p = 1.0
+            if loss0 > 0 and row.mean_loss >= self.min_ratio * loss0:
+                loss_p = one_sided_p(
+                    stats.ttest_1samp, ctx.losses[members], loss0, alternative="greater"
+                )
+                by_loss = loss_p < cutoff
+            if not (by_errors or by_loss):
+                continue
+            sev_err = sev_loss = 0.0
+            if by_errors:
+                share = max(0.0, row.errors - row.n_labelled * p0) / total_errors
+                sev_err = saturate(share, 0.1) * (1 - p0 / row.error_rate)
+            if by_loss:
+                share = max(0.0, row.loss_sum - row.n_labelled * loss0) / total_loss
+                sev_loss = saturate(share, 0.1) * (1 - loss0 / row.mean_loss)
+            insights.append(
+                self._describe(ctx, row, p0, loss0, by_errors, max(sev_err, sev_loss), loss_p)
+            )
+        insights.sort(key=lambda i: -i.severity)
+        return insights
+
+    def _describe(
+        self,
+        ctx: InsightContext,
+        row: Any,
+        p0: float,
+        loss0: float,
+        by_errors: bool,
+        severity: float,
+        loss_p: float,
+    ) -> Insight:
+        c = int(row.cluster)
+        mask = self.cluster_labels_ == c
+        composition, label_shares = _composition(ctx, mask)
+        meta = describe_metadata(ctx, mask, min_effect=self.min_effect)
+        confusion = _top_confusion(ctx, mask)
+        if by_errors:
+            text = (
+                f"Cluster {c} ({row.n:,} samples, {composition}) has {pct(row.error_rate)} errors "
+                f"vs {pct(p0)} overall"
+            )
+        else:
+            text = (
+                f"Cluster {c} ({row.n:,} samples, {composition}) has mean loss "
+                f"{row.mean_loss:.3g} vs {loss0:.3g} overall ({pct(row.error_rate)} errors "
+                f"vs {pct(p0)})"
+            )
+        if meta:
+            text += "; its samples have " + " and ".join(m["phrase"] for m in meta)
+        if confusion:
+            text += (
+                f"; {confusion['label_name']} is confused with {confusion['prediction_name']} "
+                f"({confusion['count']} of {row.errors} errors)"
+            )
+        text += "."
+        lift = row.errors / max(p0 * row.n_labelled, 1e-12)
+        title = f"Cluster {c}: {pct(row.error_rate)} errors ({lift:.1f}x)"
+        if not by_errors:
+            title = f"Cluster {c}: mean loss {row.mean_loss / max(loss0, 1e-12):.1f}x overall"
+        details = {
+            "cluster": c,
+            "n_samples": int(row.n),
+            "n_labelled": int(row.n_labelled),
+            "errors": int(row.errors),
+            "error_rate": float(row.error_rate),
+            "overall_error_rate": p0,
+            "error_ratio": float(row.error_rate / p0) if p0 > 0 else None,
+            "mean_loss": float(row.mean_loss),
+            "overall_mean_loss": loss0,
+            "error_p_value": float(row.p_value),
+            "loss_p_value": loss_p,
+            "labels": label_shares,
+            "metadata": [{k: v for k, v in m.items() if k != "phrase"} for m in meta],
+            "confusion": confusion,
+        }
+        ids = ordered_ids(ctx, np.flatnonzero(mask), self.max_sample_ids)
+        return Insight("low_performance_cluster", severity, ids, text, title, details)
+
+    # ------------------------------------------------------------------ overfitting
+
+    def _overfitting(self, ctx: InsightContext) -> list[Insight]:
+        lab = ctx.labelled
+        train = lab & ctx.train_mask
+        held = lab & ~ctx.train_mask
+        if train.sum() < self.min_size or held.sum() < self.min_size:
+            return []
+        loss = ctx.losses
+        lt0, lh0 = float(loss[train].mean()), float(loss[held].mean())
+        tiny = 1e-12
+        gap0 = lh0 / max(lt0, tiny)
+        cutoff = self.alpha / self.n_clusters_
+        total_held_loss = float(loss[held].sum())
+        insights = []
+        for c in range(self.n_clusters_):
+            in_c = self.cluster_labels_ == c
+            t_rows, h_rows = np.flatnonzero(in_c & train), np.flatnonzero(in_c & held)
+            if len(t_rows) < self.min_size or len(h_rows) < self.min_size:
+                continue
+            lt, lh = float(loss[t_rows].mean()), float(loss[h_rows].mean())
+            ratio = lh / max(lt, tiny)
+            if ratio < max(self.overfit_ratio, 2 * gap0) or lh - lt < lh0:
+                continue
+            p = one_sided_p(
+                stats.ttest_ind, loss[h_rows], loss[t_rows], equal_var=False, alternative="greater"
+            )
+            if not p < cutoff:
+                continue
+            excess = len(h_rows) * (lh - gap0 * lt)
+            severity = saturate(excess / max(total_held_loss, tiny), 0.1) * (1 - gap0 / ratio)
+            composition, label_shares = _composition(ctx, in_c)
+            err_t = float(ctx.errors[t_rows].mean())
+            err_h = float(ctx.errors[h_rows].mean())
+            text = (
+                f"Cluster {c} ({int(in_c.sum()):,} samples, {composition}) looks overfit: "
+                "mean loss "
+                f"{lh:.3g} on held-out samples vs {lt:.3g} on training ({ratio:.1f}x, against "
+                f"{gap0:.1f}x overall); errors {pct(err_h)} vs {pct(err_t)}."
+            )
+            details = {
+                "cluster": c,
+                "n_train": len(t_rows),
+                "n_held_out": len(h_rows),
+                "train_mean_loss": lt,
+                "held_out_mean_loss": lh,
+                "ratio": ratio,
+                "overall_ratio": gap0,
+                "train_error_rate": err_t,
+                "held_out_error_rate": err_h,
+                "p_value": p,
+                "labels": label_shares,
+            }
+            ids = ordered_ids(ctx, h_rows, self.max_sample_ids)
+            title = f"Cluster {c} overfit: held-out loss {ratio:.1f}x training"
+            insights.append(Insight("overfitting", severity, ids, text, title, details))
+        insights.sort(key=lambda i: -i.severity)
+        return insights
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _spherical_kmeans(unit: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """(N,) cluster of each unit-length row, relabelled so 0 is the largest cluster."""
+    import faiss
+
+    n, dim = unit.shape
+    if k == 1:
+        return np.zeros(n, np.int64)
+    km = faiss.Kmeans(
+        dim,
+        k,
+        niter=20,
+        seed=int(seed),
+        spherical=True,
+        max_points_per_centroid=256,
+        min_points_per_centroid=1,
+    )
+    km.train(unit)
+    _, assign = km.index.search(unit, 1)
+    assign = assign[:, 0].astype(np.int64)
+    sizes = np.bincount(assign, minlength=k)
+    order = np.lexsort((np.arange(k), -sizes))  # largest first, ties by old id
+    relabel = np.empty(k, np.int64)
+    relabel[order] = np.arange(k)
+    return relabel[assign]
+
+
+def _composition(ctx: InsightContext, mask: np.ndarray) -> tuple[str, dict[str, float]]:
+    """('mostly 4 and 9', {'4': 0.55, '9': 0.38}) from the labels inside ``mask``."""
+    labels = ctx.labels[mask & ctx.labelled]
+    if len(labels) == 0:
+        return "unlabelled", {}
+    values, counts = np.unique(labels, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    shares = {ctx.class_name(values[i]): float(counts[i] / len(labels)) for i in order[:3]}
+    top = [(ctx.class_name(values[i]), counts[i] / len(labels)) for i in order[:2]]
+    if top[0][1] >= 0.8 or len(top) == 1:
+        return f"mostly {top[0][0]}", shares
+    if top[0][1] + top[1][1] >= 0.6:
+        return f"mostly {top[0][0]} and {top[1][0]}", shares
+    return "mixed labels", shares
+
+
+def _top_confusion(ctx: InsightContext, mask: np.ndarray) -> dict[str, Any] | None:
+    err = mask & ctx.errors
+    if not err.any():
+        return None
+    pairs = np.stack([ctx.labels[err], ctx.predictions[err]], axis=1)
+    uniq, counts = np.unique(pairs, axis=0, return_counts=True)
+    best = int(np.argmax(counts))
+    label, pred = (int(v) for v in uniq[best])
+    return {
+        "label": label,
+        "prediction": pred,
+        "count": int(counts[best]),
+        "label_name": ctx.class_name(label),
+        "prediction_name": ctx.class_name(pred),
+    }
+
+
+def describe_metadata(
+    ctx: InsightContext, mask: np.ndarray, min_effect: float = 0.5, top: int = 2
+) -> list[dict[str, Any]]:
+    """The metadata columns that best separate ``mask`` rows from the rest.
+
+    Numbers: Cohen's d (difference of means over the pooled standard deviation);
+    booleans and categories: Cohen's h of the proportion inside vs outside (for
+    a category column, its most over- or under-represented value). Returns up to
+    ``top`` dicts with column, kind, effect, inside, outside (and value for a
+    category) and a text ``phrase``, largest |effect| first, |effect| >= min_effect.
+    """
+    found = []
+    inside, outside = mask, ~mask
+    if inside.sum() < 2 or outside.sum() < 2:
+        return []
+    for col in ctx.metadata_columns:
+        series = ctx.samples[col]
+        if pd.api.types.is_bool_dtype(series):
+            found.extend(_proportion_effect(col, series.to_numpy(bool), inside, None))
+        elif pd.api.types.is_numeric_dtype(series):
+            found.extend(_numeric_effect(col, series.to_numpy(np.float64), inside))
+        else:
+            values = series.astype(str).to_numpy()
+            cats, counts = np.unique(values[inside], return_counts=True)
+            if len(np.unique(values)) > 50:
+                continue  # ids, file names: nothing to summarise
+            best: list[dict[str, Any]] = []
+            for cat in cats[np.argsort(-counts)][:20]:
+                best.extend(_proportion_effect(col, values == cat, inside, str(cat)))
+            if best:
+                found.append(max(best, key=lambda d: abs(d["effect"])))
+    found = [d for d in found if abs(d["effect"]) >= min_effect]
+    found.sort(key=lambda d: -abs(d["effect"]))
+    return found[:top]
+
+
+def _numeric_effect(col: str, x: np.ndarray, inside: np.ndarray) -> list[dict[str, Any]]:
+    ok = np.isfinite(x)
+    a, b = x[inside & ok], x[~inside & ok]
+    if len(a) < 2 or len(b) < 2:
+        return []
+    pooled = np.sqrt(
+        ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
+    )
+    if not pooled > 0:
+        return []
+    d = float((a.mean() - b.mean()) / pooled)
+    phrase = f"{'higher' if d > 0 else 'lower'} {col} (mean {a.mean():.3g} vs {b.mean():.3g})"
+    return [
+        {
+            "column": col,
+            "kind": "numeric",
+            "effect": d,
+            "inside": float(a.mean()),
+            "outside": float(b.mean()),
+            "phrase": phrase,
+        }
+    ]
+
+
+def _proportion_effect(
+    col: str, hit: np.ndarray, inside: np.ndarray, value: str | None
+) -> list[dict[str, Any]]:
+    p_in, p_out = float(hit[inside].mean()), float(hit[~inside].mean())
+    h = float(2 * np.arcsin(np.sqrt(p_in)) - 2 * np.arcsin(np.sqrt(p_out)))
+    more = "more" if h > 0 else "less"
+    what = f"{col} true" if value is None else f"{col} = {value}"
+    phrase = f"{what} {more} often ({pct(p_in)} vs {pct(p_out)})"
+    out = {
+        "column": col,
+        "kind": "bool" if value is None else "category",
+        "effect": h,
+        "inside": p_in,
+        "outside": p_out,
+        "phrase": phrase,
+    }
+    if value is not None:
+        out["value"] = value
+    return [out]

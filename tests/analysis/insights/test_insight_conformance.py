@@ -1,0 +1,68 @@
+"""Every insight finder passes the same table of checks (Captum-style conformance)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from samplescope.analysis.insights import (
+    Duplicates,
+    Insight,
+    InsightFinder,
+    LikelyMislabels,
+    LowPerformanceClusters,
+    MetadataPredictsFailure,
+    Outliers,
+)
+
+from . import make_problem_data
+
+FINDERS: list[type[InsightFinder]] = [
+    LowPerformanceClusters,
+    LikelyMislabels,
+    Duplicates,
+    Outliers,
+    MetadataPredictsFailure,
+]
+
+
+@pytest.fixture(scope="module")
+def problem_data():
+    return make_problem_data(seed=0)[0]
+
+
+@pytest.mark.parametrize("finder_cls", FINDERS, ids=lambda c: c.__name__)
+def test_finder_conformance(finder_cls, problem_data):
+    ctx = problem_data.context()
+    before = ctx.samples.copy()
+    finder = finder_cls(random_state=0)
+    insights = finder.find(ctx)
+
+    assert isinstance(insights, list) and insights, f"{finder_cls.__name__} found nothing to check"
+    pd.testing.assert_frame_equal(ctx.samples, before)  # finders never write to the table
+    ids = set(ctx.samples["sample_id"].tolist())
+    for insight in insights:
+        assert isinstance(insight, Insight)
+        assert insight.kind in finder.kinds
+        assert 0.0 <= insight.severity <= 1.0
+        assert insight.text.strip() and insight.title.strip()
+        assert insight.sample_ids, "an insight names the samples involved"
+        assert set(insight.sample_ids) <= ids, "sample_ids must be sample_id values, not rows"
+        assert len(set(insight.sample_ids)) == len(insight.sample_ids)
+        d = insight.to_dict()
+        assert json.loads(json.dumps(d, allow_nan=False)) == d
+
+    # deterministic for a random_state, on a fresh context
+    again = finder_cls(random_state=0).find(problem_data.context())
+    assert [i.to_dict() for i in again] == [i.to_dict() for i in insights]
+
+    # scikit-learn style: parameters round-trip, learned state ends in "_"
+    clone = finder_cls(**finder.get_params())
+    assert clone.get_params() == finder.get_params()
+    assert repr(clone).startswith(finder_cls.__name__ + "(")
+    for name, value in vars(finder).items():
+        if isinstance(value, np.ndarray) and value.ndim == 1 and len(value) == ctx.n_rows:
+            assert name.endswith("_")
