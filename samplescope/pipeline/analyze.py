@@ -204,9 +204,9 @@ def _all_gradcams(run: Run, integ: Any, frame: pd.DataFrame, preds: np.ndarray, 
         for start in range(0, len(rows), 512):
             r = rows[start : start + 512]
             x = integ.encode_inputs(subset, frame["index"].to_numpy()[r])
-            out[r, 0] = gradcam_batch(model, x, preds[r], layer=layer)
             gt = np.where(labels[r] >= 0, labels[r], preds[r])
-            out[r, 1] = gradcam_batch(model, x, gt, layer=layer)
+            # one forward pass serves both targets; equal targets are computed once
+            out[r] = gradcam_batch(model, x, np.stack([preds[r], gt], axis=1), layer=layer)
             bar.update(len(r))
     bar.close()
     return out

@@ -1,0 +1,122 @@
+"""NeighborIndex against brute-force numpy cosine search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from samplescope.analysis.neighbors import NeighborIndex
+from samplescope.errors import NotFoundError, SamplescopeError
+
+
+@pytest.fixture(scope="module")
+def latent() -> np.ndarray:
+    x = np.random.default_rng(0).normal(size=(500, 16)).astype(np.float32)
+    x[7] = x[3] * 2.5  # a duplicate direction: similarity exactly 1, a tie for rows 3 and 7
+    return x
+
+
+def brute_force(latent, queries, k, allowed):
+    """Cosine similarity of each query to every allowed row, top k in float64."""
+    unit = latent / np.linalg.norm(latent, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    sim = q.astype(np.float64) @ unit.T.astype(np.float64)  # (Q, N)
+    sim[~allowed] = -np.inf
+    order = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(sim, order, axis=1)
+
+
+def check(rows, sim, exp_rows, exp_sim, latent, queries, allowed):
+    """Similarities equal; rows may differ only among ties, and must be allowed."""
+    np.testing.assert_allclose(sim, exp_sim, atol=1e-5)
+    assert np.all(np.diff(sim, axis=1) <= 1e-6), "most similar first"
+    for i in range(len(rows)):
+        assert allowed[i, rows[i]].all()
+        assert len(set(rows[i])) == len(rows[i])
+        unit = latent[rows[i]] / np.linalg.norm(latent[rows[i]], axis=1, keepdims=True)
+        q = queries[i] / np.linalg.norm(queries[i])
+        np.testing.assert_allclose(unit @ q, sim[i], atol=1e-5)  # each row's own similarity
+    same = np.abs(sim - exp_sim) < 1e-5
+    tie_free = np.ones_like(same)
+    tie_free[:, :-1] = np.abs(exp_sim[:, :-1] - exp_sim[:, 1:]) > 1e-5
+    assert (rows[same & tie_free] == exp_rows[same & tie_free]).mean() > 0.99
+
+
+@pytest.mark.parametrize("exclude_self", [True, False])
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_query_matches_brute_force(latent, exclude_self, use_mask) -> None:
+    rng = np.random.default_rng(1)
+    index = NeighborIndex().fit(latent)
+    query_rows = np.concatenate([[3, 7], rng.choice(len(latent), 30, replace=False)])
+    mask = rng.random(len(latent)) < 0.4 if use_mask else np.ones(len(latent), bool)
+    allowed = np.repeat(mask[None], len(query_rows), axis=0)
+    if exclude_self:
+        allowed[np.arange(len(query_rows)), query_rows] = False
+    rows, sim = index.query(
+        query_rows, k=10, mask=mask if use_mask else None, exclude_self=exclude_self
+    )
+    assert rows.shape == sim.shape == (len(query_rows), 10)
+    assert rows.dtype == np.int64 and sim.dtype == np.float32
+    exp_rows, exp_sim = brute_force(latent, latent[query_rows], 10, allowed)
+    check(rows, sim, exp_rows, exp_sim, latent, latent[query_rows], allowed)
+    if exclude_self:
+        assert not (rows == query_rows[:, None]).any()
+        if not use_mask:
+            assert rows[0, 0] == 7 and rows[1, 0] == 3  # the duplicate direction comes first
+
+
+def test_query_vectors_matches_brute_force(latent) -> None:
+    queries = np.random.default_rng(2).normal(size=(5, 16)).astype(np.float32)
+    mask = np.arange(len(latent)) % 3 == 0
+    rows, sim = NeighborIndex().fit(latent).query_vectors(queries, k=7, mask=mask)
+    allowed = np.repeat(mask[None], 5, axis=0)
+    check(rows, sim, *brute_force(latent, queries, 7, allowed), latent, queries, allowed)
+    one, _ = NeighborIndex().fit(latent).query_vectors(queries[0], k=7, mask=mask)
+    np.testing.assert_array_equal(one, rows[:1])
+
+
+def test_query_set_is_closest_to_mean_direction(latent) -> None:
+    index = NeighborIndex().fit(latent)
+    members = np.array([10, 20, 30, 40])
+    rows, sim = index.query_set(members, k=8)
+    assert rows.shape == sim.shape == (8,)
+    assert not np.isin(rows, members).any()
+    unit = latent / np.linalg.norm(latent, axis=1, keepdims=True)
+    centre = unit[members].mean(axis=0, keepdims=True)
+    allowed = np.ones((1, len(latent)), bool)
+    allowed[0, members] = False
+    exp_rows, exp_sim = brute_force(latent, centre, 8, allowed)
+    check(rows[None], sim[None], exp_rows, exp_sim, latent, centre, allowed)
+
+
+def test_query_set_of_one_cluster_finds_the_rest() -> None:
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(2, 8)) * 5
+    x = np.concatenate(
+        [centres[0] + rng.normal(size=(50, 8)) * 0.1, centres[1] + rng.normal(size=(50, 8)) * 0.1]
+    ).astype(np.float32)
+    rows, _ = NeighborIndex().fit(x).query_set(np.arange(10), k=20)
+    assert (rows < 50).all()
+
+
+def test_mask_with_too_few_rows_pads(latent) -> None:
+    mask = np.zeros(len(latent), bool)
+    mask[[1, 2, 3]] = True
+    rows, sim = NeighborIndex().fit(latent).query([3], k=5, mask=mask)
+    assert sorted(rows[0, :2]) == [1, 2]
+    assert (rows[0, 2:] == -1).all() and np.isnan(sim[0, 2:]).all()
+    rows, sim = NeighborIndex().fit(latent).query([3, 4], k=5, mask=np.zeros(len(latent), bool))
+    assert rows.shape == (2, 5) and (rows == -1).all() and np.isnan(sim).all()
+
+
+def test_errors(latent) -> None:
+    index = NeighborIndex()
+    with pytest.raises(SamplescopeError, match="not fitted"):
+        index.query([0])
+    index.fit(latent)
+    with pytest.raises(NotFoundError, match=r"row 500 .*\[0, 499\]"):
+        index.query([500])
+    with pytest.raises(SamplescopeError, match="mask must be a bool array"):
+        index.query([0], mask=np.ones(3, bool))
+    with pytest.raises(SamplescopeError, match="metric"):
+        NeighborIndex(metric="l1").fit(latent)  # type: ignore[arg-type]
