@@ -1,0 +1,340 @@
+"""The training loop: one function, readable top to bottom.
+
+Data are tensors held in memory (no DataLoader): ``x`` float32 ``(N, C, H, W)``
+already scaled the way the model expects (e.g. pixel / 255), ``y`` int64 ``(N,)``.
+Each epoch is a permutation drawn from one ``torch.Generator`` seeded from
+``config.seed``; the same generator draws the random shifts, so a run is a
+pure function of (initial weights, data, config) -- and a resumed run picks up
+the generator where the checkpoint left it.
+
+    history = train(model, x_train, y_train, x_val, y_val, TrainConfig(epochs=2))
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samplescope.train.callbacks import Callback
+
+log = logging.getLogger(__name__)
+
+
+# -----------------------------------------------------------------------------
+# config
+
+
+def default_threads() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 4e-3  # peak learning rate of the one-cycle schedule
+    pct_start: float = 0.25  # fraction of the steps spent warming up to `lr`
+    weight_decay: float = 0.0  # AdamW (decoupled) weight decay
+    label_smoothing: float = 0.0
+    augment_shift: int = 2  # shift each training image by up to this many pixels; 0 = off
+    eval_every: int = 100  # steps between validation evaluations; 0 = only at epoch ends
+    eval_batch_size: int = 2000
+    seed: int = 0
+    threads: int | None = None  # torch threads; None = every core this process may use
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if self.augment_shift < 0 or self.eval_every < 0:
+            raise ValueError("TrainConfig.augment_shift and eval_every must be >= 0")
+
+
+#: TrainConfig fields that change the weights a run produces: a checkpoint can only
+#: be resumed with the same values. (threads, eval_every, eval_batch_size may differ.)
+RESUME_FIELDS = (
+    "epochs", "batch_size", "lr", "pct_start", "weight_decay", "label_smoothing",
+    "augment_shift", "seed",
+)  # fmt: skip
+
+
+# -----------------------------------------------------------------------------
+# history and the state callbacks see
+
+FIELDS = (
+    "kind", "epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "elapsed_s",
+)  # fmt: skip
+
+
+class History:
+    """Rows recorded during training, one dict per evaluation.
+
+    Keys: ``kind`` ('step' every ``eval_every`` steps, 'epoch' at each epoch end),
+    ``epoch`` (1-based epoch the row belongs to), ``step`` (optimizer steps done),
+    ``train_loss`` / ``train_acc`` (mean over the steps since the previous row),
+    ``val_loss`` / ``val_acc``, ``lr`` and ``elapsed_s`` (training time, evaluation excluded).
+    """
+
+    fields = FIELDS
+
+    def __init__(self, rows: Sequence[dict[str, Any]] = ()) -> None:
+        self.rows: list[dict[str, Any]] = [dict(r) for r in rows]
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+
+    def to_rows(self, kind: Literal["step", "epoch"] | None = None) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.rows if kind is None or r["kind"] == kind]
+
+    def to_frame(self) -> Any:
+        """The rows as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=list(FIELDS))
+
+    @property
+    def final(self) -> dict[str, Any]:
+        """The last row (after a complete run: the last epoch's)."""
+        if not self.rows:
+            raise IndexError("history is empty: no evaluation has run yet")
+        return dict(self.rows[-1])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.rows[i]
+
+    def __repr__(self) -> str:
+        last = f", final val_acc={self.rows[-1]['val_acc']:.4f}" if self.rows else ""
+        return f"History({len(self.rows)} rows{last})"
+
+
+@dataclass
+class TrainState:
+    """Everything the loop owns; callbacks read it (and a checkpoint saves it)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    config: TrainConfig
+    data_info: dict[str, Any]  # what a checkpoint must match: sizes, shapes, label counts
+    steps_per_epoch: int
+    history: History = field(default_factory=History)
+    epoch: int = 0  # 0-based epoch being trained (at on_epoch_end: the one just finished)
+    step: int = 0  # optimizer steps done
+    elapsed_s: float = 0.0  # training time so far, evaluation excluded
+    loss: float = math.nan  # last batch's loss
+    running_loss: float = math.nan  # mean loss since the last evaluation
+    running_acc: float = math.nan  # mean training accuracy since the last evaluation
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.epochs
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+
+# -----------------------------------------------------------------------------
+# helpers
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by its own random (dy, dx) in [-max_shift, max_shift], zero fill.
+
+    Vectorised: pad the batch, then gather one H x W window per image.
+    """
+    B, _, H, W = x.shape  # (B, C, H, W)
+    s = max_shift
+    padded = F.pad(x, (s, s, s, s))  # (B, C, H + 2s, W + 2s)
+    dy = torch.randint(0, 2 * s + 1, (B, 1, 1), generator=generator)
+    dx = torch.randint(0, 2 * s + 1, (B, 1, 1), generator=generator)
+    rows = dy + torch.arange(H).view(1, H, 1)  # (B, H, 1)
+    cols = dx + torch.arange(W).view(1, 1, W)  # (B, 1, W)
+    batch = torch.arange(B).view(B, 1, 1)
+    out = padded[batch, :, rows, cols]  # (B, H, W, C): the advanced-index dims come first
+    return out.permute(0, 3, 1, 2)  # (B, C, H, W), channels-last in memory
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on (x, y), in eval mode."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        xb = x[i : i + batch_size].contiguous(memory_format=torch.channels_last)
+        yb = y[i : i + batch_size]
+        logits = model(xb)  # (B, num_classes)
+        total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+    model.train(was_training)
+    return total_loss / len(x), correct / len(x)
+
+
+def _check_data(x: torch.Tensor, y: torch.Tensor, name: str) -> None:
+    if x.dim() != 4 or not x.is_floating_point():
+        raise ValueError(
+            f"x_{name} must be a float tensor (N, C, H, W), got {x.dtype} {tuple(x.shape)}"
+        )
+    if y.shape != (len(x),) or y.is_floating_point():
+        raise ValueError(
+            f"y_{name} must be integer labels of shape ({len(x)},), got {y.dtype} {tuple(y.shape)}"
+        )
+
+
+# -----------------------------------------------------------------------------
+# the loop
+
+
+def train(
+    model: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    config: TrainConfig | None = None,
+    callbacks: Sequence[Callback] = (),
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+) -> History:
+    """Train ``model`` in place with Adam(W) and a one-cycle schedule; return its History.
+
+    The model's initial weights are the caller's (seed before building it for a
+    reproducible run). With ``checkpoint_dir`` a checkpoint is written atomically
+    at every epoch end; ``resume=True`` continues from it, ending with the same
+    weights an uninterrupted run would have.
+    """
+    # imported here: checkpoint.py needs this module's types
+    from samplescope.train.checkpoint import Checkpoint, load_checkpoint
+
+    config = config or TrainConfig()
+    _check_data(x_train, y_train, "train")
+    _check_data(x_val, y_val, "val")
+    y_train, y_val = y_train.long(), y_val.long()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads or default_threads())
+    torch.manual_seed(config.seed)  # for anything in the model that draws from the global RNG
+
+    # --- setup ----------------------------------------------------------------
+    model = model.to(memory_format=torch.channels_last)
+    model.train()
+    n = len(x_train)
+    steps_per_epoch = max(1, n // config.batch_size)  # drop the last partial batch
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=steps_per_epoch * config.epochs,
+        pct_start=config.pct_start,
+    )  # fmt: skip
+    state = TrainState(
+        model=model, optimizer=optimizer, scheduler=scheduler,
+        generator=torch.Generator().manual_seed(config.seed), config=config,
+        data_info={
+            "n_train": n,
+            "sample_shape": list(x_train.shape[1:]),
+            "label_counts": torch.bincount(y_train).tolist(),
+        },
+        steps_per_epoch=steps_per_epoch,
+    )  # fmt: skip
+    callbacks = list(callbacks)
+    if checkpoint_dir is not None:
+        # first, so the checkpoint is on disk before any other on_epoch_end runs
+        callbacks.insert(0, Checkpoint(checkpoint_dir))
+    if resume:
+        load_checkpoint(checkpoint_dir, state)
+        log.info("resumed from %s at epoch %d, step %d", checkpoint_dir, state.epoch, state.step)
+
+    def record(kind: Literal["step", "epoch"], sums: list[float]) -> dict[str, Any]:
+        """Evaluate on the validation set; append and return the history row."""
+        val_loss, val_acc = evaluate(model, x_val, y_val, config.eval_batch_size)
+        loss_sum, correct, seen, steps = sums
+        row = {
+            "kind": kind, "epoch": state.epoch + 1, "step": state.step,
+            "train_loss": loss_sum / steps if steps else math.nan,
+            "train_acc": correct / seen if seen else math.nan,
+            "val_loss": val_loss, "val_acc": val_acc, "lr": state.lr,
+            "elapsed_s": state.elapsed_s,
+        }  # fmt: skip
+        state.history.append(row)
+        sums[:] = [0.0, 0, 0, 0]
+        for cb in callbacks:
+            cb.on_eval_end(state, row)
+        return row
+
+    # --- loop -----------------------------------------------------------------
+    try:
+        for cb in callbacks:
+            cb.on_train_start(state)
+        start_epoch = state.epoch  # > 0 when resuming
+        for epoch in range(start_epoch, config.epochs):
+            state.epoch = epoch
+            perm = torch.randperm(n, generator=state.generator)
+            sums = [0.0, 0, 0, 0]  # loss sum, correct, samples seen, steps since the last row
+            t0 = time.perf_counter()
+            for i in range(steps_per_epoch):
+                idx = perm[i * config.batch_size : (i + 1) * config.batch_size]
+                xb, yb = x_train[idx], y_train[idx]  # (B, C, H, W), (B,)
+                if config.augment_shift:
+                    xb = random_shift(xb, config.augment_shift, state.generator)
+                xb = xb.contiguous(memory_format=torch.channels_last)
+
+                logits = model(xb)  # (B, num_classes)
+                loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+
+                state.step += 1
+                state.loss = loss.item()
+                sums[0] += state.loss
+                sums[1] += (logits.detach().argmax(1) == yb).sum().item()
+                sums[2] += len(yb)
+                sums[3] += 1
+                state.running_loss, state.running_acc = sums[0] / sums[3], sums[1] / sums[2]
+                for cb in callbacks:
+                    cb.on_step_end(state)
+
+                last_step = i == steps_per_epoch - 1
+                if config.eval_every and state.step % config.eval_every == 0 and not last_step:
+                    state.elapsed_s += time.perf_counter() - t0  # the clock stops during eval
+                    record("step", sums)
+                    t0 = time.perf_counter()
+
+            state.elapsed_s += time.perf_counter() - t0
+            row = record("epoch", sums)
+            for cb in callbacks:
+                cb.on_epoch_end(state, row)
+        state.epoch = config.epochs
+        for cb in callbacks:
+            cb.on_train_end(state)
+    finally:
+        torch.set_num_threads(previous_threads)
+    model.eval()
+    return state.history

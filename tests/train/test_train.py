@@ -1,0 +1,288 @@
+"""The training core on a tiny synthetic task: seeded, CPU-only, a few seconds in all."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from samplescope.errors import CheckpointError
+from samplescope.models import CNNConfig, SmallCNN
+from samplescope.train import (
+    Callback,
+    HistoryLogger,
+    ProgressBar,
+    TrainConfig,
+    evaluate,
+    random_shift,
+    train,
+)
+from samplescope.train.checkpoint import CHECKPOINT_NAME
+from samplescope.train.loop import FIELDS
+
+SIZE = 12
+MODEL = CNNConfig(num_classes=4, input_size=SIZE, channels=(8, 16))
+FAST = TrainConfig(epochs=2, batch_size=32, lr=1e-2, eval_every=5, threads=1, augment_shift=1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Four kinds of stroke -- horizontal, vertical, diagonal, anti-diagonal -- drawn at a
+    random place over noise: x (n, 1, 12, 12) in [0, 1], labels y (n,)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (n,), generator=g)
+    x = 0.3 * torch.rand(n, 1, SIZE, SIZE, generator=g)
+    start = torch.randint(2, SIZE - 7, (n, 2), generator=g)
+    for i in range(n):
+        r, c = start[i].tolist()
+        for t in range(6):
+            dr, dc = [(0, t), (t, 0), (t, t), (t, 5 - t)][int(y[i])]
+            x[i, 0, r + dr, c + dc] = 1.0
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[torch.Tensor, ...]:
+    return (*synthetic_digits(320, seed=1), *synthetic_digits(200, seed=2))
+
+
+def fresh_model(seed: int = 0, config: CNNConfig = MODEL) -> SmallCNN:
+    torch.manual_seed(seed)
+    return SmallCNN(config)
+
+
+def weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k, value in a.items():
+        assert torch.equal(value, b[k]), f"{k} differs"
+
+
+# -----------------------------------------------------------------------------
+# the model
+
+
+def test_model_shapes_and_named_layers():
+    model = SmallCNN()  # the MNIST default
+    x = torch.rand(5, 1, 28, 28)
+    assert model(x).shape == (5, 10)
+    modules = dict(model.named_modules())
+    assert isinstance(modules[model.gradcam_layer], nn.Conv2d)
+    assert isinstance(modules[model.latent_layer], nn.Linear)
+    assert model.classifier.in_features == model.latent_dim
+    # the gradcam layer is the *last* conv
+    last_conv = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)][-1]
+    assert model.gradcam_layer == last_conv
+    assert not any(getattr(m, "inplace", False) for m in model.modules())
+
+
+def test_model_rejects_too_many_stages_for_input():
+    with pytest.raises(ValueError, match="input_size=4"):
+        SmallCNN(CNNConfig(input_size=4, channels=(4, 4, 4, 4)))
+
+
+def test_random_shift_moves_images_and_fills_zeros():
+    x = torch.zeros(64, 2, 6, 6)
+    x[:, :, 2, 3] = 1.0  # one bright pixel per image and channel
+    out = random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    assert torch.equal(out.sum(dim=(2, 3)), torch.ones(64, 2))  # a shift of <=2 keeps the pixel
+    rows, cols = (out[:, 0] == 1).nonzero()[:, 1:].T
+    assert rows.min() >= 0 and rows.max() <= 4 and cols.min() >= 1 and cols.max() <= 5
+    assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) > 5  # images shift differently
+    assert torch.equal(out[:, 0], out[:, 1])  # channels of one image move together
+
+
+# -----------------------------------------------------------------------------
+# the loop
+
+
+def test_same_seed_gives_identical_weights(data):
+    a, b, c = fresh_model(), fresh_model(), fresh_model()
+    train(a, *data, FAST)
+    train(b, *data, FAST)
+    train(c, *data, TrainConfig(**{**FAST.__dict__, "seed": 1}))
+    assert_same_weights(weights(a), weights(b))
+    assert not torch.equal(a.classifier.weight, c.classifier.weight)
+
+
+def test_learns_a_separable_task(data):
+    model = fresh_model()
+    history = train(model, *data, TrainConfig(**{**FAST.__dict__, "epochs": 3}))
+    rows = history.to_rows()
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"]
+    assert history.final["val_acc"] > 0.9  # chance is 0.25
+    _, acc = evaluate(model, data[2], data[3])
+    assert acc == history.final["val_acc"]
+
+
+def test_history_rows_have_every_field(data):
+    history = train(fresh_model(), *data, FAST)
+    rows = history.to_rows()
+    assert all(set(row) == set(FIELDS) for row in rows)
+    assert [r["epoch"] for r in history.to_rows("epoch")] == [1, 2]
+    steps_per_epoch = 320 // 32
+    assert [r["step"] for r in history.to_rows("epoch")] == [steps_per_epoch, 2 * steps_per_epoch]
+    assert [r["step"] for r in history.to_rows("step")] == [5, 15]  # step 10 is an epoch end
+    assert [r["step"] for r in rows] == sorted(r["step"] for r in rows)
+    assert all(0 <= r["train_acc"] <= 1 and 0 <= r["val_acc"] <= 1 for r in rows)
+    assert all(math.isfinite(r["train_loss"]) and r["lr"] > 0 for r in rows)
+    elapsed = [r["elapsed_s"] for r in rows]
+    assert elapsed == sorted(elapsed) and elapsed[0] > 0
+    frame = history.to_frame()
+    assert list(frame.columns) == list(FIELDS) and len(frame) == len(history)
+
+
+class CallOrder(Callback):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def on_train_start(self, state):
+        self.calls.append("train_start")
+
+    def on_step_end(self, state):
+        self.calls.append("step")
+
+    def on_eval_end(self, state, row):
+        self.calls.append(f"eval_{row['kind']}")
+
+    def on_epoch_end(self, state, row):
+        self.calls.append("epoch")
+
+    def on_train_end(self, state):
+        self.calls.append("train_end")
+
+
+def test_callbacks_see_every_hook_in_order(data):
+    spy = CallOrder()
+    train(fresh_model(), *data, TrainConfig(**{**FAST.__dict__, "epochs": 1}), callbacks=[spy])
+    assert spy.calls == (
+        ["train_start"] + ["step"] * 5 + ["eval_step"] + ["step"] * 5
+        + ["eval_epoch", "epoch", "train_end"]
+    )  # fmt: skip
+
+
+def test_progress_bar_and_history_logger(data, tmp_path, capsys):
+    path = tmp_path / "history.jsonl"
+    history = train(
+        fresh_model(), *data, FAST,
+        callbacks=[ProgressBar(disable=True), ProgressBar(), HistoryLogger(path)],
+    )  # fmt: skip
+    assert "val_acc" in capsys.readouterr().err  # the enabled bar writes to stderr
+    logged = [json.loads(line) for line in path.read_text().splitlines()]
+    assert logged == history.to_rows()
+
+
+# -----------------------------------------------------------------------------
+# checkpoints
+
+
+class InterruptAfterEpoch(Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, state, row):
+        if row["epoch"] == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_interrupt_gives_the_uninterrupted_weights(data, tmp_path):
+    uninterrupted = fresh_model()
+    full_history = train(uninterrupted, *data, FAST)
+
+    model = fresh_model()
+    with pytest.raises(KeyboardInterrupt):
+        train(model, *data, FAST, callbacks=[InterruptAfterEpoch(1)], checkpoint_dir=tmp_path)
+    assert (tmp_path / CHECKPOINT_NAME).is_file()
+    assert list(tmp_path.iterdir()) == [tmp_path / CHECKPOINT_NAME]  # no temp file left
+
+    resumed = fresh_model(seed=99)  # initial weights are irrelevant: they come from the checkpoint
+    history = train(resumed, *data, FAST, checkpoint_dir=tmp_path, resume=True)
+    assert_same_weights(weights(resumed), weights(uninterrupted))
+    strip = [{k: v for k, v in r.items() if k != "elapsed_s"} for r in full_history]
+    assert [{k: v for k, v in r.items() if k != "elapsed_s"} for r in history] == strip
+
+
+def test_resume_a_finished_run_changes_nothing(data, tmp_path):
+    model = fresh_model()
+    history = train(model, *data, FAST, checkpoint_dir=tmp_path)
+    again = fresh_model(seed=5)
+    resumed_history = train(again, *data, FAST, checkpoint_dir=tmp_path, resume=True)
+    assert_same_weights(weights(again), weights(model))
+    assert resumed_history.to_rows() == history.to_rows()
+
+
+def test_resume_without_a_checkpoint_names_the_path(data, tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(CheckpointError, match=r"nowhere/checkpoint\.pt does not exist"):
+        train(fresh_model(), *data, FAST, checkpoint_dir=missing, resume=True)
+    with pytest.raises(CheckpointError, match="resume=True needs checkpoint_dir"):
+        train(fresh_model(), *data, FAST, resume=True)
+
+
+def test_resume_a_corrupt_checkpoint(data, tmp_path):
+    (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        train(fresh_model(), *data, FAST, checkpoint_dir=tmp_path, resume=True)
+
+
+@pytest.fixture
+def one_epoch_checkpoint(data, tmp_path) -> Path:
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            fresh_model(), *data, FAST, callbacks=[InterruptAfterEpoch(1)], checkpoint_dir=tmp_path
+        )
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"batch_size": 16}, "train config batch_size: checkpoint has 32, this run has 16"),
+        ({"epochs": 3}, "train config epochs: checkpoint has 2, this run has 3"),
+        ({"seed": 7}, "train config seed"),
+    ],
+)
+def test_resume_with_a_different_train_config(data, one_epoch_checkpoint, change, match):
+    config = TrainConfig(**{**FAST.__dict__, **change})
+    with pytest.raises(CheckpointError, match=match):
+        train(fresh_model(), *data, config, checkpoint_dir=one_epoch_checkpoint, resume=True)
+
+
+def test_resume_ignores_settings_that_do_not_change_weights(data, one_epoch_checkpoint):
+    config = TrainConfig(**{**FAST.__dict__, "eval_every": 0, "eval_batch_size": 7})
+    train(fresh_model(), *data, config, checkpoint_dir=one_epoch_checkpoint, resume=True)
+
+
+def test_resume_with_a_different_model_or_data(data, one_epoch_checkpoint):
+    wider = CNNConfig(num_classes=4, input_size=SIZE, channels=(8, 32))
+    with pytest.raises(CheckpointError, match=r"model config channels: checkpoint has \(8, 16\)"):
+        train(fresh_model(config=wider), *data, FAST, checkpoint_dir=one_epoch_checkpoint,
+              resume=True)  # fmt: skip
+    x, y, x_val, y_val = data
+    with pytest.raises(CheckpointError, match="training data n_train: checkpoint has 320"):
+        train(fresh_model(), x[:256], y[:256], x_val, y_val, FAST,
+              checkpoint_dir=one_epoch_checkpoint, resume=True)  # fmt: skip
+
+
+def test_rejects_badly_shaped_data(data):
+    x, y, x_val, y_val = data
+    with pytest.raises(ValueError, match=r"x_train must be a float tensor \(N, C, H, W\)"):
+        train(fresh_model(), x[:, 0], y, x_val, y_val, FAST)
+    with pytest.raises(ValueError, match="y_val must be integer labels"):
+        train(fresh_model(), x, y, x_val, y_val.float(), FAST)
