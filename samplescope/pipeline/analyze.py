@@ -74,7 +74,10 @@ def analyze_run(
 
     # -- insights ------------------------------------------------------------
     t = time.perf_counter()
-    samples = run.samples().merge(analysis, on="sample_id")
+    previous = set((run.info.get("analysis") or {}).get("columns", [])) | set(analysis.columns)
+    base = run.samples()
+    samples = base.drop(columns=[c for c in base.columns if c in previous and c != "sample_id"])
+    samples = samples.merge(analysis, on="sample_id")
     insights, extra = _insights(run, integ, samples, latent, seed, progress)
     for name, values in extra.items():
         analysis[name] = values

@@ -1,0 +1,181 @@
+"""`analyze` and the Run API on a small real run, checked against references."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import samplescope
+from samplescope.errors import IntegrationError, NotFoundError, ParameterError, RunError
+from samplescope.pipeline.analyze import analyze_run
+from samplescope.testing import make_tiny_run
+
+
+@pytest.fixture(scope="module")
+def run_path(tmp_path_factory) -> Path:
+    return make_tiny_run(tmp_path_factory.mktemp("tiny") / "digits")
+
+
+@pytest.fixture(scope="module")
+def run(run_path):
+    return samplescope.open_run(run_path)
+
+
+def test_samples_have_every_analysis_column(run):
+    df = run.samples()
+    for col in ["prediction", "loss", "confidence", "margin", "correct", "prob_0", "prob_9", "map_x", "map_y",
+                "cluster", "mislabel_score", "outlier_score", "ink"]:
+        assert col in df.columns, col
+    probs = df[[f"prob_{k}" for k in range(10)]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(df["prediction"], probs.argmax(1))
+    np.testing.assert_allclose(df["loss"], -np.log(probs[np.arange(len(df)), df["label"]]), rtol=1e-3, atol=1e-5)
+    assert df["correct"].mean() > 0.8
+
+
+def test_latent_is_the_classifier_input(run):
+    latent = np.asarray(run.latent())
+    df = run.samples()
+    assert latent.shape[0] == len(df) and latent.dtype == np.float32
+    model = run.model()
+    assert not model.training and run.latent_layer == "classifier"
+    ids = [0, 17, len(df) - 1]
+    x = torch.from_numpy(np.stack([run.input(i) for i in ids]))
+    with torch.no_grad():
+        logits_from_latent = model.classifier(torch.from_numpy(latent[ids]))
+        logits = model(x)
+    np.testing.assert_allclose(logits_from_latent.numpy(), logits.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_similar_equals_brute_force(run):
+    latent = np.asarray(run.latent(), dtype=np.float64)
+    unit = latent / np.linalg.norm(latent, axis=1, keepdims=True)
+    rng = np.random.default_rng(0)
+    for sid in rng.choice(len(unit), 20, replace=False):
+        got = run.similar(int(sid), k=5)
+        sims = unit @ unit[sid]
+        sims[sid] = -np.inf
+        expected = np.sort(sims)[::-1][:5]
+        np.testing.assert_allclose(got["similarity"], expected, atol=1e-5)
+        np.testing.assert_allclose(sims[got["sample_id"].to_numpy()], expected, atol=1e-5)
+
+
+def test_similar_restricted_to_a_subset(run):
+    got = run.similar(3, k=7, subset="validation")
+    assert len(got) == 7 and (got["subset"] == "validation").all()
+    s = run.similar_to_set([1, 2, 3], k=4)
+    assert len(s) == 4 and not set(s["sample_id"]) & {1, 2, 3}
+
+
+@pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
+def test_heatmaps_equal_captum_called_directly(run):
+    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
+
+    model = run.model()
+    x = torch.from_numpy(run.input(11))[None]
+    layer = dict(model.named_modules())[run.info["gradcam_layer"]]
+    cam = LayerGradCam(model, layer).attribute(x, target=4, relu_attributions=True)
+    cam = LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode="bilinear")[0, 0].detach().numpy()
+    np.testing.assert_allclose(run.heatmap(11, target=4, method="gradcam"), cam, rtol=1e-4, atol=1e-6)
+    ig = IntegratedGradients(model).attribute(x, target=4, n_steps=50).sum(1)[0].detach().numpy()
+    np.testing.assert_allclose(run.heatmap(11, target=4, method="integrated_gradients"), ig, rtol=1e-3, atol=1e-6)
+    sal = Saliency(model).attribute(x, target=4, abs=True).amax(1)[0].detach().numpy()
+    np.testing.assert_allclose(run.heatmap(11, target=4, method="saliency"), sal, rtol=1e-4, atol=1e-7)
+
+
+def test_errors_are_clear(run, run_path, tmp_path):
+    with pytest.raises(NotFoundError, match="Sample id 99999 does not exist"):
+        run.similar(99999)
+    with pytest.raises(ParameterError, match="Class index 12 is out of range"):
+        run.heatmap(0, target=12)
+    with pytest.raises(NotFoundError, match="Unknown column"):
+        run.samples(columns=["nope"])
+    with pytest.raises(NotFoundError, match="is not a layer.*valid|classifier"):
+        analyze_run(run_path, layer="no.such.layer", progress=False)
+    broken = tmp_path / "nomodel"
+    shutil.copytree(run_path, broken)
+    (broken / "model.pt").unlink()
+    with pytest.raises(RunError, match="no model weights"):
+        analyze_run(broken, progress=False)
+    with pytest.raises(RunError, match="does not exist"):
+        samplescope.open_run(tmp_path / "missing")
+
+
+def test_aggregate_and_metrics(run):
+    agg = run.aggregate("ink", y="loss", bins=5)
+    df = run.samples()
+    assert agg["count"].sum() == len(df) and len(agg) == 5
+    m = run.metrics("validation")
+    val = df[df["subset"] == "validation"]
+    assert m["accuracy"] == pytest.approx(val["correct"].mean())
+    assert m["confusion"].sum() == len(val)
+
+
+def test_interrupted_analysis_keeps_the_earlier_one(run_path, tmp_path, monkeypatch):
+    path = tmp_path / "run"
+    shutil.copytree(run_path, path)
+    before = (path / "samples.duckdb").read_bytes(), (path / "latent.npy").read_bytes()
+    from samplescope.analysis import projection
+
+    def interrupted(self, latent):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(projection.Projection, "fit_transform", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        analyze_run(path, progress=False)
+    assert ((path / "samples.duckdb").read_bytes(), (path / "latent.npy").read_bytes()) == before
+    assert not list(tmp_path.glob(".run.*")), "temporary folders left behind"
+    monkeypatch.undo()
+    analyze_run(path, projection="pca", progress=False)  # and it can be re-run
+    assert samplescope.open_run(path).analyzed
+
+
+def test_changed_integration_warns_or_refuses_with_strict(tmp_path):
+    import samplescope.integrations.digits as builtin
+
+    src = tmp_path / "my_digits.py"
+    src.write_text(Path(builtin.__file__).read_text())
+    out = samplescope.train_run(str(src), tmp_path / "run", epochs=1, limit=200, progress=False)
+    src.write_text(src.read_text() + "\n# changed\n")
+    with pytest.raises(IntegrationError, match="changed since.*--strict"):
+        analyze_run(out, strict=True, projection="pca", progress=False)
+    with pytest.warns(UserWarning, match="changed since"):
+        samplescope.open_run(out).integration()
+
+
+def test_planted_leakage_and_mislabels_are_found(tmp_path):
+    """Copy 20 training images into validation and flip 20 training labels: the insights list them."""
+    import samplescope.integrations.digits as builtin
+
+    src = Path(builtin.__file__).read_text()
+    src = src.replace(
+        '    return {"images": images, "labels": bunch.target.astype(np.int64)}',
+        '    labels = bunch.target.astype(np.int64)\n'
+        '    images[N_TRAIN:N_TRAIN + 20] = images[100:120]  # planted: validation copies of train 100..119\n'
+        '    labels[N_TRAIN:N_TRAIN + 20] = labels[100:120]\n'
+        '    flip = np.arange(200, 400, 10)  # planted: 20 flipped training labels\n'
+        '    labels[flip] = (labels[flip] + 3) % 10\n'
+        '    return {"images": images, "labels": labels}',
+    )
+    path = tmp_path / "planted.py"
+    path.write_text(src)
+    out = samplescope.train_run(str(path), tmp_path / "run", epochs=8, batch_size=64, progress=False)
+    analyze_run(out, projection="pca", progress=False)
+    run = samplescope.open_run(out)
+
+    leaked = {(100 + i, 1500 + i) for i in range(20)}  # sample ids: train first, validation after
+    pairs = {(int(a), int(b)) for ins in run.insights("leakage") for a, b, *_ in ins.details["pairs"]}
+    pairs |= {(b, a) for a, b in pairs}
+    recall = len(leaked & pairs) / len(leaked)
+    print(f"leakage recall {recall:.2f}")
+    assert recall >= 0.9, f"leakage recall {recall:.2f}"
+
+    flipped = set(range(200, 400, 10))
+    listed = {int(s) for ins in run.insights("mislabel") for s in ins.sample_ids}
+    recall = len(flipped & listed) / len(flipped)
+    print(f"mislabel recall {recall:.2f}")
+    assert recall >= 0.5, f"mislabel recall {recall:.2f}"
