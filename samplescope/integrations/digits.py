@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from samplescope import Batch, Integration, Subset
+from samplescope.integration.helpers import centroid_distance_columns, class_centroids
 
 digits = Integration("digits", classes=[str(d) for d in range(10)], version="1")
 N_TRAIN = 1500
@@ -21,7 +22,10 @@ def load() -> dict[str, np.ndarray]:
 
     bunch = load_digits()
     images = (bunch.images / 16.0).astype(np.float32)  # (1797, 8, 8) in [0, 1]
-    return {"images": images, "labels": bunch.target.astype(np.int64)}
+    labels = bunch.target.astype(np.int64)
+    # each class's mean image over the training subset, for the centroid-distance metadata
+    centroids = class_centroids(images[:N_TRAIN], labels[:N_TRAIN], 10)
+    return {"images": images, "labels": labels, "centroids": centroids}
 
 
 @digits.subset("train")
@@ -57,6 +61,11 @@ def stats(batch: Batch) -> dict[str, np.ndarray]:
         "rows_used": (x.max(axis=2) > 0.25).sum(axis=1),
         "even_odd": np.where(y % 2 == 0, "even", "odd"),
     }
+
+
+@digits.metadata("centroid_distances", batched=True)
+def centroid_distances(batch: Batch) -> dict[str, np.ndarray]:
+    return centroid_distance_columns(image(batch), label(batch), batch.state["centroids"])
 
 
 @digits.visualizer("image")

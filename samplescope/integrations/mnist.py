@@ -17,6 +17,7 @@ import numpy as np
 
 from samplescope import Batch, Integration, Subset
 from samplescope.data.mnist import load_mnist
+from samplescope.integration.helpers import centroid_distance_columns, class_centroids
 
 CLASSES = [str(d) for d in range(10)]
 CIRCLE_DIGITS = (0, 6, 8, 9)  # digits drawn with a closed loop
@@ -36,8 +37,7 @@ class MnistState:
 @mnist.preprocess
 def load() -> MnistState:
     data = load_mnist()
-    flat = data.x_train.reshape(len(data.x_train), -1).astype(np.float32) / 255.0
-    centroids = np.stack([flat[data.y_train == c].mean(axis=0) for c in range(10)]).astype(np.float32)
+    centroids = class_centroids(data.x_train.astype(np.float32) / 255.0, data.y_train, len(CLASSES))
     return MnistState(data.x_train, data.y_train, data.x_test, data.y_test, centroids)
 
 
@@ -75,18 +75,8 @@ def digit(batch: Batch) -> dict[str, np.ndarray]:
 
 @mnist.metadata("centroid_distances", batched=True)
 def centroid_distances(batch: Batch) -> dict[str, np.ndarray]:
-    x = image(batch).reshape(len(batch), -1)  # (B, 784)
-    c = batch.state.centroids  # (10, 784)
-    # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, in float64 to keep small distances exact enough
-    sq = (x.astype(np.float64) ** 2).sum(1, keepdims=True) - 2.0 * x @ c.T.astype(np.float64)
-    dist = np.sqrt(np.maximum(sq + (c.astype(np.float64) ** 2).sum(1), 0.0))  # (B, 10)
-    y = label(batch)
-    own = dist[np.arange(len(y)), y]
-    columns = {f"dist_to_centroid_{k}": dist[:, k] for k in range(10)}
-    columns["dist_to_gt_centroid"] = own
-    columns["nearest_centroid"] = dist.argmin(1)
-    columns["gt_centroid_rank"] = (dist < own[:, None]).sum(1) + 1  # 1 = own class is nearest
-    return columns
+    x = image(batch).reshape(len(batch), -1)  # (B, 784) in [0, 1]
+    return centroid_distance_columns(x, label(batch), batch.state.centroids)
 
 
 @mnist.metadata("shape", batched=True)

@@ -152,14 +152,15 @@ def test_planted_leakage_and_mislabels_are_found(tmp_path):
     import samplescope.integrations.digits as builtin
 
     src = Path(builtin.__file__).read_text()
+    anchor = "    labels = bunch.target.astype(np.int64)\n"
+    assert anchor in src
     src = src.replace(
-        '    return {"images": images, "labels": bunch.target.astype(np.int64)}',
-        '    labels = bunch.target.astype(np.int64)\n'
-        '    images[N_TRAIN:N_TRAIN + 20] = images[100:120]  # planted: validation copies of train 100..119\n'
-        '    labels[N_TRAIN:N_TRAIN + 20] = labels[100:120]\n'
-        '    flip = np.arange(200, 400, 10)  # planted: 20 flipped training labels\n'
-        '    labels[flip] = (labels[flip] + 3) % 10\n'
-        '    return {"images": images, "labels": labels}',
+        anchor,
+        anchor
+        + "    images[N_TRAIN:N_TRAIN + 20] = images[100:120]  # planted: validation copies of train 100..119\n"
+        + "    labels[N_TRAIN:N_TRAIN + 20] = labels[100:120]\n"
+        + "    flip = np.arange(200, 400, 10)  # planted: 20 flipped training labels\n"
+        + "    labels[flip] = (labels[flip] + 3) % 10\n",
     )
     path = tmp_path / "planted.py"
     path.write_text(src)

@@ -1,0 +1,138 @@
+"""Pydantic models of what crosses HTTP; nothing inside the package uses them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorPublic(BaseModel):
+    error: str = Field(description="the error's class name, e.g. NotFoundError")
+    detail: Any = Field(description="what was wrong and how to fix it")
+
+
+class ColumnPublic(BaseModel):
+    name: str
+    kind: Literal["numeric", "categorical", "bool"]
+
+
+class SubsetPublic(BaseModel):
+    name: str
+    count: int
+    accuracy: float | None
+    mean_loss: float | None
+
+
+class RunPublic(BaseModel):
+    name: str
+    path: str
+    classes: list[str]
+    subsets: list[SubsetPublic]
+    count: int
+    columns: list[ColumnPublic]
+    latent_layer: str | None
+    has_map: bool
+    info: dict[str, Any]
+
+
+class SamplePublic(BaseModel):
+    """One table row; columns asked for with ``columns=`` come as extra fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    sample_id: int
+    subset: str
+    index: int | None = None
+    label: int | None = None
+    label_name: str | None = None
+    prediction: int | None = None
+    prediction_name: str | None = None
+    loss: float | None = None
+    confidence: float | None = None
+    margin: float | None = None
+    correct: bool | None = None
+
+
+class SamplesPublic(BaseModel):
+    data: list[SamplePublic]
+    count: int = Field(description="rows that match, before offset and limit")
+
+
+class ClassValue(BaseModel):
+    class_index: int
+    name: str
+    value: float | None
+
+
+class SampleDetail(BaseModel):
+    sample_id: int
+    subset: str
+    row: dict[str, Any] = Field(description="every column of the sample")
+    probabilities: list[ClassValue]
+    centroid_distances: list[ClassValue]
+    nearest_centroid: int | None
+    image_url: str
+
+
+class SimilarPublic(BaseModel):
+    query: list[int]
+    data: list[dict[str, Any]]
+    count: int
+
+
+class SelectionQuery(BaseModel):
+    ids: list[int] = Field(description="sample ids of the selection")
+
+
+class ClassCount(BaseModel):
+    class_index: int
+    name: str
+    count: int
+    errors: int
+
+
+class SelectionPublic(BaseModel):
+    count: int
+    accuracy: float | None
+    mean_loss: float | None
+    class_mix: list[ClassCount]
+    subsets: dict[str, int]
+    examples: list[int] = Field(description="sample ids with the highest loss, first 60")
+
+
+class ConfusionPublic(BaseModel):
+    subset: str
+    classes: list[str]
+    matrix: list[list[int]] = Field(description="rows: ground truth, columns: prediction")
+
+
+class MetricsPublic(BaseModel):
+    subset: str
+    accuracy: float | None
+    mean_loss: float | None
+    per_class: list[dict[str, Any]]
+
+
+class AggregatePublic(BaseModel):
+    x: str
+    y: str
+    by: str | None
+    subset: str | None
+    kind: Literal["numeric", "categorical", "bool"]
+    data: list[dict[str, Any]]
+
+
+class TablePublic(BaseModel):
+    data: list[dict[str, Any]]
+    count: int
+
+
+class HeatmapPublic(BaseModel):
+    sample_id: int
+    target: int
+    method: str
+    shape: list[int]
+    min: float
+    max: float
+    values: list[list[float]]

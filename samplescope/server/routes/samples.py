@@ -1,0 +1,133 @@
+"""Samples: table pages, one sample's every column, its picture and its heatmaps."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import APIRouter, Query, Request, Response
+
+from samplescope.server import encoding, queries
+from samplescope.server.deps import State, SubsetParam, parse_ids, parse_names
+from samplescope.server.models import ClassValue, HeatmapPublic, SampleDetail, SamplesPublic
+from samplescope.server.responses import cached
+from samplescope.server.state import HeatmapMethod
+
+router = APIRouter(prefix="/api/samples", tags=["samples"])
+
+#: Query parameters that are not column filters.
+RESERVED = {"subset", "sort", "order", "limit", "offset", "ids", "columns"}
+Target = Annotated[
+    str | None, Query(description="class index or name; default: the predicted class")
+]
+Method = Annotated[HeatmapMethod, Query(description="attribution method")]
+
+
+@router.get("", response_model=SamplesPublic)
+def list_samples(
+    state: State,
+    request: Request,
+    subset: SubsetParam,
+    sort: Annotated[str, Query(description="column to sort by")] = "sample_id",
+    order: Literal["asc", "desc"] = "asc",
+    limit: Annotated[int, Query(ge=0, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    ids: Annotated[str | None, Query(description="only these sample ids, comma separated")] = None,
+    columns: Annotated[str | None, Query(description="more columns, comma separated, or *")] = None,
+    label: Annotated[str | None, Query(description="ground truth class index or name")] = None,
+    prediction: Annotated[str | None, Query(description="predicted class index or name")] = None,
+    correct: bool | None = None,
+) -> SamplesPublic:
+    """Rows matching the filters: ``?column=value`` or ``?column__op=value`` (gt, gte, lt,
+    lte, not, in, isnull) on any column, e.g. ``?label=5&prediction=6&sort=loss&order=desc``.
+    """
+    frame = state.frame
+    if subset:
+        frame = frame[frame["subset"] == subset]
+    if ids is not None:
+        wanted = parse_ids(ids, max_ids=state.settings.max_ids)
+        state.rows_of(wanted)  # unknown ids are a 404
+        frame = frame[frame["sample_id"].isin(wanted)]
+    filters = [(k, v) for k, v in request.query_params.multi_items() if k not in RESERVED]
+    frame = queries.apply_filters(state, frame, filters)
+    frame = queries.sort_frame(state, frame, sort, order == "desc")
+    page = queries.select_columns(state, frame.iloc[offset : offset + limit], parse_names(columns))
+    return SamplesPublic(data=state.records(page), count=len(frame))  # type: ignore[arg-type]
+
+
+@router.get("/{sample_id}", response_model=SampleDetail)
+def read_sample(state: State, sample_id: int) -> SampleDetail:
+    """Every column of one sample, its class probabilities and centroid distances."""
+    row = state.frame.iloc[[int(state.rows_of([sample_id])[0])]]
+    record = state.records(row)[0]
+    names = state.classes
+
+    def per_class(prefix: str) -> list[ClassValue]:
+        return [
+            ClassValue(class_index=i, name=n, value=record.get(f"{prefix}{i}"))
+            for i, n in enumerate(names)
+            if f"{prefix}{i}" in record
+        ]
+
+    nearest = record.get("nearest_centroid")
+    return SampleDetail(
+        sample_id=sample_id,
+        subset=record["subset"],
+        row=record,
+        probabilities=per_class("prob_"),
+        centroid_distances=per_class("dist_to_centroid_"),
+        nearest_centroid=None if nearest is None else int(nearest),
+        image_url=f"/api/samples/{sample_id}/image.png",
+    )
+
+
+@router.get("/{sample_id}/image.png", response_class=Response)
+def read_image(state: State, request: Request, sample_id: int) -> Response:
+    """The sample's picture as PNG (cacheable: it never changes within a run)."""
+    state.rows_of([sample_id])
+    etag = f"{state.tag}-img-{sample_id}"
+    if request.headers.get("if-none-match") == f'"{etag}"':
+        return cached(request, b"", "image/png", etag, state.settings.image_max_age)
+    body = encoding.png_bytes(state.image(sample_id))
+    return cached(request, body, "image/png", etag, state.settings.image_max_age)
+
+
+@router.get("/{sample_id}/heatmap.png", response_class=Response)
+def read_heatmap_png(
+    state: State,
+    request: Request,
+    sample_id: int,
+    target: Target = None,
+    method: Method = "gradcam",
+) -> Response:
+    """The heatmap as a coloured overlay with alpha, the size of the sample's picture."""
+    cls = _target(state, sample_id, target)
+    etag = f"{state.tag}-hm-{sample_id}-{cls}-{method}"
+    heatmap = state.heatmap(sample_id, cls, method)
+    rgba = encoding.heatmap_rgba(heatmap, state.image_shape)
+    return cached(
+        request, encoding.png_bytes(rgba), "image/png", etag, state.settings.image_max_age
+    )
+
+
+@router.get("/{sample_id}/heatmap.json", response_model=HeatmapPublic)
+def read_heatmap_json(
+    state: State, sample_id: int, target: Target = None, method: Method = "gradcam"
+) -> HeatmapPublic:
+    """The raw (H, W) heatmap values."""
+    cls = _target(state, sample_id, target)
+    h = np.nan_to_num(state.heatmap(sample_id, cls, method))
+    return HeatmapPublic(
+        sample_id=sample_id,
+        target=cls,
+        method=method,
+        shape=list(h.shape),
+        min=float(h.min()),
+        max=float(h.max()),
+        values=h.astype(float).round(6).tolist(),
+    )
+
+
+def _target(state: State, sample_id: int, target: str | None) -> int:
+    row = state.row(sample_id)
+    return int(row["prediction"]) if target in (None, "") else state.class_index(target)

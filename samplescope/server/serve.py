@@ -1,0 +1,56 @@
+"""``serve()``: run the app with uvicorn; the CLI's ``samplescope serve`` calls it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import webbrowser
+from pathlib import Path
+
+from samplescope.server.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
+
+log = logging.getLogger(__name__)
+
+
+def serve(
+    run_path: str | Path,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    open_browser: bool = False,
+    *,
+    prewarm: bool = True,
+    log_level: str = "warning",
+) -> None:
+    """Serve an analysed run until interrupted; prints the address once it listens.
+
+    Raises ``SamplescopeError`` (before listening) when the run is missing or
+    not analysed.
+    """
+    import uvicorn
+
+    from samplescope.server.app import create_app
+
+    settings = Settings(run_path=Path(run_path), host=host, port=port, prewarm=prewarm)
+    app = create_app(settings.run_path, settings)  # type: ignore[arg-type]
+    if not settings.is_loopback:
+        message = (
+            f"samplescope: listening on {host}, which other machines can reach; the run's "
+            "samples, labels and model outputs are readable by anyone who can connect"
+        )
+        log.warning(message)
+        print(f"WARNING: {message}", flush=True)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+            await super().startup(sockets)
+            if self.should_exit or not self.servers:
+                return
+            bound = self.servers[0].sockets[0].getsockname()[1]
+            url = Settings(host=host, port=int(bound)).url
+            name = app.state.samplescope.run.name
+            print(f"samplescope: serving run {name!r} at {url}", flush=True)
+            if open_browser:
+                threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
+    Server(config).run()

@@ -1,0 +1,54 @@
+"""The one settings object the server reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How to serve a run.
+
+    ``prewarm`` loads the heavy libraries (torch, captum, faiss) in a background
+    thread after startup, so the first heatmap or similars request is quick;
+    the server itself starts without them.
+    """
+
+    run_path: Path | None = None
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    prewarm: bool = True
+    #: seconds after startup before prewarming starts (lets the first page load go first)
+    prewarm_delay: float = 2.0
+    #: seconds browsers may keep images and heatmaps (they never change within a run)
+    image_max_age: int = 24 * 3600
+    #: most rows one /api/samples page returns
+    max_page: int = 1000
+    #: most samples /api/similar and /api/selection accept
+    max_ids: int = 100_000
+    #: entries kept in the in-memory heatmap cache
+    heatmap_cache_size: int = 2048
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,336 @@
+// a. The population map: filters, colour, size, legend, hover, selection panel.
+
+import { fetchMap, imageUrl, missingCode, postJSON, getJSON } from "./api.js";
+import { CORRECT, MISSING, categoryColor, hexToRgb, ramp, rampCss } from "./colors.js";
+import { Scatter } from "./scatter.js";
+import { fmt } from "./charts.js";
+import { state, update } from "./state.js";
+import { el, esc, thumbs } from "./dom.js";
+
+const STYLE_KEYS = ["color", "size", "subset", "fcol", "fmin", "fmax", "ccol", "cval", "insight"];
+
+export class MapView {
+  constructor(ctx, root) {
+    this.ctx = ctx;
+    this.root = root;
+    this.mapEl = root.querySelector("[data-testid=map]");
+    this.tooltip = root.querySelector("[data-testid=tooltip]");
+    this.panel = root.querySelector("[data-testid=selection-panel]");
+    this.legend = root.querySelector("[data-testid=legend]");
+    this.chips = root.querySelector("[data-testid=filter-chips]");
+    this.status = root.querySelector("[data-testid=map-status]");
+    this.cols = {};
+    this.selection = null; // {rows, title}
+    this.similar = [];
+    const renderer = new URLSearchParams(location.search).get("renderer");
+    this.scatter = new Scatter(this.mapEl, {
+      renderer,
+      onHover: (i, x, y) => this.hover(i, x, y),
+      onClick: (i) => { if (i >= 0) update({ sample: this.idOf(i) }, { push: true }); },
+      onSelect: (rows) => this.select(rows, `${state.tool === "box" ? "Box" : "Lasso"} selection`),
+      onDraw: (n) => this.drawn(n),
+    });
+    this.scatter.setTool(state.tool);
+  }
+
+  // --- loading ----------------------------------------------------------------------------
+
+  async load(mapPromise) {
+    const data = await mapPromise;
+    this.n = data.n;
+    this.header = data.header;
+    this.bytes = data.bytes;
+    Object.assign(this.cols, data.columns);
+    if (data.header.ids === "sample_id") {
+      this.ids = data.columns.sample_id.values;
+      this.rowById = new Map(Array.from(this.ids, (id, row) => [id, row]));
+    }
+    this.scatter.setPositions(data.columns.x.values, data.columns.y.values);
+    if (state.insight !== "") await this.applyInsight();
+    await this.restyle();
+  }
+
+  idOf(row) { return this.ids ? this.ids[row] : row; }
+  rowOf(id) { return this.ids ? this.rowById.get(id) : (id >= 0 && id < this.n ? id : undefined); }
+
+  async ensure(names) {
+    const missing = [...new Set(names.filter((c) => c && !this.cols[c] && this.ctx.kinds[c]))];
+    if (!missing.length) return;
+    const data = await fetchMap({ columns: missing.join(",") });
+    for (const c of missing) this.cols[c] = data.columns[c];
+  }
+
+  // --- styling ----------------------------------------------------------------------------
+
+  async onState(changed) {
+    if (changed.has("tool")) this.scatter.setTool(state.tool);
+    if (changed.has("sample")) { this.similar = []; this.updateHighlight(); }
+    if (STYLE_KEYS.some((k) => changed.has(k))) {
+      if (changed.has("insight")) await this.applyInsight();
+      await this.restyle();
+    }
+  }
+
+  async restyle() {
+    if (!this.n) return;
+    const token = (this.styleToken = (this.styleToken || 0) + 1);
+    const known = (c) => (c && this.ctx.kinds[c] ? c : "");
+    const color = known(state.color) || "label", size = known(state.size);
+    await this.ensure([color, size, known(state.fcol), known(state.ccol)]);
+    if (token !== this.styleToken) return;
+    const visible = this.visibleMask();
+    const { rgba, legend } = this.colors(color, visible);
+    let shown = 0;
+    for (let i = 0; i < this.n; i++) shown += visible[i];
+    const sizes = this.sizes(size, shown);
+    // Draw order: background first; errors (and the selection) on top.
+    const correct = this.cols.correct?.values;
+    const sel = this.selectedMask();
+    const back = [], front = [];
+    for (let i = 0; i < this.n; i++) {
+      if (!visible[i]) continue;
+      const top = sel ? sel[i] : color === "correct" && correct && correct[i] === 0;
+      (top ? front : back).push(i);
+    }
+    if (this.cols[color].kind === "numeric" && !sel) {
+      const v = this.cols[color].values;
+      back.sort((a, b) => (v[a] || 0) - (v[b] || 0)); // high values (e.g. loss) drawn on top
+    }
+    if (sel) for (const i of back) rgba[4 * i + 3] = 46;
+    const order = new Uint32Array(back.length + front.length);
+    order.set(back); order.set(front, back.length);
+    this.visibleCount = order.length;
+    this.scatter.setStyle(order, rgba, sizes);
+    this.renderLegend(color, legend);
+    this.renderChips();
+    this.updateHighlight();
+    if (this.ctx.onStyled) this.ctx.onStyled();
+    this.status.textContent = `${order.length.toLocaleString()} of ${this.n.toLocaleString()} samples · ${this.scatter.kind}`;
+  }
+
+  visibleMask() {
+    const n = this.n, mask = new Uint8Array(n).fill(1);
+    const subsetCol = this.cols.subset;
+    if (state.subset !== "all" && subsetCol) {
+      const code = subsetCol.categories.indexOf(state.subset);
+      for (let i = 0; i < n; i++) if (subsetCol.values[i] !== code) mask[i] = 0;
+    }
+    const f = this.cols[state.fcol];
+    if (f && f.kind === "numeric" && (state.fmin !== "" || state.fmax !== "")) {
+      const lo = state.fmin === "" ? -Infinity : +state.fmin, hi = state.fmax === "" ? Infinity : +state.fmax;
+      for (let i = 0; i < n; i++) { const v = f.values[i]; if (!(v >= lo && v <= hi)) mask[i] = 0; }
+    }
+    const c = this.cols[state.ccol];
+    if (c && c.categories && state.cval !== "") {
+      const code = c.categories.indexOf(state.cval);
+      for (let i = 0; i < n; i++) if (c.values[i] !== code) mask[i] = 0;
+    }
+    if (this.insightRows) {
+      const keep = new Uint8Array(n);
+      for (const r of this.insightRows) keep[r] = 1;
+      for (let i = 0; i < n; i++) mask[i] &= keep[i];
+    }
+    return mask;
+  }
+
+  selectedMask() {
+    if (!this.selection || state.insight) return null;
+    const m = new Uint8Array(this.n);
+    for (const r of this.selection.rows) m[r] = 1;
+    return m;
+  }
+
+  colors(name, visible) {
+    const col = this.cols[name], n = this.n, rgba = new Uint8Array(4 * n);
+    const grey = hexToRgb(MISSING);
+    const put = (i, c) => { rgba[4 * i] = c[0]; rgba[4 * i + 1] = c[1]; rgba[4 * i + 2] = c[2]; rgba[4 * i + 3] = 255; };
+    if (col.kind === "numeric") {
+      const [lo, hi, log] = colorRange(col.values);
+      const f = log ? (v) => Math.log(Math.max(v, lo)) : (v) => v;
+      const a = f(lo), span = f(hi) - a || 1;
+      for (let i = 0; i < n; i++) {
+        const v = col.values[i];
+        put(i, Number.isFinite(v) ? ramp((f(v) - a) / span) : grey);
+      }
+      return { rgba, legend: { kind: "numeric", lo, hi, log } };
+    }
+    const cats = col.categories, miss = missingCode(col);
+    const palette = cats.map((c, k) => hexToRgb(name === "correct" ? CORRECT[c] : categoryColor(k)));
+    const counts = new Array(cats.length).fill(0);
+    for (let i = 0; i < n; i++) {
+      const code = col.values[i];
+      if (code === miss || code >= cats.length) { put(i, grey); continue; }
+      put(i, palette[code]);
+      if (visible[i]) counts[code]++;
+    }
+    return { rgba, legend: { kind: "categorical", cats, palette, counts } };
+  }
+
+  sizes(name, shown) {
+    const n = this.n, base = shown > 40000 ? 2.6 : shown > 10000 ? 3.6 : shown > 1500 ? 5 : 7;
+    const out = new Float32Array(n).fill(base);
+    const col = this.cols[name];
+    if (!col || col.kind !== "numeric") return out;
+    const [lo, hi] = robustRange(col.values);
+    const span = hi - lo || 1;
+    for (let i = 0; i < n; i++) {
+      const v = col.values[i];
+      out[i] = Number.isFinite(v) ? base * (0.6 + 2.4 * Math.min(1, Math.max(0, (v - lo) / span))) : base * 0.6;
+    }
+    return out;
+  }
+
+  renderLegend(name, legend) {
+    this.legend.innerHTML = `<h3>${esc(name)}</h3>`;
+    this.legend.dataset.column = name;
+    if (legend.kind === "numeric") {
+      this.legend.append(
+        el(`<div class="ramp" style="background:${rampCss()}"></div>`),
+        el(`<div class="ends"><span>≤ ${fmt(legend.lo)}</span>${legend.log ? "<span>log scale</span>" : ""}<span>≥ ${fmt(legend.hi)}</span></div>`),
+      );
+      return;
+    }
+    const filtering = state.ccol === name && state.cval !== "";
+    legend.cats.forEach((cat, k) => {
+      const item = el(`<div class="item" data-testid="legend-item" data-value="${esc(cat)}">
+        <span class="sw" style="background:rgb(${legend.palette[k]})"></span>
+        <span>${esc(cat)}</span><span class="n">${legend.counts[k].toLocaleString()}</span></div>`);
+      if (filtering && state.cval !== cat) item.classList.add("off");
+      item.title = "Click to show only this value, again to show all";
+      item.onclick = () => update(filtering && state.cval === cat ? { ccol: "", cval: "" } : { ccol: name, cval: cat });
+      this.legend.appendChild(item);
+    });
+  }
+
+  renderChips() {
+    const chips = [];
+    if (state.subset !== "all") chips.push([`subset: ${state.subset}`, { subset: "all" }]);
+    if (state.fcol && (state.fmin !== "" || state.fmax !== "")) {
+      chips.push([`${state.fmin || "−∞"} ≤ ${state.fcol} ≤ ${state.fmax || "∞"}`, { fmin: "", fmax: "" }]);
+    }
+    if (state.ccol && state.cval !== "") chips.push([`${state.ccol} = ${state.cval}`, { cval: "" }]);
+    if (state.insight !== "") {
+      const card = this.ctx.insightById?.get(+state.insight);
+      chips.push([`insight: ${card ? card.title : state.insight}`, { insight: "" }]);
+    }
+    this.chips.innerHTML = "";
+    for (const [text, clear] of chips) {
+      const chip = el(`<span class="chip" data-testid="filter-chip"><span>${esc(text)}</span><button title="Remove">×</button></span>`);
+      chip.querySelector("button").onclick = () => update(clear);
+      this.chips.appendChild(chip);
+    }
+  }
+
+  drawn(count) {
+    if (this.firstDrawn || !count) return;
+    this.firstDrawn = true;
+    window.__mapDrawnAt = performance.now();
+    performance.mark("samplescope:map-drawn");
+    this.mapEl.dataset.ready = "1";
+  }
+
+  // --- hover, selection, highlights ---------------------------------------------------------
+
+  hover(i, x, y) {
+    if (i < 0) { this.tooltip.hidden = true; return; }
+    const id = this.idOf(i), classes = this.ctx.classes;
+    const label = this.cols.label.values[i], pred = this.cols.prediction.values[i];
+    const name = (c) => (c < classes.length ? classes[c] : "–");
+    this.tooltip.innerHTML = `<img src="${imageUrl(id)}" alt="">
+      <div><b>#${id}</b> <span class="tag">${esc(this.cols.subset.categories[this.cols.subset.values[i]] || "")}</span><br>
+      label <b>${esc(name(label))}</b> · predicted <b class="${label !== pred ? "wrong" : ""}">${esc(name(pred))}</b><br>
+      loss ${fmt(this.cols.loss.values[i])}</div>`;
+    this.tooltip.dataset.sampleId = id;
+    this.tooltip.hidden = false;
+    const w = this.tooltip.offsetWidth, h = this.tooltip.offsetHeight;
+    this.tooltip.style.left = `${Math.min(window.innerWidth - w - 8, x + 14)}px`;
+    this.tooltip.style.top = `${Math.min(window.innerHeight - h - 8, y + 14)}px`;
+  }
+
+  async applyInsight() {
+    if (state.insight === "") { this.insightRows = null; this.closePanel(); return; }
+    const card = await this.ctx.insight(+state.insight);
+    if (!card) { this.insightRows = null; return; }
+    this.insightRows = card.sample_ids.map((id) => this.rowOf(id)).filter((r) => r !== undefined);
+    this.selection = { rows: this.insightRows, title: card.title };
+    this.showPanel();
+  }
+
+  select(rows, title) {
+    if (!rows.length) { this.selection = null; this.closePanel(); this.restyle(); return; }
+    this.selection = { rows, title };
+    this.restyle();
+    this.showPanel();
+  }
+
+  async showPanel() {
+    const sel = this.selection;
+    if (!sel) return;
+    const ids = sel.rows.map((r) => this.idOf(r));
+    this.panel.hidden = false;
+    this.panel.innerHTML = `<div class="card-head"><h2>${esc(sel.title)}</h2><button class="ghost" data-testid="close-selection">×</button></div><div class="hint">Loading…</div>`;
+    this.panel.querySelector("[data-testid=close-selection]").onclick = () => {
+      if (state.insight !== "") update({ insight: "" }); else this.select([], "");
+    };
+    const stats = await postJSON("/api/selection", { ids });
+    if (this.selection !== sel) return;
+    const classes = this.ctx.classes;
+    const max = Math.max(1, ...stats.class_mix.map((c) => c.count));
+    this.panel.querySelector(".hint").remove();
+    this.panel.append(
+      el(`<div class="stats" data-testid="selection-stats" data-count="${stats.count}">
+        <div class="stat"><div class="v" data-testid="selection-count">${stats.count.toLocaleString()}</div><div class="k">samples</div></div>
+        <div class="stat"><div class="v">${stats.accuracy === null ? "–" : (100 * stats.accuracy).toFixed(1) + "%"}</div><div class="k">accuracy</div></div>
+        <div class="stat"><div class="v">${fmt(stats.mean_loss)}</div><div class="k">mean loss</div></div></div>`),
+      el(`<div><h3>Class mix</h3><div class="mix">${stats.class_mix.map((c) => `
+        <div class="bar" title="${c.count} samples, ${c.errors} misclassified"><span>${esc(classes[c.class_index])}</span>
+        <span class="track"><span class="ok" style="width:${(100 * (c.count - c.errors)) / max}%"></span><span class="err" style="width:${(100 * c.errors) / max}%"></span></span>
+        <span class="n">${c.count}</span></div>`).join("")}</div></div>`),
+      el(`<div class="row"><button data-testid="selection-similar">Similar to these</button></div>`),
+      el(`<div><h3>Highest loss</h3></div>`),
+    );
+    const rows = stats.examples.length
+      ? (await getJSON(`/api/samples?ids=${stats.examples.join(",")}&sort=loss&order=desc&limit=60`)).data
+      : [];
+    if (this.selection !== sel) return;
+    const items = rows.map((r) => ({ id: r.sample_id, label: r.label, prediction: r.prediction, loss: r.loss }));
+    const grid = thumbs(items, classes, (id) => update({ sample: id }, { push: true }));
+    grid.dataset.testid = "selection-grid";
+    this.panel.lastElementChild.appendChild(grid);
+    this.panel.querySelector("[data-testid=selection-similar]").onclick = async () => {
+      const res = await getJSON(`/api/similar?ids=${stats.examples.slice(0, 50).join(",")}&k=24`);
+      this.setSimilar(res.data.map((r) => r.sample_id));
+    };
+  }
+
+  closePanel() { this.panel.hidden = true; this.panel.innerHTML = ""; }
+
+  setSimilar(ids) { this.similar = ids; this.updateHighlight(); }
+
+  updateHighlight() {
+    if (!this.n) return;
+    const ids = [...this.similar];
+    if (state.sample !== "") ids.push(+state.sample);
+    this.scatter.setHighlight(ids.map((id) => this.rowOf(id)).filter((r) => r !== undefined));
+  }
+}
+
+/**
+ * Colour range of a numeric column: [p1, p99, log]. Skewed non-negative columns (loss)
+ * get a log scale, or nearly every point would share the lowest colour.
+ */
+function colorRange(values) {
+  const [lo, hi, mid] = robustRange(values);
+  if (lo >= 0 && hi > 0 && hi > 20 * Math.max(mid, 1e-12)) return [Math.max(lo, hi * 1e-4), hi, true];
+  return [lo, hi, false];
+}
+
+/** 1st and 99th percentile (and the median) of the finite values (a sample when there are many). */
+function robustRange(values) {
+  const step = Math.max(1, Math.floor(values.length / 20000));
+  const xs = [];
+  for (let i = 0; i < values.length; i += step) if (Number.isFinite(values[i])) xs.push(values[i]);
+  if (!xs.length) return [0, 1];
+  xs.sort((a, b) => a - b);
+  return [xs[Math.floor(0.01 * (xs.length - 1))], xs[Math.ceil(0.99 * (xs.length - 1))], xs[Math.floor(0.5 * (xs.length - 1))]];
+}

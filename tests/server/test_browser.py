@@ -1,0 +1,305 @@
+"""The page in a real Chromium, against the real server on a small analysed run.
+
+Uses Debian's chromium through Playwright (Playwright's own browser download is not
+needed): set SAMPLESCOPE_CHROMIUM to use another binary. Without a browser these
+tests skip, unless SAMPLESCOPE_REQUIRE_BROWSER=1 (as in CI), where they fail.
+
+WebGL in headless Chromium with --disable-gpu runs on SwiftShader; if a Chromium
+build refuses it, the page falls back to a 2D canvas (data-renderer="canvas2d"),
+and SAMPLESCOPE_CHROMIUM_ARGS="--use-angle=swiftshader --enable-unsafe-swiftshader"
+brings WebGL back.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "_artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 20_000
+
+
+def _unavailable(reason: str):
+    if os.environ.get("SAMPLESCOPE_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"SAMPLESCOPE_REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = os.environ.get("SAMPLESCOPE_CHROMIUM") or shutil.which("chromium")
+    if not path or not Path(path).exists():
+        _unavailable("no chromium found (install Debian's chromium or set SAMPLESCOPE_CHROMIUM)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright Python package is not installed")
+    extra = os.environ.get("SAMPLESCOPE_CHROMIUM_ARGS", "").split()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS + extra)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(viewport={"width": 1400, "height": 860}, base_url=live_server)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+    yield page
+    context.close()
+    assert errors == [], f"console errors: {errors}"
+
+
+@pytest.fixture(scope="module")
+def api(live_server):
+    with httpx.Client(base_url=live_server, timeout=30) as c:
+        yield c
+
+
+def open_map(page, path: str = "/") -> None:
+    page.goto(path)
+    page.wait_for_selector("[data-testid=map][data-ready='1']", state="attached")
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png")
+
+
+def attr(page, testid: str, name: str) -> str | None:
+    return page.get_attribute(f"[data-testid={testid}]", name)
+
+
+def images_loaded(page, selector: str) -> int:
+    return page.evaluate(
+        """(sel) => [...document.querySelectorAll(sel)]
+             .filter((i) => i.complete && i.naturalWidth > 0).length""",
+        selector,
+    )
+
+
+def wait_images(page, selector: str, count: int) -> None:
+    page.wait_for_function(
+        """([sel, n]) => {
+             const imgs = [...document.querySelectorAll(sel)];
+             return imgs.length >= n && imgs.every((i) => i.complete && i.naturalWidth > 0);
+           }""",
+        arg=[selector, count],
+    )
+
+
+# --- map ---------------------------------------------------------------------------------------
+
+
+def test_map_draws_every_sample(page, api):
+    n = api.get("/api/run").json()["count"]
+    open_map(page)
+    assert attr(page, "map", "data-total") == str(n)
+    assert attr(page, "map", "data-point-count") == str(n)
+    assert attr(page, "map", "data-renderer") in ("webgl", "canvas2d")
+    drawn_at = page.evaluate("window.__mapDrawnAt")
+    assert drawn_at > 0
+    print(
+        f"map drawn {drawn_at:.0f} ms after navigation, renderer {attr(page, 'map', 'data-renderer')}"
+    )
+    shot(page, "map")
+
+
+def test_recolour_by_prediction_changes_legend_and_url(page):
+    open_map(page)
+    assert attr(page, "legend", "data-column") == "label"
+    before = page.locator("[data-testid=legend-item] .n").all_inner_texts()
+    page.select_option("[data-testid=color-select]", "prediction")
+    page.wait_for_selector("[data-testid=legend][data-column=prediction]")
+    after = page.locator("[data-testid=legend-item] .n").all_inner_texts()
+    assert after != before  # counts per predicted class differ from counts per label
+    assert "color=prediction" in page.url
+    page.select_option("[data-testid=color-select]", "loss")
+    page.wait_for_selector("[data-testid=legend][data-column=loss] .ramp")
+    shot(page, "map-colour-loss")
+    page.reload()  # the URL restores the view
+    page.wait_for_selector("[data-testid=map][data-ready='1']")
+    assert page.input_value("[data-testid=color-select]") == "loss"
+
+
+def test_subset_filter_and_legend_filter(page, api):
+    runinfo = api.get("/api/run").json()
+    val = next(s for s in runinfo["subsets"] if s["name"] == "validation")
+    open_map(page)
+    page.select_option("[data-testid=subset-filter]", "validation")
+    page.wait_for_selector(f"[data-testid=map][data-point-count='{val['count']}']")
+    page.select_option("[data-testid=subset-filter]", "all")
+    page.locator("[data-testid=legend-item]").first.click()  # show only one label
+    first = page.locator("[data-testid=legend-item]").first
+    count = int(first.locator(".n").inner_text().replace(",", ""))
+    page.wait_for_selector(f"[data-testid=map][data-point-count='{count}']")
+    assert page.locator("[data-testid=filter-chip]").count() == 1
+
+
+def test_hover_and_click_a_dot_opens_its_sample(page):
+    open_map(page)
+    sid = page.evaluate("window.samplescope.drawnIds(1)[0]")
+    pos = page.evaluate("(id) => window.samplescope.pointAt(id)", sid)
+    page.mouse.move(pos["x"], pos["y"])
+    page.wait_for_selector("[data-testid=tooltip]:not([hidden])")
+    hovered = attr(page, "tooltip", "data-sample-id")
+    page.mouse.click(pos["x"], pos["y"])
+    page.wait_for_selector("[data-testid=sample-view]:not([hidden]) [data-testid=sample-image]")
+    assert attr(page, "sample-view", "data-sample-id") == hovered
+    wait_images(page, "[data-testid=sample-image], img.hm", 3)
+    assert page.locator("[data-testid=prob-bar]").count() > 0
+    assert page.locator("[data-testid=prob-bar].gt").count() == 1
+    page.click("[data-testid=method-integrated_gradients]")
+    page.wait_for_function(
+        "document.querySelector('[data-testid=heatmap-1]').src.includes('integrated_gradients')"
+    )
+    wait_images(page, "img.hm", 2)
+    shot(page, "sample")
+
+
+def test_sample_view_marks_nearest_and_true_centroid(page, api):
+    columns = {c["name"] for c in api.get("/api/run").json()["columns"]}
+    if "nearest_centroid" not in columns:  # integration metadata (MNIST's integration has it)
+        pytest.skip("the run's integration provides no nearest_centroid / dist_to_centroid_k")
+    wrong = api.get("/api/samples?correct=false&sort=loss&order=desc&limit=1").json()["data"][0]
+    open_map(page, f"/#sample={wrong['sample_id']}")
+    page.wait_for_selector("[data-testid=centroid-bar]")
+    assert page.locator("[data-testid=centroid-bar].nearest").count() == 1
+    assert page.locator("[data-testid=centroid-bar].gt").count() == 1
+    detail = api.get(f"/api/samples/{wrong['sample_id']}").json()
+    if detail["nearest_centroid"] != wrong["label"]:
+        assert page.locator("[data-testid=centroid-note]").is_visible()
+
+
+def test_fetch_similars_shows_k_images(page, api):
+    open_map(page, "/#sample=3&k=8")
+    page.wait_for_selector("[data-testid=fetch-similars]")
+    page.click("[data-testid=fetch-similars]")
+    page.wait_for_selector("[data-testid=similar-item]")
+    assert page.locator("[data-testid=similar-item]").count() == 8
+    wait_images(page, "[data-testid=similar-item] img", 8)
+    expected = [r["sample_id"] for r in api.get("/api/samples/3/similar?k=8").json()["data"]]
+    shown = page.eval_on_selector_all(
+        "[data-testid=similar-item]", "els => els.map(e => +e.dataset.sampleId)"
+    )
+    assert shown == expected
+    assert attr(page, "map", "data-highlight-count") == "9"  # the sample and its 8 neighbours
+    shot(page, "similars")
+
+
+def test_box_selection_opens_the_selection_panel(page):
+    open_map(page)
+    page.click("[data-testid=tool-box]")
+    box = page.locator("[data-testid=map]").bounding_box()
+    page.mouse.move(box["x"] + 5, box["y"] + 5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.move(box["x"] + box["width"] - 5, box["y"] + box["height"] - 5, steps=5)
+    page.mouse.up()
+    page.wait_for_selector("[data-testid=selection-stats]")
+    n = int(attr(page, "selection-stats", "data-count"))
+    assert n == int(attr(page, "map", "data-point-count"))  # the box covers every point
+    assert page.locator("[data-testid=selection-grid] [data-testid=thumb]").count() == min(n, 60)
+    shot(page, "selection")
+
+
+def test_lasso_selection_matches_the_points_inside(page):
+    open_map(page)
+    page.click("[data-testid=tool-lasso]")
+    sid = page.evaluate("window.samplescope.drawnIds(1)[0]")
+    c = page.evaluate("(id) => window.samplescope.pointAt(id)", sid)
+    count_within = """([x, y, r]) => window.samplescope.drawnIds().filter((id) => {
+        const p = window.samplescope.pointAt(id);
+        return Math.abs(p.x - x) < r && Math.abs(p.y - y) < r; }).length"""
+    surely_in = page.evaluate(count_within, [c["x"], c["y"], 28.5])
+    maybe_in = page.evaluate(count_within, [c["x"], c["y"], 31.5])
+    page.mouse.move(c["x"] - 30, c["y"] - 30)
+    page.mouse.down()
+    for dx, dy in ((30, -30), (30, 30), (-30, 30), (-30, -30)):  # a square around the point
+        page.mouse.move(c["x"] + dx, c["y"] + dy, steps=4)
+    page.mouse.up()
+    page.wait_for_selector("[data-testid=selection-stats]")
+    n = int(attr(page, "selection-stats", "data-count"))
+    assert 1 <= surely_in <= n <= maybe_in  # points on the edge may go either way
+
+
+def test_canvas_fallback_draws_every_sample(page, api):
+    n = api.get("/api/run").json()["count"]
+    open_map(page, "/?renderer=canvas")
+    assert attr(page, "map", "data-renderer") == "canvas2d"
+    assert attr(page, "map", "data-point-count") == str(n)
+
+
+# --- other views -------------------------------------------------------------------------------
+
+
+def test_confusion_cell_lists_its_samples(page, api):
+    open_map(page, "/#view=errors")
+    page.wait_for_selector("[data-testid=loss-row]")
+    losses = page.eval_on_selector_all(
+        "[data-testid=loss-row] td:nth-child(6)", "tds => tds.map(t => +t.textContent)"
+    )
+    assert losses == sorted(losses, reverse=True)
+    cm = api.get("/api/confusion?subset=validation").json()["matrix"]
+    i, j = max(
+        ((i, j) for i in range(len(cm)) for j in range(len(cm)) if i != j),
+        key=lambda c: cm[c[0]][c[1]],
+    )
+    page.click(f"[data-testid=confusion-cell][data-label='{i}'][data-prediction='{j}']")
+    page.wait_for_selector(f"[data-testid=loss-table][data-count='{cm[i][j]}']")
+    assert page.locator("[data-testid=loss-row]").count() == min(cm[i][j], 50)
+    shot(page, "errors")
+
+
+def test_dashboard_preset_draws_one_point_per_bin(page, api):
+    columns = {c["name"] for c in api.get("/api/run").json()["columns"]}
+    if "dist_to_gt_centroid" not in columns:  # integration metadata (MNIST's integration has it)
+        pytest.skip("the run's integration provides no dist_to_gt_centroid for the preset")
+    open_map(page, "/#view=dashboard&x=label")
+    page.wait_for_selector("[data-testid=curve-loss] [data-testid=chart-point]")
+    page.click("[data-testid=preset-centroid]")
+    page.wait_for_function(
+        """() => { const c = document.querySelector('[data-testid=builder-chart]');
+                   return c.dataset.bins && !c.dataset.loading && c.querySelector('circle'); }"""
+    )
+    assert page.input_value("[data-testid=chart-x]") == "dist_to_gt_centroid"
+    bins = api.get("/api/aggregate?x=dist_to_gt_centroid&y=loss&bins=10").json()["data"]
+    points = page.locator("[data-testid=builder-chart] [data-testid=chart-point]")
+    assert points.count() == len(bins) > 1
+    epochs = [r for r in api.get("/api/history").json()["data"] if r["kind"] == "epoch"]
+    curve = page.locator("[data-testid=curve-loss] [data-testid=chart-point]")
+    assert curve.count() == 2 * len(epochs)  # train and validation per epoch
+    shot(page, "dashboard")
+
+
+def test_insight_card_filters_the_map(page):
+    open_map(page, "/#view=insights")
+    card = page.locator("[data-testid=insight-card]").first
+    card.wait_for()
+    count = card.get_attribute("data-count")
+    shot(page, "insights")
+    card.click()
+    page.wait_for_selector(f"[data-testid=map][data-point-count='{count}']")
+    page.wait_for_selector(f"[data-testid=selection-stats][data-count='{count}']")
+    assert "insight=" in page.url
+    shot(page, "map-insight")
