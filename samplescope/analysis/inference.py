@@ -177,12 +177,15 @@ def run_inference(
         iterator = tqdm(batches, desc="inference", unit="batch")
 
     was_training = model.training
+    model.to(memory_format=torch.channels_last)  # same weights, faster layout for 4-D inputs
     handle = module.register_forward_hook(hook)
     model.eval()
     try:
         with torch.inference_mode():
             for i, batch in enumerate(iterator):
                 x = torch.as_tensor(batch, dtype=torch.float32).to(device)  # (B, C, H, W)
+                if x.ndim == 4:  # channels-last convolutions are ~1.5x faster on CPU
+                    x = x.contiguous(memory_format=torch.channels_last)
                 caught.clear()
                 logits = model(x)  # (B, C)
                 if len(caught) != 1:
@@ -192,7 +195,7 @@ def run_inference(
                         f"{default_latent_layer(model)!r}"
                     )
                 logits_out.add(logits.float().cpu().numpy())
-                latent_out.add(caught[0].reshape(len(x), -1).float().cpu().numpy())  # (B, D)
+                latent_out.add(caught[0].reshape(len(x), -1).float().contiguous().cpu().numpy())  # (B, D)
                 caught.clear()
     finally:
         handle.remove()
