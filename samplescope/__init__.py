@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from samplescope.errors import SamplescopeError
-from samplescope.integration import Batch, Integration, Sample, Subset, check_integration, load_integration
+from samplescope.integration import (
+    Batch,
+    Integration,
+    Sample,
+    Subset,
+    check_integration,
+    load_integration,
+)
 
 if TYPE_CHECKING:
     from samplescope.run import Run

@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s", stream=sys.stderr
     )
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader chatters at INFO
     if args.data_dir:
         os.environ["SAMPLESCOPE_DATA_DIR"] = str(Path(args.data_dir).resolve())
     if args.mirror:

@@ -281,4 +281,4 @@ def _visual_problem(values: list[Any], memo: dict[str, Any]) -> str | None:
     return None
 
 
-__all__ = ["CheckReport", "CheckRow", "check_integration", "SUBSET_NAMES"]
+__all__ = ["SUBSET_NAMES", "CheckReport", "CheckRow", "check_integration"]

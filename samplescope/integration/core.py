@@ -38,6 +38,7 @@ go through the same checks (``samplescope check``).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
@@ -137,8 +138,11 @@ class Integration:
         self.classes = list(classes)
         self.task = task
         self.version = version
-        self.source: str | None = None  # file it was loaded from, set by the loader
-        self.module: str | None = None  # module name it was loaded as, set by the loader
+        # Where it is declared, so a run can load it again: the declaring module's file
+        # and name (the loader sets them again when it loads a file by path).
+        caller = inspect.currentframe().f_back  # type: ignore[union-attr]
+        self.source: str | None = caller.f_globals.get("__file__") if caller else None
+        self.module: str | None = caller.f_globals.get("__name__") if caller else None
         self._preprocess: Callable[[], Any] | None = None
         self._subsets: dict[str, Callable[[Any], Subset]] = {}
         self.inputs: dict[str, Function] = {}

@@ -82,7 +82,7 @@ def centroid_distances(batch: Batch) -> dict[str, np.ndarray]:
 @mnist.metadata("shape", batched=True)
 def shape(batch: Batch) -> dict[str, np.ndarray]:
     x = image(batch)[:, 0]  # (B, 28, 28) in [0, 1]
-    b, h, w = x.shape
+    _b, h, w = x.shape
     ink = x.mean(axis=(1, 2))
     rows_on, cols_on = x.max(axis=2) > 0.2, x.max(axis=1) > 0.2  # (B, 28) each
     height = _extent(rows_on)

@@ -1,21 +1,20 @@
 """A small, fast convolutional classifier for 28x28-ish grey images (MNIST).
 
-Stages of two ``conv3x3 -> BatchNorm -> ReLU`` (every stage but the last ends with
-a 2x2 max-pool, placed right after its second conv), the last feature map
-average-pooled to 3x3 and flattened, and one ``nn.Linear`` named ``classifier``.
-With the default config::
+Three stages of two ``conv3x3 -> BatchNorm -> ReLU``; in the first two stages a 2x2
+max-pool follows the second conv, before its BatchNorm and ReLU (a quarter of their
+work on a CPU). The last feature map is average-pooled to 3x3 and flattened, then one
+``nn.Linear`` named ``classifier``. With the default config (77,786 parameters)::
 
     x (B, 1, 28, 28) in [0, 1]
       normalize                    fixed affine (x - mean) / std, part of the model
-      features.0-6    conv 16 x2   (B, 16, 14, 14)   convs at 28x28, pool, BN, ReLU
+      features.0-6    conv 16 x2   (B, 16, 14, 14)
       features.7-13   conv 32 x2   (B, 32, 7, 7)
-      features.14-19  conv 64 x2   (B, 64, 7, 7)     <- gradcam_layer = "features.17"
-      pool, flatten                (B, 576)          <- the latent: input of `classifier`
-      classifier      linear       (B, 10)           logits
+      features.14-19  conv 64 x2   (B, 64, 7, 7)    <- gradcam_layer = "features.17"
+      pool, flatten                (B, 576)         <- the latent: input of `classifier`
+      classifier      linear       (B, 10)          logits
 
-Pooling before BatchNorm and ReLU gives the same kind of model with a quarter of
-their work, which matters on a CPU. Everything is a plain module with no in-place
-ops, so Captum's hooks and gradients work on any layer. 77,786 parameters.
+Everything is a plain module with no in-place ops, so Captum's hooks and
+gradients work on any layer.
 """
 
 from __future__ import annotations

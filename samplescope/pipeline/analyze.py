@@ -42,7 +42,11 @@ def analyze_run(
     """Analyse the run at ``path`` in place (atomically); returns the analysis summary."""
     import torch
 
-    from samplescope.analysis.inference import default_latent_layer, prediction_columns, run_inference
+    from samplescope.analysis.inference import (
+        default_latent_layer,
+        prediction_columns,
+        run_inference,
+    )
     from samplescope.analysis.projection import Projection
 
     t0 = time.perf_counter()

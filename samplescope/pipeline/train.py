@@ -59,7 +59,7 @@ def train_run(
     _prepare_workdir(work, resume)
     integ = integration if isinstance(integration, Integration) else load_integration(integration)
 
-    overrides = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, threads=threads).items() if v}
+    overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "threads": threads}.items() if v}
     config = dataclasses.replace(TrainConfig(), seed=seed, **overrides)
     if config.threads:
         torch.set_num_threads(config.threads)

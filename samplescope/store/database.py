@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import duckdb
 import pandas as pd
@@ -62,7 +62,7 @@ class RunDatabase:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> RunDatabase:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -146,6 +146,11 @@ class RunDatabase:
     # -- history -------------------------------------------------------------
 
     def write_history(self, rows: list[dict[str, Any]]) -> None:
+        """Replace the training curves; no rows (a model trained elsewhere) means no table."""
+        if not rows:
+            with self._cursor() as cur:
+                cur.execute("DROP TABLE IF EXISTS history")
+            return
         self._replace_table("history", pd.DataFrame(rows))
 
     def history(self) -> pd.DataFrame:

@@ -117,7 +117,7 @@ def broken_mnist_copy(tmp_path: Path) -> Path:
 def test_cli_check_fails_on_broken_mnist_copy(tmp_path, mnist_env):
     path = broken_mnist_copy(tmp_path)
     proc = subprocess.run(
-        [sys.executable, "-m", "samplescope", "check", str(path)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "samplescope", "check", str(path)], capture_output=True, text=True, check=False, timeout=300
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "image" in proc.stdout and "NaN or inf" in proc.stdout
@@ -127,7 +127,7 @@ def test_cli_check_fails_on_broken_mnist_copy(tmp_path, mnist_env):
 
 def test_cli_check_passes_on_mnist(mnist_env):
     proc = subprocess.run(
-        [sys.executable, "-m", "samplescope", "check", "mnist"], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "samplescope", "check", "mnist"], capture_output=True, text=True, check=False, timeout=300
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "all checks passed" in proc.stdout

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "samplescope", *args], capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "samplescope", *args], capture_output=True, text=True, check=False, timeout=timeout,
         env={**os.environ, "SAMPLESCOPE_THREADS_HINT": "1", **(env or {})},
     )
 
@@ -96,7 +96,7 @@ def test_missing_data_and_no_source(tmp_path):
     env = {"SAMPLESCOPE_DATA_DIR": str(tmp_path / "empty"), "SAMPLESCOPE_MNIST_MIRROR": str(tmp_path / "nothing"),
            "PATH": "/nonexistent",  # no npm
            "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}  # no HTTP mirror
-    proc = subprocess.run([sys.executable, "-m", "samplescope", "fetch", "mnist"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "samplescope", "fetch", "mnist"], capture_output=True, check=False,
                           text=True, timeout=120, env={**os.environ, **env})
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
