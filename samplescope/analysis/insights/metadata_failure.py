@@ -222,4 +222,20 @@ class MetadataPredictsFailure(InsightFinder):
             title = f"{col} = {g}: {pct(r_in)} errors ({ratio:.1f}x)"
             ids = ordered_ids(ctx, rows[inside], self.max_sample_ids)
             out.append(Insight("metadata_failure", severity, ids, text, title, details))
-        return out
+        return _one_per_column(out)
+
+
+def _one_per_column(found: list[Insight]) -> list[Insight]:
+    """The worst value of a column, naming the other elevated values in its sentence.
+
+    One card per column keeps e.g. ``gt_centroid_rank`` = 2, 3, 4 from filling the
+    top of the list with one finding told three times.
+    """
+    if len(found) <= 1:
+        return found
+    found = sorted(found, key=lambda i: -i.severity)
+    top, rest = found[0], found[1:]
+    also = ", ".join(f"{i.details['value']} ({pct(i.details['error_rate'])})" for i in rest)
+    text = f"{top.text[:-1]}; also elevated: {top.details['column']} = {also}."
+    details = {**top.details, "also": [i.details for i in rest]}
+    return [Insight(top.kind, top.severity, top.sample_ids, text, top.title, details)]
