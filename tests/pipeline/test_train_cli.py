@@ -109,13 +109,15 @@ def test_interrupted_training_keeps_earlier_run_and_resumes(mnist_run, tmp_path)
     out = tmp_path / "mnist"
     shutil.copytree(mnist_run, out)
     before = (out / "model.pt").read_bytes()
-    args = ["train", "--out", str(out), "--limit", "3000", "--epochs", "3", "--batch-size", "64", "--threads", "1", "--overwrite"]
+    # long enough (6 epochs) that the interrupt lands while it trains, right after the first checkpoint
+    args = ["train", "--out", str(out), "--limit", "6000", "--epochs", "6", "--batch-size", "64", "--threads", "1",
+            "--overwrite"]
     proc = subprocess.Popen([sys.executable, "-m", "samplescope", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     partial = tmp_path / ".mnist.partial" / "checkpoint.pt"
     deadline = time.time() + 300
     while not partial.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
+        time.sleep(0.05)
     assert partial.exists(), "no checkpoint written after the first epoch"
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
@@ -124,4 +126,4 @@ def test_interrupted_training_keeps_earlier_run_and_resumes(mnist_run, tmp_path)
     resumed = cli(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     info = json.loads((out / "run.json").read_text())
-    assert info["subsets"]["train"] == 3000 and info["metrics"]["val_acc"] > 0.6
+    assert info["subsets"]["train"] == 6000 and info["metrics"]["val_acc"] > 0.6
