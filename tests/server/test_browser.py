@@ -219,7 +219,10 @@ def test_box_selection_opens_the_selection_panel(page):
     page.wait_for_selector("[data-testid=selection-stats]")
     n = int(attr(page, "selection-stats", "data-count"))
     assert n == int(attr(page, "map", "data-point-count"))  # the box covers every point
-    assert page.locator("[data-testid=selection-grid] [data-testid=thumb]").count() == min(n, 60)
+    # the thumbnail grid fills in after the stats: wait for it rather than race it
+    from playwright.sync_api import expect
+
+    expect(page.locator("[data-testid=selection-grid] [data-testid=thumb]")).to_have_count(min(n, 60))
     shot(page, "selection")
 
 
