@@ -112,16 +112,20 @@ def test_interrupted_training_keeps_earlier_run_and_resumes(mnist_run, tmp_path)
     # long enough (6 epochs) that the interrupt lands while it trains, right after the first checkpoint
     args = ["train", "--out", str(out), "--limit", "6000", "--epochs", "6", "--batch-size", "64", "--threads", "1",
             "--overwrite"]
-    log = (tmp_path / "train.log").open("w")  # a file, not a pipe nobody reads while we wait
-    proc = subprocess.Popen([sys.executable, "-m", "samplescope", *args], stdout=log, stderr=log)
-    partial = tmp_path / ".mnist.partial" / "checkpoint.pt"
-    deadline = time.time() + 300
-    while not partial.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert partial.exists(), "no checkpoint written after the first epoch"
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=180) == 130, (tmp_path / "train.log").read_text()[-2000:]
-    log.close()
+    # A shell's background job (CI's, say) starts with SIGINT ignored, the child would inherit
+    # that and never raise KeyboardInterrupt; a handled signal is reset to its default by exec.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    with (tmp_path / "train.log").open("w") as log:  # a file, not a pipe nobody reads while we wait
+        proc = subprocess.Popen([sys.executable, "-m", "samplescope", *args], stdout=log, stderr=log)
+        signal.signal(signal.SIGINT, previous)
+        partial = tmp_path / ".mnist.partial" / "checkpoint.pt"
+        deadline = time.time() + 300
+        while not partial.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert partial.exists(), "no checkpoint written after the first epoch"
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=180)
+    assert code == 130, (tmp_path / "train.log").read_text()[-2000:]
     assert (out / "model.pt").read_bytes() == before, "the earlier run was touched"
     assert not list(tmp_path.glob(".mnist.tmp-*"))
     resumed = cli(*args, "--resume")
