@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from samplescope.errors import IntegrationError, SamplescopeError
-from samplescope.integration.core import SUBSET_NAMES, Function, Integration
+from samplescope.integration.core import SUBSET_NAMES, Function, Integration, _call
 
 Status = Literal["ok", "FAIL"]
 
@@ -165,11 +165,7 @@ def _check_function(
 def _outputs(integration: Integration, fn: Function, subset: str, indices: np.ndarray) -> list[Any]:
     """Per-sample outputs of ``fn``, whether it is batched or not."""
     if not fn.batched:
-        from samplescope.integration.core import _call
-
         return [_call(fn.name, fn.fn, integration.sample(subset, int(i))) for i in indices]
-    from samplescope.integration.core import _call
-
     out = _call(fn.name, fn.fn, integration.batch(subset, indices))
     n = len(indices)
     if isinstance(out, dict):

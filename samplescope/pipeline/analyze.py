@@ -82,7 +82,7 @@ def analyze_run(
     base = run.samples()
     samples = base.drop(columns=[c for c in base.columns if c in previous and c != "sample_id"])
     samples = samples.merge(analysis, on="sample_id")
-    insights, extra = _insights(run, integ, samples, latent, seed, progress)
+    insights, extra = _insights(run, samples, latent, seed, progress)
     for name, values in extra.items():
         analysis[name] = values
     timings["insights"] = time.perf_counter() - t
@@ -155,20 +155,12 @@ def _input_batches(run: Run, integ: Any, frame: pd.DataFrame, bar: Any) -> Itera
             yield integ.encode_inputs(subset, chunk)
 
 
-def _insights(run: Run, integ: Any, samples: pd.DataFrame, latent: np.ndarray, seed: int, progress: bool):
+def _insights(run: Run, samples: pd.DataFrame, latent: np.ndarray, seed: int, progress: bool):
     from samplescope.analysis.insights import InsightContext, default_finders, find_insights
 
-    frame = samples[["subset", "index"]]
-
     def inputs(rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), int(np.prod(run.info["input_shape"]))), np.float32)
-        subsets = frame["subset"].to_numpy()[rows]
-        for subset in pd.unique(subsets):
-            pos = np.flatnonzero(subsets == subset)
-            x = integ.encode_inputs(subset, frame["index"].to_numpy()[rows[pos]])
-            out[pos] = x.reshape(len(pos), -1)
-        return out
+        """Flattened model inputs for row positions (rows are sample ids), (B, P) float32."""
+        return run.inputs(rows).reshape(len(rows), -1)
 
     base = {"sample_id", "subset", "index", "key", "label"}
     analysis_cols = {"prediction", "loss", "confidence", "margin", "correct", "map_x", "map_y"}
