@@ -198,11 +198,29 @@ class Run:
 
     def _subset_mask(self, subset: str | None) -> np.ndarray | None:
         self._check_subset(subset)
-        return None if subset is None else (self._frame()["subset"] == subset).to_numpy()
+        return None if subset is None else self._subset_masks()[subset]
+
+    @functools.cache  # noqa: B019
+    def _subset_masks(self) -> dict[str, np.ndarray]:
+        column = self._frame()["subset"].to_numpy()
+        return {s: column == s for s in pd.unique(column)}
+
+    @functools.cache  # noqa: B019
+    def _neighbour_columns(self) -> dict[str, np.ndarray]:
+        df = self._frame()
+        cols = [c for c in ("sample_id", "subset", "label", "prediction", "loss") if c in df.columns]
+        return {c: df[c].to_numpy() for c in cols}
+
+    def _check_id(self, sample_id: int) -> int:
+        n = len(self._neighbour_columns()["sample_id"])
+        sid = int(sample_id)
+        if not 0 <= sid < n:
+            raise NotFoundError(f"Sample id {sample_id} does not exist; ids run from 0 to {n - 1}.")
+        return sid
 
     def similar(self, sample_id: int, k: int = 10, subset: str | None = None) -> pd.DataFrame:
         """The k samples the model considers most like ``sample_id`` (cosine similarity of latents)."""
-        self._row(sample_id)
+        self._check_id(sample_id)
         _check_k(k)
         rows, sims = self._neighbors().query(np.array([int(sample_id)]), k=k, mask=self._subset_mask(subset))
         return self._neighbour_frame(rows[0], sims[0])
@@ -212,17 +230,17 @@ class Run:
         if len(sample_ids) == 0:
             raise ParameterError("similar_to_set() needs at least one sample id.")
         for s in sample_ids:
-            self._row(s)
+            self._check_id(s)
         _check_k(k)
         rows, sims = self._neighbors().query_set(np.asarray(sample_ids, np.int64), k=k, mask=self._subset_mask(subset))
         return self._neighbour_frame(rows, sims)
 
     def _neighbour_frame(self, rows: np.ndarray, sims: np.ndarray) -> pd.DataFrame:
-        keep = rows >= 0
-        cols = [c for c in ("subset", "label", "prediction", "loss") if c in self._frame().columns]
-        out = self._frame().iloc[rows[keep]][["sample_id", *cols]].reset_index(drop=True)
-        out.insert(1, "similarity", sims[keep].astype(np.float32))
-        return out
+        rows = rows[rows >= 0]
+        columns = self._neighbour_columns()
+        out = {"sample_id": columns["sample_id"][rows], "similarity": sims[: len(rows)].astype(np.float32)}
+        out.update({c: v[rows] for c, v in columns.items() if c != "sample_id"})
+        return pd.DataFrame(out)
 
     def heatmap(self, sample_id: int, target: int | None = None, method: HeatmapMethod = "gradcam") -> np.ndarray:
         """Which input pixels push the model towards class ``target`` (default: the prediction): (H, W)."""
