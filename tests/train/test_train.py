@@ -90,6 +90,18 @@ def test_model_shapes_and_named_layers():
     assert not any(getattr(m, "inplace", False) for m in model.modules())
 
 
+def test_convs_per_stage_default_count_and_bad_values():
+    convs = lambda cfg: sum(isinstance(m, nn.Conv2d) for m in SmallCNN(cfg).modules())
+    assert convs(CNNConfig(channels=(4, 8, 16))) == 5  # default: 1 in the first stage, 2 in the others
+    assert convs(CNNConfig(channels=(4, 8, 16), convs_per_stage=3)) == 9
+    assert convs(CNNConfig(channels=(4, 8, 16), convs_per_stage=(2, 1, 1))) == 4
+    assert SmallCNN(CNNConfig()).latent_dim == 64  # global pooling: one value per channel
+    with pytest.raises(ValueError, match=r"convs_per_stage.*3 stages.*\(1, 2\)"):
+        SmallCNN(CNNConfig(channels=(4, 8, 16), convs_per_stage=(1, 2)))
+    with pytest.raises(ValueError, match="convs_per_stage"):
+        SmallCNN(CNNConfig(channels=(4, 8), convs_per_stage=0))
+
+
 def test_model_rejects_too_many_stages_for_input():
     with pytest.raises(ValueError, match="input_size=4"):
         SmallCNN(CNNConfig(input_size=4, channels=(4, 4, 4, 4)))
