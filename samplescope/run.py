@@ -26,6 +26,7 @@ HeatmapMethod = Literal["gradcam", "integrated_gradients", "saliency"]
 HEATMAP_METHODS: tuple[str, ...] = ("gradcam", "integrated_gradients", "saliency")
 LATENT_FILE = "latent.npy"
 GRADCAM_FILE = "heatmaps_gradcam.npy"
+HEATMAP_CACHE = "heatmaps"  # on-demand heatmaps, one .npy per (method, sample, target)
 
 
 def open_run(path: str | Path) -> Run:
@@ -243,7 +244,11 @@ class Run:
         return pd.DataFrame(out)
 
     def heatmap(self, sample_id: int, target: int | None = None, method: HeatmapMethod = "gradcam") -> np.ndarray:
-        """Which input pixels push the model towards class ``target`` (default: the prediction): (H, W)."""
+        """Which input pixels push the model towards class ``target`` (default: the prediction): (H, W).
+
+        Computed on first use and cached in memory and in the run folder (``heatmaps/``);
+        ``analyze --heatmaps all`` precomputes Grad-CAM for every sample's predicted and true class.
+        """
         row = self._row(sample_id)
         if method not in HEATMAP_METHODS:
             raise ParameterError(f"Unknown heatmap method {method!r}; choose one of {HEATMAP_METHODS}.")
@@ -258,8 +263,12 @@ class Run:
                 self._heatmap_cache.move_to_end(key)
                 return self._heatmap_cache[key]
         value = self._precomputed_gradcam(row, int(target)) if method == "gradcam" else None
+        cached = self.path / HEATMAP_CACHE / f"{method}-{int(sample_id)}-{int(target)}.npy"
+        if value is None and cached.exists():
+            value = np.load(cached)
         if value is None:
             value = self._attribution(method).attribute(self.input(sample_id), target=int(target))
+            _save_quietly(cached, np.asarray(value, dtype=np.float32))
         value = np.asarray(value, dtype=np.float32)
         with self._lock:
             self._heatmap_cache[key] = value
@@ -319,6 +328,21 @@ class Run:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _save_quietly(path: Path, value: np.ndarray) -> None:
+    """Write ``value`` to ``path`` atomically; a run folder we may not write to is no error."""
+    import os
+    import tempfile
+
+    try:
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".npy")
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, value)
+        os.replace(tmp, path)
+    except OSError as e:  # read-only run folder, full disk: the in-memory cache still works
+        log.debug("heatmap not cached on disk at %s: %s", path, e)
 
 
 def _check_k(k: int) -> None:

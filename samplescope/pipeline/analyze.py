@@ -10,6 +10,7 @@ an interrupted analysis leaves the run's earlier analysis intact.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from samplescope.errors import IntegrationError, RunError
-from samplescope.run import GRADCAM_FILE, LATENT_FILE, Run, open_run
+from samplescope.run import GRADCAM_FILE, HEATMAP_CACHE, LATENT_FILE, Run, open_run
 from samplescope.store import RunDatabase
 from samplescope.store.folder import RUN_JSON, atomic_folder, write_json
 
@@ -120,6 +121,7 @@ def analyze_run(
             np.save(tmp / GRADCAM_FILE, gradcam)
         elif (tmp / GRADCAM_FILE).exists():
             (tmp / GRADCAM_FILE).unlink()  # stale: from an earlier model or analysis
+        shutil.rmtree(tmp / HEATMAP_CACHE, ignore_errors=True)  # inputs may have changed
         with RunDatabase(tmp / "samples.duckdb", writable=True) as db:
             db.write_analysis(analysis)
             db.write_insights([i.to_dict() for i in insights])

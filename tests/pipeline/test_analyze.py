@@ -12,6 +12,7 @@ import torch
 import samplescope
 from samplescope.errors import IntegrationError, NotFoundError, ParameterError, RunError
 from samplescope.pipeline.analyze import analyze_run
+from samplescope.run import Run
 from samplescope.testing import make_tiny_run
 
 
@@ -85,6 +86,23 @@ def test_heatmaps_equal_captum_called_directly(run):
     np.testing.assert_allclose(run.heatmap(11, target=4, method="integrated_gradients"), ig, rtol=1e-3, atol=1e-6)
     sal = Saliency(model).attribute(x, target=4, abs=True).amax(1)[0].detach().numpy()
     np.testing.assert_allclose(run.heatmap(11, target=4, method="saliency"), sal, rtol=1e-4, atol=1e-7)
+
+
+def test_heatmaps_are_cached_in_the_run_folder(run_path, tmp_path, monkeypatch):
+    path = tmp_path / "copy"
+    shutil.copytree(run_path, path)
+    first = samplescope.open_run(path).heatmap(5, target=2, method="integrated_gradients")
+    assert (path / "heatmaps" / "integrated_gradients-5-2.npy").exists()
+
+    def no_compute(self, method):
+        raise AssertionError("the cached heatmap should have been read, not computed")
+
+    monkeypatch.setattr(Run, "_attribution", no_compute)
+    again = samplescope.open_run(path).heatmap(5, target=2, method="integrated_gradients")
+    np.testing.assert_array_equal(again, first)
+    monkeypatch.undo()
+    analyze_run(path, projection="pca", progress=False)  # a new analysis drops the cache
+    assert not (path / "heatmaps").exists()
 
 
 def test_errors_are_clear(run, run_path, tmp_path):
