@@ -366,7 +366,17 @@ def test_insights_most_severe_first(client, frame):
     ids = set(frame["sample_id"])
     for card in body["data"]:
         assert {"kind", "severity", "sample_ids", "text", "title", "id", "count"} <= set(card)
-        assert set(card["sample_ids"]) <= ids and card["count"] == len(card["sample_ids"])
+        assert set(card["sample_ids"]) <= ids
+        assert card["count"] == card["details"].get("n_samples", len(card["sample_ids"]))
+        assert card["count"] >= len(card["sample_ids"])
+
+
+def test_insight_card_counts_every_sample_not_only_the_listed_ones():
+    from samplescope.server.routes.insights import _card
+
+    capped = _card(3, {"kind": "low_performance_cluster", "sample_ids": [5, 7], "details": {"n_samples": 823}})
+    assert capped["count"] == 823 and capped["id"] == 3
+    assert _card(0, {"kind": "outlier", "sample_ids": [1, 2, 3], "details": {}})["count"] == 3
 
 
 # --- safety -----------------------------------------------------------------------------------

@@ -294,6 +294,7 @@ class LowPerformanceClusters(InsightFinder):
                 "cluster": c,
                 "n_train": len(t_rows),
                 "n_held_out": len(h_rows),
+                "n_samples": len(h_rows),  # sample_ids hold at most max_sample_ids of them
                 "train_mean_loss": lt,
                 "held_out_mean_loss": lh,
                 "ratio": ratio,

@@ -155,6 +155,7 @@ class MetadataPredictsFailure(InsightFinder):
         )
         details = {
             "column": col,
+            "n_samples": int(n[worst]),  # the worst bin's samples, as in sample_ids (capped)
             "rho": rho,
             "n_bins": n_b,
             "p_value": p,
@@ -212,6 +213,7 @@ class MetadataPredictsFailure(InsightFinder):
                 "column": col,
                 "value": str(g),
                 "n": int(n_g),
+                "n_samples": int(n_g),
                 "errors": e_in,
                 "error_rate": r_in,
                 "rest_error_rate": r_out,

@@ -19,13 +19,16 @@ def read_insights(state: State) -> TablePublic:
     """Insight cards; ``id`` is the insight's position in the run's list (stable in URLs)."""
     found = state.call(state.run.insights)
     cards = [_card(i, jsonable(insight.to_dict())) for i, insight in enumerate(found)]
-    cards.sort(key=lambda c: (-_rank(c.get("severity")), -len(c["sample_ids"]), c["id"]))
+    cards.sort(key=lambda c: (-_rank(c.get("severity")), -c["count"], c["id"]))
     return TablePublic(data=cards, count=len(cards))
 
 
 def _card(index: int, data: dict[str, Any]) -> dict[str, Any]:
+    """The insight plus ``id`` and ``count``: how many samples it concerns (its
+    ``sample_ids`` list may be capped, most relevant first)."""
     ids = [int(i) for i in data.get("sample_ids", [])]
-    return {**data, "id": index, "sample_ids": ids, "count": len(ids)}
+    count = (data.get("details") or {}).get("n_samples", len(ids))
+    return {**data, "id": index, "sample_ids": ids, "count": max(int(count), len(ids))}
 
 
 def _rank(severity: Any) -> float:
