@@ -118,12 +118,15 @@ class Run:
         if subset is not None and subset not in self.subsets:
             raise NotFoundError(f"Unknown subset {subset!r}; this run has {self.subsets}.")
 
-    def _row(self, sample_id: int) -> pd.Series:
-        df = self._frame()
+    def _check_id(self, sample_id: int) -> int:
+        n = len(self._frame())
         sid = int(sample_id)
-        if not 0 <= sid < len(df):
-            raise NotFoundError(f"Sample id {sample_id} does not exist; ids run from 0 to {len(df) - 1}.")
-        return df.iloc[sid]
+        if not 0 <= sid < n:
+            raise NotFoundError(f"Sample id {sample_id} does not exist; ids run from 0 to {n - 1}.")
+        return sid
+
+    def _row(self, sample_id: int) -> pd.Series:
+        return self._frame().iloc[self._check_id(sample_id)]
 
     # -- model and inputs ----------------------------------------------------
 
@@ -212,13 +215,6 @@ class Run:
         cols = [c for c in ("sample_id", "subset", "label", "prediction", "loss") if c in df.columns]
         return {c: df[c].to_numpy() for c in cols}
 
-    def _check_id(self, sample_id: int) -> int:
-        n = len(self._neighbour_columns()["sample_id"])
-        sid = int(sample_id)
-        if not 0 <= sid < n:
-            raise NotFoundError(f"Sample id {sample_id} does not exist; ids run from 0 to {n - 1}.")
-        return sid
-
     def similar(self, sample_id: int, k: int = 10, subset: str | None = None) -> pd.DataFrame:
         """The k samples the model considers most like ``sample_id`` (cosine similarity of latents)."""
         self._check_id(sample_id)
@@ -263,17 +259,22 @@ class Run:
                 self._heatmap_cache.move_to_end(key)
                 return self._heatmap_cache[key]
         value = self._precomputed_gradcam(row, int(target)) if method == "gradcam" else None
-        cached = self.path / HEATMAP_CACHE / f"{method}-{int(sample_id)}-{int(target)}.npy"
-        if value is None and cached.exists():
-            value = np.load(cached)
         if value is None:
-            value = self._attribution(method).attribute(self.input(sample_id), target=int(target))
-            _save_quietly(cached, np.asarray(value, dtype=np.float32))
-        value = np.asarray(value, dtype=np.float32)
+            value = self._stored_heatmap(int(sample_id), int(target), method)
         with self._lock:
             self._heatmap_cache[key] = value
             while len(self._heatmap_cache) > 2048:
                 self._heatmap_cache.popitem(last=False)
+        return value
+
+    def _stored_heatmap(self, sample_id: int, target: int, method: str) -> np.ndarray:
+        """From the run folder's cache, else computed and written there."""
+        cached = self.path / HEATMAP_CACHE / f"{method}-{sample_id}-{target}.npy"
+        if cached.exists():
+            return np.load(cached)
+        value = self._attribution(method).attribute(self.input(sample_id), target=target)
+        value = np.asarray(value, dtype=np.float32)
+        _save_quietly(cached, value)
         return value
 
     @functools.cache  # noqa: B019
