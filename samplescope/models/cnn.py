@@ -16,9 +16,10 @@ and flattened, then one ``nn.Linear`` named ``classifier``. With the default con
 
 Why this shape: on a 2-core CPU the 28x28 stage costs the most per channel, so it
 gets one conv; dropping its second conv halves inference time against two convs in
-every stage, at the same accuracy (99.57% and 99.63% for seeds 0 and 1, 8 epochs). Global pooling keeps
-the latent at 64 values, so a similars query scans 18 MB for 70,000 samples, not
-the 161 MB a 3x3-pooled 576-value latent costs (`bench/analyze_speed.py`).
+every stage, at the same accuracy (99.57% and 99.63% for seeds 0 and 1, 8 epochs).
+Global pooling keeps the latent at 64 values, so a similars query scans 18 MB for
+70,000 samples, not the 161 MB a 3x3-pooled 576-value latent costs
+(`bench/analyze_speed.py`).
 
 Everything is a plain module with no in-place ops, so Captum's hooks and
 gradients work on any layer.
@@ -82,14 +83,14 @@ class SmallCNN(nn.Module):
         if convs is None:
             convs = (1,) + (2,) * (stages - 1)
         convs = tuple(convs) if isinstance(convs, (tuple, list)) else (convs,) * stages
-        if len(convs) != len(config.channels) or min(convs) < 1:
+        if len(convs) != stages or min(convs) < 1:
             raise ValueError(
                 f"CNNConfig.convs_per_stage must be one count >= 1 or one per stage "
-                f"({len(config.channels)} stages), got {config.convs_per_stage!r}"
+                f"({stages} stages), got {config.convs_per_stage!r}"
             )
         layers: list[nn.Module] = []
         in_ch = config.in_channels
-        last_stage = len(config.channels) - 1
+        last_stage = stages - 1
         for i, out_ch in enumerate(config.channels):
             for j in range(convs[i]):
                 self._last_conv = len(layers)
