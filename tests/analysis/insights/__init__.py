@@ -178,14 +178,21 @@ def plant_mislabels(d: SyntheticData, n: int = 50, seed: int = 3) -> np.ndarray:
     return d.sample_id[rows]
 
 
-def plant_failing_cluster(d: SyntheticData, n: int = 60, seed: int = 4) -> np.ndarray:
-    """A separate latent blob of classes 1 and 2, 40% wrong (1 called 2), high brightness."""
-    rng = np.random.default_rng(seed)
+def _latent_blob(d: SyntheticData, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Move ``n`` random rows to a tight latent blob of their own (a random centre, 6 sd
+    out, in half the dimensions); returns the rows."""
     rows = rng.choice(d.n, n, replace=False)
     dim = d.latent.shape[1]
     centre = np.zeros(dim)
     centre[: dim // 2] = rng.normal(0, 1, dim // 2) * 6
     d.latent[rows] = centre + rng.normal(0, 0.5, (n, dim))
+    return rows
+
+
+def plant_failing_cluster(d: SyntheticData, n: int = 60, seed: int = 4) -> np.ndarray:
+    """A separate latent blob of classes 1 and 2, 40% wrong (1 called 2), high brightness."""
+    rng = np.random.default_rng(seed)
+    rows = _latent_blob(d, n, rng)
     d.labels[rows] = d.truth[rows] = np.where(np.arange(n) % 2 == 0, 1, 2)
     predicted = np.where(rng.random(n) < 0.8, 2, d.truth[rows])
     _predict(d, rows, predicted, rng)
@@ -196,11 +203,7 @@ def plant_failing_cluster(d: SyntheticData, n: int = 60, seed: int = 4) -> np.nd
 def plant_overfit_cluster(d: SyntheticData, n: int = 120, seed: int = 5) -> np.ndarray:
     """A separate latent blob: perfect on its training samples, poor on its validation ones."""
     rng = np.random.default_rng(seed)
-    rows = rng.choice(d.n, n, replace=False)
-    dim = d.latent.shape[1]
-    centre = np.zeros(dim)
-    centre[: dim // 2] = rng.normal(0, 1, dim // 2) * 6
-    d.latent[rows] = centre + rng.normal(0, 0.5, (n, dim))
+    rows = _latent_blob(d, n, rng)
     d.subset[rows] = np.where(np.arange(n) < 2 * n // 3, "train", "validation")
     d.labels[rows] = d.truth[rows] = 3
     val = d.subset[rows] == "validation"
