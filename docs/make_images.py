@@ -9,7 +9,6 @@ copies five figures of `samplescope report`, and quantises every PNG to stay sma
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 import samplescope
+from samplescope.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "images"
@@ -125,9 +125,7 @@ def main() -> None:
         tmp = Path(tmp)
         run_copy = tmp / run_path.name  # the app shows the folder's name
         shutil.copytree(run_path, run_copy)
-        with socket.socket() as s:  # a free port
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         cmd = [sys.executable, "-m", "samplescope", "serve", str(run_copy), "--port", str(port)]
         server = subprocess.Popen(cmd)
         try:

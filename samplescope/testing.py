@@ -8,9 +8,17 @@ user's own code have a real run to read in seconds.
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 _CACHE: dict[tuple[int, int, str], Path] = {}
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now (to start a server on, or to fail against)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def make_tiny_run(

