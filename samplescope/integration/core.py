@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -152,6 +153,9 @@ class Integration:
         self._state: Any = None
         self._state_ready = False
         self._subset_cache: dict[str, Subset] = {}
+        # preprocess and the subset functions run once, even when a server's threads ask
+        # together (two threads importing a library inside preprocess can break its import)
+        self._once = threading.RLock()
 
     # -- declaration (decorators) -------------------------------------------
 
@@ -218,9 +222,11 @@ class Integration:
     def state(self) -> Any:
         """The preprocess state, computed on first use."""
         if not self._state_ready:
-            if self._preprocess is not None:
-                self._state = _call("preprocess", self._preprocess)
-            self._state_ready = True
+            with self._once:
+                if not self._state_ready:
+                    if self._preprocess is not None:
+                        self._state = _call("preprocess", self._preprocess)
+                    self._state_ready = True
         return self._state
 
     @property
@@ -234,14 +240,19 @@ class Integration:
                 f"Integration {self.name!r} has no subset {name!r}; it declares {self.subset_names}."
             )
         if name not in self._subset_cache:
-            sub = _call(f"subset {name!r}", self._subsets[name], self.state)
-            if not isinstance(sub, Subset):
-                raise IntegrationError(
-                    f"subset function for {name!r} returned {type(sub).__name__}; "
-                    "return samplescope.Subset(ids=..., data=...)."
-                )
-            self._subset_cache[name] = sub
+            with self._once:
+                if name not in self._subset_cache:
+                    self._subset_cache[name] = self._make_subset(name)
         return self._subset_cache[name]
+
+    def _make_subset(self, name: str) -> Subset:
+        sub = _call(f"subset {name!r}", self._subsets[name], self.state)
+        if not isinstance(sub, Subset):
+            raise IntegrationError(
+                f"subset function for {name!r} returned {type(sub).__name__}; "
+                "return samplescope.Subset(ids=..., data=...)."
+            )
+        return sub
 
     @property
     def input_name(self) -> str:

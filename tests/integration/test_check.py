@@ -131,3 +131,33 @@ def test_cli_check_passes_on_mnist(mnist_env):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "all checks passed" in proc.stdout
+
+
+def test_preprocess_and_subsets_run_once_when_threads_ask_together():
+    """A server's threads may need the integration at the same moment (the prewarm thread and
+    a request): preprocess and each subset function still run once, and all see one state."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    integ = tiny()
+    calls = {"preprocess": 0, "train": 0}
+    lock = threading.Lock()
+
+    def count(name: str) -> None:
+        with lock:
+            calls[name] += 1
+        time.sleep(0.2)  # long enough that unguarded threads would all start it
+
+    @integ.preprocess
+    def prepare():
+        count("preprocess")
+        return object()
+
+    train = integ._subsets["train"]
+    integ._subsets["train"] = lambda state: (count("train"), train(state))[1]
+    with ThreadPoolExecutor(4) as pool:
+        states = list(pool.map(lambda _: integ.state, range(4)))
+        subsets = list(pool.map(lambda _: integ.get_subset("train"), range(4)))
+    assert calls == {"preprocess": 1, "train": 1}
+    assert all(s is states[0] for s in states) and all(s is subsets[0] for s in subsets)
