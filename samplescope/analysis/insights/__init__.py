@@ -13,15 +13,23 @@ together costs one latent k-NN search, not four.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
+from typing import TYPE_CHECKING, Any
 
 from samplescope.analysis.insights.base import Insight, InsightContext, InsightFinder, InsightKind
-from samplescope.analysis.insights.clusters import LowPerformanceClusters
-from samplescope.analysis.insights.duplicates import Duplicates
-from samplescope.analysis.insights.metadata_failure import MetadataPredictsFailure
-from samplescope.analysis.insights.mislabels import LikelyMislabels
-from samplescope.analysis.insights.outliers import Outliers
+
+# The finders are imported on first use: reading a run's stored insights (``Insight``,
+# from ``.base``) must not import scikit-learn, which a server thread may be importing
+# for another purpose at that moment (two threads importing it together can fail).
+_FINDER_MODULE = {
+    "Duplicates": "duplicates",
+    "LikelyMislabels": "mislabels",
+    "LowPerformanceClusters": "clusters",
+    "MetadataPredictsFailure": "metadata_failure",
+    "Outliers": "outliers",
+}
 
 __all__ = [
     "Duplicates",
@@ -45,6 +53,12 @@ def default_finders(random_state: int | None = None) -> list[InsightFinder]:
 
     ``random_state=None`` lets each finder use the context's seed.
     """
+    from samplescope.analysis.insights.clusters import LowPerformanceClusters
+    from samplescope.analysis.insights.duplicates import Duplicates
+    from samplescope.analysis.insights.metadata_failure import MetadataPredictsFailure
+    from samplescope.analysis.insights.mislabels import LikelyMislabels
+    from samplescope.analysis.insights.outliers import Outliers
+
     return [
         LowPerformanceClusters(random_state=random_state),
         LikelyMislabels(random_state=random_state),
@@ -89,3 +103,24 @@ def find_insights(
             )
             found.extend(insights)
     return sorted(found, key=lambda i: -i.severity)
+
+
+def __getattr__(name: str) -> Any:
+    module = _FINDER_MODULE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'samplescope.analysis.insights' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"samplescope.analysis.insights.{module}"), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from samplescope.analysis.insights.clusters import LowPerformanceClusters
+    from samplescope.analysis.insights.duplicates import Duplicates
+    from samplescope.analysis.insights.metadata_failure import MetadataPredictsFailure
+    from samplescope.analysis.insights.mislabels import LikelyMislabels
+    from samplescope.analysis.insights.outliers import Outliers

@@ -131,3 +131,18 @@ def test_find_insights_sorted_and_covers_every_kind():
         "outlier",
         "metadata_failure",
     } <= kinds
+
+
+def test_reading_insights_does_not_import_the_finders_libraries():
+    """The server reads stored insights (Insight, from .base) while another of its threads may
+    be importing scikit-learn; reading must not import it too (concurrent imports can fail)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from samplescope.analysis.insights import Insight; "
+        "assert 'sklearn' not in sys.modules, 'sklearn imported'; "
+        "from samplescope.analysis.insights import Duplicates; "
+        "assert 'sklearn' in sys.modules and Duplicates.__name__ == 'Duplicates'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
