@@ -17,16 +17,16 @@ import numpy as np
 import pandas as pd
 
 from samplescope.errors import NotFoundError, ParameterError, RunError
-from samplescope.store import RunDatabase
+from samplescope.store import RunDatabase, layout
 from samplescope.store.folder import RUN_JSON, is_run, read_json
 
 log = logging.getLogger(__name__)
 
 HeatmapMethod = Literal["gradcam", "integrated_gradients", "saliency"]
 HEATMAP_METHODS: tuple[str, ...] = ("gradcam", "integrated_gradients", "saliency")
-LATENT_FILE = "latent.npy"
-GRADCAM_FILE = "heatmaps_gradcam.npy"
-HEATMAP_CACHE = "heatmaps"  # on-demand heatmaps, one .npy per (method, sample, target)
+LATENT_FILE = layout.LATENT
+GRADCAM_FILE = layout.GRADCAM
+HEATMAP_CACHE = layout.HEATMAP_CACHE
 
 
 def open_run(path: str | Path) -> Run:
@@ -46,7 +46,7 @@ class Run:
         if not is_run(self.path):
             raise RunError(f"{self.path} is not a samplescope run (no {RUN_JSON}); train one into it first.")
         self.info: dict[str, Any] = read_json(self.path / RUN_JSON)
-        self.db = RunDatabase(self.path / "samples.duckdb")
+        self.db = RunDatabase(self.path / layout.DATABASE)
         self._lock = threading.RLock()
         self._heatmap_cache: OrderedDict[tuple[int, int, str], np.ndarray] = OrderedDict()
 

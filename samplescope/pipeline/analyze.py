@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from samplescope.errors import IntegrationError, RunError
 from samplescope.run import GRADCAM_FILE, HEATMAP_CACHE, LATENT_FILE, Run, open_run
-from samplescope.store import RunDatabase
+from samplescope.store import RunDatabase, layout
 from samplescope.store.folder import RUN_JSON, atomic_folder, write_json
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def analyze_run(
         elif (tmp / GRADCAM_FILE).exists():
             (tmp / GRADCAM_FILE).unlink()  # stale: from an earlier model or analysis
         shutil.rmtree(tmp / HEATMAP_CACHE, ignore_errors=True)  # inputs may have changed
-        with RunDatabase(tmp / "samples.duckdb", writable=True) as db:
+        with RunDatabase(tmp / layout.DATABASE, writable=True) as db:
             db.write_analysis(analysis)
             db.write_insights([i.to_dict() for i in insights])
         timings["write"] = time.perf_counter() - t

@@ -20,7 +20,7 @@ from samplescope.errors import RunError
 from samplescope.integration.core import Integration
 from samplescope.integration.loader import load_integration
 from samplescope.pipeline.encode import encode_subset, samples_table, subset_sizes
-from samplescope.store import RunDatabase
+from samplescope.store import RunDatabase, layout
 from samplescope.store.folder import RUN_JSON, atomic_folder, write_json
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def write_run(
             torch.save(model.state_dict(), tmp / "model.pt")
         else:  # a user's own nn.Module: keep the whole object
             torch.save(model, tmp / "model.pt")
-        with RunDatabase(tmp / "samples.duckdb", writable=True) as db:
+        with RunDatabase(tmp / layout.DATABASE, writable=True) as db:
             db.write_samples(table)
             db.write_history(history_rows)
         write_json(tmp / RUN_JSON, info)

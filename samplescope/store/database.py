@@ -25,9 +25,9 @@ import duckdb
 import pandas as pd
 
 from samplescope.errors import NotFoundError, RunError
+from samplescope.store.layout import DATABASE as FILENAME
 
 SCHEMA_VERSION = 1
-FILENAME = "samples.duckdb"
 
 
 class RunDatabase:

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from samplescope.errors import RunError
-
-RUN_JSON = "run.json"
+from samplescope.store.layout import RUN_JSON
 
 
 @contextmanager

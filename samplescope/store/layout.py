@@ -1,0 +1,22 @@
+"""The names of every file in a run folder, and the layout's version.
+
+This module is the one place that spells them; everything else imports the
+names from here (``from samplescope.store import layout``).
+"""
+
+from __future__ import annotations
+
+#: Bumped when a file is renamed or changes meaning. Runs record it in run.json
+#: (``layout_version``); runs written before it existed have none and read as 1.
+LAYOUT_VERSION = 2
+
+RUN_JSON = "run.json"
+DATABASE = "samples.duckdb"
+#: Trained weights as a safetensors state dict: data only, never code.
+WEIGHTS = "model.safetensors"
+#: Layout 1's weights: a torch pickle (a state dict, or a whole pickled module for create_run runs).
+LEGACY_WEIGHTS = "model.pt"
+LATENT = "latent.npy"
+GRADCAM = "heatmaps_gradcam.npy"
+HEATMAP_CACHE = "heatmaps"  # on-demand heatmaps, one .npy per (method, sample, target)
+CHECKPOINT = "checkpoint.pt"  # in the hidden .<name>.partial folder of an unfinished training
