@@ -31,6 +31,7 @@ class RunPublic(BaseModel):
     subsets: list[SubsetPublic]
     count: int
     columns: list[ColumnPublic]
+    class_columns: list[str] = Field(description="columns holding a class index (an index into classes)")
     latent_layer: str | None
     has_map: bool
     info: dict[str, Any]

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from samplescope.server.deps import State
 from samplescope.server.models import ColumnPublic, RunPublic, SubsetPublic
+from samplescope.server.state import CLASS_COLUMNS
 
 router = APIRouter(prefix="/api", tags=["run"])
 
@@ -33,6 +34,7 @@ def read_run(state: State) -> RunPublic:
         subsets=subsets,
         count=len(f),
         columns=[ColumnPublic(name=c, kind=k) for c, k in state.kinds.items()],
+        class_columns=[c for c in CLASS_COLUMNS if c in f.columns],
         latent_layer=getattr(state.run, "latent_layer", None),
         has_map="map_x" in f.columns and "map_y" in f.columns,
         info=state.run.info,
