@@ -8,13 +8,21 @@ import os
 import sys
 from pathlib import Path
 
-from samplescope.errors import SamplescopeError
+from samplescope.errors import ParameterError, SamplescopeError
+from samplescope.options import arg_type
 
 log = logging.getLogger("samplescope")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ParameterError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="samplescope",
         description="See a trained classifier's view of its dataset and find where and why it fails.",
     )
@@ -28,17 +36,17 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="exercise every function of an integration on real samples")
     c.add_argument("integration", help="a .py file, or a built-in name (mnist)")
-    c.add_argument("--samples", type=int, default=8, help="samples checked per subset (default 8)")
+    c.add_argument("--samples", type=arg_type("samples"), default=8, help="samples checked per subset (default 8)")
 
     t = sub.add_parser("train", help="train the default CNN on an integration and write a run")
     t.add_argument("--integration", default="mnist", help="a .py file or built-in name (default mnist)")
     t.add_argument("--out", default="runs/mnist", help="run folder to write (default runs/mnist)")
-    t.add_argument("--epochs", type=int, help="training epochs (default: the TrainConfig default)")
-    t.add_argument("--batch-size", type=int, help="batch size")
-    t.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
-    t.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same model")
-    t.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
-    t.add_argument("--limit", type=int, help="use only the first N samples of each subset (quick runs)")
+    t.add_argument("--epochs", type=arg_type("epochs"), help="training epochs, >= 1 (default: the TrainConfig default)")
+    t.add_argument("--batch-size", type=arg_type("batch_size"), help="batch size, >= 1")
+    t.add_argument("--lr", type=arg_type("lr"), help="peak learning rate of the one-cycle schedule, > 0")
+    t.add_argument("--seed", type=arg_type("seed"), default=0, help="random seed (default 0); same seed, same model")
+    t.add_argument("--threads", type=arg_type("threads"), help="CPU threads for torch, >= 1 (default: all cores)")
+    t.add_argument("--limit", type=arg_type("limit"), help="use only the first N >= 1 samples of each subset (quick runs)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted training from its checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
 
@@ -48,13 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--projection", choices=["umap", "tsne", "pca"], help="2-D map method")
     a.add_argument("--heatmaps", choices=["none", "all"], default="none",
                    help="'all' precomputes Grad-CAM for every sample (predicted and true class)")
-    a.add_argument("--seed", type=int, default=0, help="random seed for the map and clustering")
+    a.add_argument("--seed", type=arg_type("seed"), default=0, help="random seed for the map and clustering")
     a.add_argument("--strict", action="store_true", help="refuse when the integration changed since training")
 
     s = sub.add_parser("serve", help="serve the web app for a run on 127.0.0.1")
     s.add_argument("run", help="run folder")
     s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    s.add_argument("--port", type=arg_type("port"), default=8765, help="port, 1 to 65535 (default 8765)")
     s.add_argument("--open", action="store_true", help="open a browser")
 
     r = sub.add_parser("report", help="write PNG figures and a self-contained HTML report")
@@ -66,13 +74,17 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="fetch MNIST, train, analyse and serve: the whole job")
     d.add_argument("--out", default="runs/mnist", help="run folder (default runs/mnist)")
-    d.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    d.add_argument("--port", type=arg_type("port"), default=8765, help="port, 1 to 65535 (default 8765)")
     d.add_argument("--no-serve", action="store_true", help="stop after the analysis")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except ParameterError as exc:  # a usage error: one line, like every other error
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s", stream=sys.stderr
     )
@@ -133,7 +145,29 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_free_port(host: str, port: int) -> None:
+    """Fail in one line, before loading the run, when ``host:port`` cannot be listened on."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ParameterError(
+                    f"Port {port} on {host} is already in use (another server?); "
+                    f"choose a free one with --port, e.g. --port {port + 1 if port < 65535 else 8765}."
+                ) from exc
+            raise ParameterError(
+                f"Cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --host or --port."
+            ) from exc
+
+
 def _serve(args: argparse.Namespace) -> int:
+    _require_free_port(args.host, args.port)
     from samplescope.server.serve import serve
 
     serve(args.run, host=args.host, port=args.port, open_browser=args.open)
@@ -149,25 +183,37 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from samplescope.store.folder import is_run, read_json
+    from samplescope.store import RunDatabase, layout
+    from samplescope.store.folder import is_run, read_run_info
 
     folder = Path(args.folder)
-    rows = []
+    if folder.exists() and not folder.is_dir():
+        raise ParameterError(f"{folder} is a file, not a folder of runs; pass the folder that holds them.")
+    rows, damaged = [], []
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
         if path.name.startswith(".") or not is_run(path):
             continue
-        info = read_json(path / "run.json")
+        try:  # one damaged run is reported on its own line and does not hide the others
+            info = read_run_info(path)
+            with RunDatabase(path / layout.DATABASE) as db:
+                n = db.count()
+        except SamplescopeError as exc:
+            damaged.append(f"error: run {path.name}: {exc}")
+            rows.append((path.name, "damaged", "-", "-", "-"))
+            continue
         acc = (info.get("metrics") or {}).get("val_acc")
-        rows.append((path.name, f"{acc:.2%}" if acc is not None else "-",
-                     "yes" if info.get("analysis") else "no", info.get("created", "")))
+        acc_text = f"{acc:.2%}" if isinstance(acc, int | float) else "-"
+        rows.append((path.name, f"{n:,}", acc_text, "yes" if info.get("analysis") else "no", str(info.get("created", ""))))
     if not rows:
         print(f"no runs in {folder}/ (train one with `samplescope train`)")
         return 0
-    head = ("run", "val accuracy", "analysed", "created")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    head = ("run", "samples", "val accuracy", "analysed", "created")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
-    return 0
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for line in damaged:
+        print(line, file=sys.stderr)
+    return 1 if damaged else 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -177,6 +223,8 @@ def _demo(args: argparse.Namespace) -> int:
     from samplescope.store.folder import is_run, read_json
 
     out = Path(args.out)
+    if not args.no_serve:
+        _require_free_port("127.0.0.1", args.port)  # before minutes of training, not after
     fetch_mnist()
     if not is_run(out):
         train_run("mnist", out)
@@ -188,6 +236,7 @@ def _demo(args: argparse.Namespace) -> int:
     if not args.no_serve:
         from samplescope.server.serve import serve
 
+        _require_free_port("127.0.0.1", args.port)
         serve(out, port=args.port)
     return 0
 

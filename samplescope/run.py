@@ -18,7 +18,7 @@ import pandas as pd
 
 from samplescope.errors import NotFoundError, ParameterError, RunError
 from samplescope.store import RunDatabase, layout
-from samplescope.store.folder import RUN_JSON, is_run, read_json
+from samplescope.store.folder import RUN_JSON, is_run, read_run_info
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Run:
             )
         if not is_run(self.path):
             raise RunError(f"{self.path} is not a samplescope run (no {RUN_JSON}); train one into it first.")
-        self.info: dict[str, Any] = read_json(self.path / RUN_JSON)
+        self.info: dict[str, Any] = read_run_info(self.path)
         self.db = RunDatabase(self.path / layout.DATABASE)
         self._lock = threading.RLock()
         self._heatmap_cache: OrderedDict[tuple[int, int, str], np.ndarray] = OrderedDict()
@@ -87,6 +87,12 @@ class Run:
     @functools.cache  # noqa: B019 - one Run per folder; the cache lives as long as it does
     def _frame(self) -> pd.DataFrame:
         df = self.db.samples()
+        missing = [c for c in ("sample_id", "subset", "index", "label") if c not in df.columns]
+        if missing:
+            raise RunError(
+                f"{self.path / layout.DATABASE}: the samples table has no column(s) {missing}; "
+                "the run is damaged, train it again."
+            )
         if not np.array_equal(df["sample_id"].to_numpy(), np.arange(len(df))):
             raise RunError(f"{self.path}: sample ids are not 0..N-1; the run is damaged, train it again.")
         return df
@@ -192,7 +198,20 @@ class Run:
     def latent(self) -> np.ndarray:
         """Latent vectors (N, D) float32, rows aligned with :meth:`samples` (memory-mapped)."""
         self.require_analysis()
-        return np.load(self.path / LATENT_FILE, mmap_mode="r")
+        path = self.path / LATENT_FILE
+        again = f"analyse the run again (`samplescope analyze {self.path}`)"
+        try:
+            latent = np.load(path, mmap_mode="r")
+        except FileNotFoundError as exc:
+            raise RunError(f"{path} is missing (the latent vectors of the analysis); {again}.") from exc
+        except (OSError, ValueError, EOFError) as exc:  # truncated, random bytes, not an .npy file
+            raise RunError(f"{path} cannot be read ({exc}); the file is damaged, {again}.") from exc
+        n = len(self._frame())
+        if latent.ndim != 2 or latent.shape[0] != n:
+            raise RunError(
+                f"{path} holds an array of shape {latent.shape}, not one row per sample ({n}); {again}."
+            )
+        return latent
 
     @functools.cache  # noqa: B019
     def _neighbors(self):

@@ -56,6 +56,18 @@ class CheckReport:
         verdict = "all checks passed" if self.ok else f"{len(self.failures)} check(s) failed"
         return "\n".join([f"integration {self.integration!r}: {verdict}", *lines])
 
+    def summary_line(self, spec: str | None = None) -> str:
+        """The first failure in one line, with how to see them all (``spec``: what to pass to `check`)."""
+        if self.ok:
+            return f"integration {self.integration!r}: all checks passed"
+        first, more = self.failures[0], len(self.failures) - 1
+        detail = " ".join(first.detail.split())  # an exception's message may span lines
+        others = f" (and {more} more failed check{'s' if more > 1 else ''})" if more else ""
+        return (
+            f"Integration {self.integration!r} fails its checks: {first.kind} function {first.function!r}: "
+            f"{detail}{others}. Fix it; `samplescope check {spec or self.integration}` lists every check."
+        )
+
     def raise_for_failures(self) -> None:
         if not self.ok:
             raise IntegrationError(self.table())

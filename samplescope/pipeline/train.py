@@ -16,12 +16,21 @@ from typing import Any
 
 import numpy as np
 
-from samplescope.errors import RunError
+from samplescope.errors import IntegrationError, RunError
+from samplescope.integration.check import check_integration
 from samplescope.integration.core import Integration
 from samplescope.integration.loader import load_integration
+from samplescope.options import check_option
 from samplescope.pipeline.encode import encode_subset, samples_table, subset_sizes
 from samplescope.store import RunDatabase, layout
-from samplescope.store.folder import RUN_JSON, atomic_folder, write_json
+from samplescope.store.folder import (
+    RUN_JSON,
+    atomic_folder,
+    disk_errors,
+    folder_bytes,
+    require_free_space,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +62,28 @@ def train_run(
     from samplescope.train.loop import TrainConfig, train
 
     out = Path(out)
+    chosen = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "threads": threads}
+    for name, value in {**chosen, "seed": seed, "limit": limit}.items():
+        check_option(name, value, "train_run()")
     if out.exists() and not overwrite:
         raise RunError(f"Output folder {out} already exists; pass --overwrite to replace it or choose another --out.")
-    work = partial_dir(out)
-    _prepare_workdir(work, resume)
     integ = integration if isinstance(integration, Integration) else load_integration(integration)
+    # the checks `samplescope check` runs, before minutes of encoding and training
+    report = check_integration(integ)
+    if not report.ok:
+        raise IntegrationError(report.summary_line(_check_spec(integration, integ)))
 
-    overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "threads": threads}.items() if v}
+    overrides = {k: v for k, v in chosen.items() if v is not None}
     config = dataclasses.replace(TrainConfig(), seed=seed, **overrides)
     if config.threads:
         torch.set_num_threads(config.threads)
 
     started = time.time()
     sizes = subset_sizes(integ, limit)
-    x_train, y_train = encode_subset(integ, "train", sizes["train"], progress=progress)
-    x_val, y_val = encode_subset(integ, "validation", sizes["validation"], progress=progress)
+    x_train, y_train = _encode_checked(integ, "train", sizes["train"], progress)
+    x_val, y_val = _encode_checked(integ, "validation", sizes["validation"], progress)
+    work = partial_dir(out)
+    _prepare_workdir(work, resume)  # after the integration's errors, so those leave nothing behind
     if x_train.ndim != 4:
         raise RunError(
             f"The default CNN takes (C, H, W) image inputs; integration {integ.name!r} encodes shape "
@@ -78,18 +94,20 @@ def train_run(
     )
     torch.manual_seed(seed)
     model = SmallCNN(model_config)
+    require_free_space(out.parent, _run_bytes_estimate(model, sizes, out if overwrite else None), f"run {out.name}")
 
-    history = train(
-        model,
-        torch.from_numpy(x_train),
-        torch.from_numpy(y_train),
-        torch.from_numpy(x_val),
-        torch.from_numpy(y_val),
-        config,
-        callbacks=[ProgressBar(disable=not progress)],
-        checkpoint_dir=work,
-        resume=resume,
-    )
+    with disk_errors(work.parent, f"the training checkpoints of {out.name} ({work.name})"):
+        history = train(
+            model,
+            torch.from_numpy(x_train),
+            torch.from_numpy(y_train),
+            torch.from_numpy(x_val),
+            torch.from_numpy(y_val),
+            config,
+            callbacks=[ProgressBar(disable=not progress)],
+            checkpoint_dir=work,
+            resume=resume,
+        )
     rows = history.to_rows()
     final = [r for r in rows if r.get("kind") == "epoch"][-1] if rows else {}
     train_seconds = time.time() - started
@@ -112,6 +130,42 @@ def train_run(
     write_run(out, integ, model, info, rows, sizes, overwrite=overwrite, progress=progress)
     shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def _check_spec(integration: str | Path | Integration, integ: Integration) -> str:
+    """How to name the integration to `samplescope check`."""
+    if not isinstance(integration, Integration):
+        return str(integration)
+    return integ.source or integ.name
+
+
+def _encode_checked(integ: Integration, subset: str, n: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Encode one subset and refuse labels outside the classes (the checks only sample a few)."""
+    try:
+        x, y = encode_subset(integ, subset, n, progress=progress)
+    except ValueError as exc:  # e.g. np.stack of inputs whose shapes differ
+        raise IntegrationError(
+            f"Integration {integ.name!r}: the inputs of subset {subset!r} cannot be stacked ({exc}); every "
+            "input must have one shape and dtype; fix the input function and run `samplescope check` on it."
+        ) from exc
+    n_classes = len(integ.classes)
+    bad = np.flatnonzero((y < 0) | (y >= n_classes))
+    if bad.size:
+        first = int(bad[0])
+        raise IntegrationError(
+            f"Integration {integ.name!r}: the ground truth of sample {subset}[{first}] is class index {int(y[first])}, "
+            f"outside 0..{n_classes - 1} ({bad.size} such samples in {subset}); fix the ground-truth function "
+            "and run `samplescope check` on the integration."
+        )
+    return x, y
+
+
+def _run_bytes_estimate(model: Any, sizes: dict[str, int], replaced: Path | None) -> int:
+    """About what a run and its checkpoints take on disk, measured on MNIST and digits runs."""
+    params = sum(p.numel() for p in model.parameters())
+    # weights + a checkpoint (weights, two AdamW moments), float32; the samples table and history
+    written = params * 4 * 4 + sum(sizes.values()) * 256
+    return written + (folder_bytes(replaced) if replaced is not None else 0)
 
 
 def _prepare_workdir(work: Path, resume: bool) -> None:

@@ -25,9 +25,12 @@ import duckdb
 import pandas as pd
 
 from samplescope.errors import NotFoundError, RunError
-from samplescope.store.layout import DATABASE as FILENAME
+from samplescope.store.layout import DATABASE as FILENAME  # noqa: F401 - the file name, for importers
 
 SCHEMA_VERSION = 1
+
+#: what DuckDB raises for a damaged or truncated file, a full disk or a held lock (not for a wrong query)
+_DAMAGE = (duckdb.OperationalError, duckdb.InternalError, duckdb.FatalException)
 
 
 class RunDatabase:
@@ -37,14 +40,15 @@ class RunDatabase:
         self.path = Path(path)
         if not writable and not self.path.exists():
             raise RunError(f"Database {self.path} does not exist; is this a samplescope run folder?")
+        self.writable = writable
         try:
             self._conn = duckdb.connect(str(self.path), read_only=not writable)
         except duckdb.Error as exc:
-            raise RunError(f"Cannot open database {self.path}: {exc}") from exc
+            raise self._failure(exc, "open") from exc
         self._lock = threading.Lock()
-        self.writable = writable
         if writable:
-            self._conn.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            with self._cursor() as cur:
+                cur.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
             self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     # -- plumbing ------------------------------------------------------------
@@ -56,11 +60,33 @@ class RunDatabase:
             cur = self._conn.cursor()
         try:
             yield cur
+        except _DAMAGE as exc:  # a damaged file or a full disk, not a wrong query
+            raise self._failure(exc, "write" if self.writable else "read") from exc
         finally:
             cur.close()
 
+    def _failure(self, exc: Exception, action: str) -> RunError:
+        """A one-line RunError for what DuckDB said about this file, with the fix."""
+        said = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        lowered = said.lower()
+        if "no space left" in lowered or "disk is full" in lowered or "disk full" in lowered:
+            fix = "the disk is full; free some space on it and run again (earlier results are intact)"
+        elif "lock" in lowered:
+            fix = "another program (another samplescope job?) holds the file; stop it and run again"
+        elif self.writable:
+            fix = "check that the folder is writable and the disk has room, and run again"
+        else:
+            fix = (
+                f"the file is damaged or not a samplescope database; train the run again "
+                f"(`samplescope train --overwrite --out {self.path.parent}`)"
+            )
+        return RunError(f"Cannot {action} database {self.path} ({said}); {fix}.")
+
     def close(self) -> None:
-        self._conn.close()
+        try:
+            self._conn.close()
+        except _DAMAGE as exc:  # a writable database flushes on close
+            raise self._failure(exc, "write") from exc
 
     def __enter__(self) -> Self:
         return self
@@ -114,8 +140,16 @@ class RunDatabase:
                         out.setdefault(name, dtype)
         return out
 
+    def _require_samples(self) -> None:
+        if "samples" not in self.tables():
+            raise RunError(
+                f"Database {self.path} has no samples table; the run is damaged or unfinished, "
+                f"train it again (`samplescope train --overwrite --out {self.path.parent}`)."
+            )
+
     def samples(self, columns: list[str] | None = None, subset: str | None = None) -> pd.DataFrame:
         """Samples joined with their analysis, ordered by ``sample_id``."""
+        self._require_samples()
         available = self.columns()
         if columns is not None:
             unknown = [c for c in columns if c not in available]
@@ -140,6 +174,7 @@ class RunDatabase:
             return cur.execute(sql, params).df()
 
     def count(self) -> int:
+        self._require_samples()
         with self._cursor() as cur:
             return int(cur.execute("SELECT count(*) FROM samples").fetchone()[0])
 
