@@ -37,7 +37,25 @@ class CheckpointError(SamplescopeError):
     """A checkpoint to resume from is missing or does not match the run."""
 
 
+class TrustError(SamplescopeError):
+    """A run names code (an integration file, a model class) that the user has not said they trust."""
+
+    status_code = 403
+
+
 class ParameterError(SamplescopeError):
     """A parameter value out of range or not one of the allowed choices."""
 
     status_code = 422
+
+
+class RequestRefusedError(SamplescopeError):
+    """A request from a host or page other than this server's own (DNS rebinding, cross-site)."""
+
+    status_code = 403
+
+
+class BusyError(SamplescopeError):
+    """The server is at its limit of heavy requests, or one ran past its time limit."""
+
+    status_code = 503

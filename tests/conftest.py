@@ -10,6 +10,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests keep their trust list (samplescope.trust) away from the user's own config folder."""
+    if "SAMPLESCOPE_CONFIG_DIR" not in os.environ:
+        import tempfile
+
+        os.environ["SAMPLESCOPE_CONFIG_DIR"] = tempfile.mkdtemp(prefix="samplescope-config-")
+
+
 def mirror_path() -> Path | None:
     """The local MNIST mirror: $SAMPLESCOPE_MNIST_MIRROR, else ../shared/data/mnist beside the repo."""
     env = os.environ.get("SAMPLESCOPE_MNIST_MIRROR")

@@ -12,9 +12,11 @@ from samplescope.errors import IntegrationError
 
 #: Built-in integrations, by the name the CLI accepts.
 BUILTINS = {"mnist": "samplescope.integrations.mnist", "digits": "samplescope.integrations.digits"}
+#: Integration files are imported as modules named with this prefix.
+USER_MODULE_PREFIX = "samplescope_user_integration_"
 
 
-def load_integration(spec: str | Path):
+def load_integration(spec: str | Path, *, expected_hash: str | None = None):
     """Load the :class:`~samplescope.Integration` declared in a Python file or built-in module.
 
     ``spec`` is a built-in name (``"mnist"``), a path to a ``.py`` file, or a dotted
@@ -33,7 +35,12 @@ def load_integration(spec: str | Path):
                 f"Integration file {text!r} does not exist. Pass a path to a .py file "
                 f"or one of the built-ins: {sorted(BUILTINS)}."
             )
-        name = f"samplescope_user_integration_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+        if expected_hash is not None and source_hash(str(path)) != expected_hash:
+            raise IntegrationError(
+                f"Integration file {path} changed since the run was made (its SHA-256 differs); "
+                "nothing of it was run. Re-train the run, or drop --strict to use the file as it is now."
+            )
+        name = f"{USER_MODULE_PREFIX}{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
         module_spec = importlib.util.spec_from_file_location(name, path)
         assert module_spec is not None and module_spec.loader is not None
         module = importlib.util.module_from_spec(module_spec)

@@ -39,8 +39,15 @@ def analyze_run(
     seed: int = 0,
     strict: bool = False,
     progress: bool = True,
+    trust: bool = False,
+    integration: str | Path | Any | None = None,
 ) -> dict[str, Any]:
-    """Analyse the run at ``path`` in place (atomically); returns the analysis summary."""
+    """Analyse the run at ``path`` in place (atomically); returns the analysis summary.
+
+    Analysing runs the run's integration and model code: it must be built in, trusted
+    (``trust=True``, or in the trust list), or named with ``integration``; see
+    :func:`samplescope.open_run`.
+    """
     import torch
 
     from samplescope.analysis.inference import (
@@ -52,7 +59,7 @@ def analyze_run(
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    run = open_run(path)
+    run = open_run(path, trust=trust, integration=integration)
     integ = _integration(run, strict)
     model = run.model()
     layer = layer or run.info.get("latent_layer") or default_latent_layer(model)
@@ -136,6 +143,12 @@ def analyze_run(
 
 def _integration(run: Run, strict: bool):
     import warnings
+
+    if strict and run.integration_changed():  # refuse before running any of it
+        raise IntegrationError(
+            f"Integration {run.code.integration_source} changed since run {run.name} was made (hash mismatch); "
+            "nothing of it was run. Refusing because of --strict; retrain, or drop --strict."
+        )
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from samplescope.errors import RunError
+from samplescope.errors import RunError, TrustError
 from samplescope.report import (
     figures_dashboard,
     figures_errors,
@@ -47,14 +47,21 @@ FIGURES: list[Callable[[ReportContext], Section | list[Section] | None]] = [
 
 
 def build_report(
-    run_path: str | Path, out: str | Path | None = None, *, progress: bool = True
+    run_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    progress: bool = True,
+    trust: bool = False,
+    integration: str | Path | None = None,
 ) -> Path:
     """Write the report of the analysed run at ``run_path`` into ``out`` (default ``RUN/report``).
 
     Returns the report folder; ``report.html`` in it opens offline (images are embedded).
+    For a run whose code is not trusted (see :func:`samplescope.open_run`) the figures
+    that need sample images are left out and the report says so.
     """
     started = time.perf_counter()
-    run = open_run(run_path)
+    run = open_run(run_path, trust=trust, integration=integration)
     try:
         run.require_analysis()
         out = Path(out) if out is not None else run.path / "report"
@@ -67,7 +74,13 @@ def build_report(
             for make in bar:
                 bar.set_postfix_str(make.__name__)
                 t = time.perf_counter()
-                made = make(ctx)
+                try:
+                    made = make(ctx)
+                except TrustError as exc:  # this figure needs the run's code; the rest are data
+                    if not any("needs the run's code" in w for w in ctx.warnings):
+                        ctx.warnings.append(str(exc))
+                    log.warning("report: %s left out: %s", make.__name__, exc)
+                    continue
                 log.debug("report: %s in %.2f s", make.__name__, time.perf_counter() - t)
                 sections += made if isinstance(made, list) else [made] if made is not None else []
             seconds = time.perf_counter() - started
