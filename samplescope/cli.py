@@ -58,16 +58,22 @@ def _parser() -> argparse.ArgumentParser:
                    help="'all' precomputes Grad-CAM for every sample (predicted and true class)")
     a.add_argument("--seed", type=arg_type("seed"), default=0, help="random seed for the map and clustering")
     a.add_argument("--strict", action="store_true", help="refuse when the integration changed since training")
+    _trust_options(a)
 
     s = sub.add_parser("serve", help="serve the web app for a run on 127.0.0.1")
     s.add_argument("run", help="run folder")
     s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=arg_type("port"), default=8765, help="port, 1 to 65535 (default 8765)")
     s.add_argument("--open", action="store_true", help="open a browser")
+    _trust_options(s)
 
     r = sub.add_parser("report", help="write PNG figures and a self-contained HTML report")
     r.add_argument("run", help="run folder")
     r.add_argument("--out", help="output folder (default RUN/report)")
+    _trust_options(r)
+
+    tr = sub.add_parser("trust", help="trust the code a run names (its integration file and model class)")
+    tr.add_argument("run", help="run folder")
 
     ls = sub.add_parser("runs", help="list runs with their accuracy")
     ls.add_argument("folder", nargs="?", default="runs", help="folder holding runs (default runs)")
@@ -77,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=arg_type("port"), default=8765, help="port, 1 to 65535 (default 8765)")
     d.add_argument("--no-serve", action="store_true", help="stop after the analysis")
     return p
+
+
+def _trust_options(p: argparse.ArgumentParser) -> None:
+    """A run folder is data; these say when its code may run (see samplescope/trust.py)."""
+    p.add_argument("--trust", action="store_true",
+                   help="run the run's own integration file and model class even if not in your trust list")
+    p.add_argument("--integration", help="use this integration (.py file or built-in name) instead of the "
+                   "one the run records (you name it, so it is trusted)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +154,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from samplescope.pipeline.analyze import analyze_run, summary_text
 
     analyze_run(args.run, layer=args.layer, projection=args.projection, heatmaps=args.heatmaps,
-                seed=args.seed, strict=args.strict)
+                seed=args.seed, strict=args.strict, trust=args.trust, integration=args.integration)
     print(summary_text(args.run))
     return 0
 
@@ -170,15 +184,24 @@ def _serve(args: argparse.Namespace) -> int:
     _require_free_port(args.host, args.port)
     from samplescope.server.serve import serve
 
-    serve(args.run, host=args.host, port=args.port, open_browser=args.open)
+    serve(args.run, host=args.host, port=args.port, open_browser=args.open, trust=args.trust,
+          integration=args.integration)
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
     from samplescope.report.build import build_report
 
-    out = build_report(args.run, args.out)
+    out = build_report(args.run, args.out, trust=args.trust, integration=args.integration)
     print(f"wrote the report to {out}")
+    return 0
+
+
+def _trust(args: argparse.Namespace) -> int:
+    from samplescope.trust import trust_run
+
+    for line in trust_run(args.run):
+        print(line)
     return 0
 
 
@@ -243,7 +266,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "fetch": _fetch, "check": _check, "train": _train, "analyze": _analyze, "serve": _serve,
-    "report": _report, "runs": _runs, "demo": _demo,
+    "report": _report, "runs": _runs, "demo": _demo, "trust": _trust,
 }
 
 if __name__ == "__main__":

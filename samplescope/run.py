@@ -29,15 +29,36 @@ GRADCAM_FILE = layout.GRADCAM
 HEATMAP_CACHE = layout.HEATMAP_CACHE
 
 
-def open_run(path: str | Path) -> Run:
-    """Open the run folder at ``path`` (written by ``samplescope train`` or ``create_run``)."""
-    return Run(path)
+def open_run(
+    path: str | Path,
+    *,
+    trust: bool = False,
+    integration: str | Path | Any | None = None,
+    model: Any | None = None,
+) -> Run:
+    """Open the run folder at ``path`` (written by ``samplescope train`` or ``create_run``).
+
+    Opening runs no code from the run: tables, latent vectors, the map, insights and
+    stored heatmaps are data. Features that need the run's code (sample images and
+    inputs, the model, new heatmaps, ``analyze``) import it only when it is built in,
+    when ``trust=True``, when its hash is in the user's trust list (``samplescope
+    trust``), or from an ``integration`` (a file, built-in name or ``Integration``)
+    and a ``model`` (an ``nn.Module`` to load the weights into) that you pass.
+    """
+    return Run(path, trust=trust, integration=integration, model=model)
 
 
 class Run:
     """A trained model, its dataset and (after ``analyze``) everything samplescope found."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        trust: bool = False,
+        integration: str | Path | Any | None = None,
+        model: Any | None = None,
+    ) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise RunError(
@@ -47,6 +68,9 @@ class Run:
             raise RunError(f"{self.path} is not a samplescope run (no {RUN_JSON}); train one into it first.")
         self.info: dict[str, Any] = read_run_info(self.path)
         self.db = RunDatabase(self.path / layout.DATABASE)
+        self._trust = bool(trust)
+        self._given_integration = integration
+        self._given_model = model
         self._lock = threading.RLock()
         self._heatmap_cache: OrderedDict[tuple[int, int, str], np.ndarray] = OrderedDict()
 
@@ -136,16 +160,68 @@ class Run:
 
     # -- model and inputs ----------------------------------------------------
 
+    # -- trust: which of the run's code may run ----------------------------
+
+    @functools.cached_property
+    def code(self):
+        """The code this run names (integration file, model class); see :mod:`samplescope.trust`."""
+        from samplescope.trust import RunCode
+
+        return RunCode.of(self.info)
+
+    @property
+    def trusted(self) -> bool:
+        """Whether every feature is available: the run's code is built in, given, or trusted."""
+        return self._integration_allowed() and self._model_allowed()
+
+    def _integration_allowed(self) -> bool:
+        return self._trust or self._given_integration is not None or self.code.integration_trusted()
+
+    def _model_allowed(self) -> bool:
+        if self._trust or self._given_model is not None:
+            return True
+        return self.code.model_trusted(self._integration_allowed())
+
+    def integration_changed(self) -> bool:
+        """Whether the recorded integration file differs from the one the run was made with (nothing is run)."""
+        from samplescope.integration.loader import source_hash
+
+        code = self.code
+        if self._given_integration is not None or not (code.integration_source and code.integration_hash):
+            return False
+        return source_hash(code.integration_source) != code.integration_hash
+
+    def _refuse(self, feature: str, what: str) -> None:
+        from samplescope.errors import TrustError
+        from samplescope.trust import trust_hint
+
+        raise TrustError(
+            f"{feature} needs the run's code ({what}), and run {self.path} was not made with code you "
+            f"trust, so none of it was run; {trust_hint(self.path)}."
+        )
+
+    # -- model and inputs ----------------------------------------------------
+
     @functools.cache  # noqa: B019
     def integration(self):
-        """The integration the run was made with (warns when its source changed since)."""
+        """The integration the run was made with (warns when its source changed since).
+
+        Raises :class:`~samplescope.errors.TrustError` (before importing anything) when
+        the recorded integration file is not trusted.
+        """
+        from samplescope.integration.core import Integration
         from samplescope.integration.loader import load_integration, source_hash
 
-        ident = self.info["integration"]
-        spec = ident.get("module") if ident.get("module", "").startswith("samplescope.") else ident.get("source")
-        integ = load_integration(spec or ident["name"])
-        recorded, now = ident.get("hash"), source_hash(integ.source)
-        if recorded and now and recorded != now:
+        given = self._given_integration
+        if isinstance(given, Integration):
+            return given
+        code = self.code
+        if given is None and not self._integration_allowed():
+            self._refuse("Reading samples' inputs and images", f"integration file {code.integration_source}")
+        spec = given or code.integration_builtin or code.integration_source or self.info["integration"]["name"]
+        integ = load_integration(spec)
+        recorded, now = code.integration_hash, source_hash(integ.source)
+        if given is None and recorded and now and recorded != now:
             warnings.warn(
                 f"Integration {integ.source} changed since run {self.name} was made "
                 "(hash mismatch); inputs may differ from what the model was trained on.",
@@ -155,22 +231,30 @@ class Run:
 
     @functools.cache  # noqa: B019
     def model(self):
-        """The trained ``nn.Module``, in eval mode."""
-        import torch
+        """The trained ``nn.Module``, in eval mode.
 
-        weights = self.path / "model.pt"
-        if not weights.exists():
-            raise RunError(f"Run {self.path} has no model weights ({weights.name}); train the run again.")
-        spec = self.info["model"]
-        if spec["class"] == "samplescope.models.cnn.SmallCNN":
-            from samplescope.models.cnn import CNNConfig, SmallCNN
+        Weights are read as data (safetensors, or a legacy state dict with
+        ``weights_only=True``); the model class is imported only when it is built in,
+        trusted, or given as ``open_run(path, model=...)``.
+        """
+        from samplescope.models.persist import load_weights
 
-            model = SmallCNN(CNNConfig(**spec["config"]))
-            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        else:
-            self.integration()  # a model class defined in the integration file must be importable
-            model = torch.load(weights, map_location="cpu", weights_only=False)
-        return model.eval()
+        if not self._model_allowed():
+            self._refuse("Loading the model", f"model class {self.code.model_class}")
+        return load_weights(self.path, self.info, self._given_model, self._model_class, self._pickle_trusted).eval()
+
+    def _pickle_trusted(self) -> bool:
+        """A layout-1 pickled model may be unpickled: trust=True, or its file's hash is trusted."""
+        from samplescope.integration.loader import source_hash
+        from samplescope.trust import is_trusted_hash
+
+        return self._trust or is_trusted_hash(source_hash(str(self.path / layout.LEGACY_WEIGHTS)))
+
+    def _model_class(self) -> type:
+        """Import the recorded model class (only called once trust is settled)."""
+        from samplescope.models.persist import import_model_class
+
+        return import_model_class(self.code.model_class, self.integration)
 
     def input(self, sample_id: int) -> np.ndarray:
         """The encoded model input of one sample, as the model receives it, without the batch axis."""

@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from samplescope import trust
 from samplescope.errors import IntegrationError, RunError
 from samplescope.integration.check import check_integration
 from samplescope.integration.core import Integration
 from samplescope.integration.loader import load_integration
+from samplescope.models.persist import model_spec, save_weights
 from samplescope.options import check_option
 from samplescope.pipeline.encode import encode_subset, samples_table, subset_sizes
 from samplescope.store import RunDatabase, layout
@@ -116,7 +118,7 @@ def train_run(
         "name": out.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "integration": integ.identity() | {"module": integ.module},
-        "model": {"class": "samplescope.models.cnn.SmallCNN", "config": dataclasses.asdict(model_config)},
+        "model": model_spec(model, model_config),
         "latent_layer": getattr(model, "latent_layer", None),
         "gradcam_layer": getattr(model, "gradcam_layer", None),
         "input_shape": list(x_train.shape[1:]),
@@ -201,18 +203,18 @@ def write_run(
     progress: bool = False,
 ) -> None:
     """Write weights, run.json, the samples table and history into ``out``, atomically."""
-    import torch
 
     table = samples_table(integ, sizes, progress=progress)
+    info = {"layout_version": layout.LAYOUT_VERSION, **info}
     with atomic_folder(out, overwrite=overwrite) as tmp:
-        if info["model"]["class"] == "samplescope.models.cnn.SmallCNN":
-            torch.save(model.state_dict(), tmp / "model.pt")
-        else:  # a user's own nn.Module: keep the whole object
-            torch.save(model, tmp / "model.pt")
+        save_weights(model, tmp)  # a state dict as data; run.json names the class
         with RunDatabase(tmp / layout.DATABASE, writable=True) as db:
             db.write_samples(table)
             db.write_history(history_rows)
         write_json(tmp / RUN_JSON, info)
+    # The user ran this integration and model to make the run: reopening it later needs no prompt.
+    code = trust.RunCode.of(info)
+    trust.remember(code.integration_hash, code.integration_source, code.model_class)
     log.info("wrote run %s (%d samples)", out, len(table))
 
 
@@ -224,13 +226,15 @@ def create_run(
     latent_layer: str | None = None,
     gradcam_layer: str | None = None,
     limit: int | None = None,
+    model_kwargs: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
     """Make a run from a model trained elsewhere: any ``nn.Module`` classifier with its weights loaded.
 
-    The model is saved whole (``torch.save(model)``), so its class must be importable
-    when the run is opened (define it in a module, or in the integration file).
+    The weights are saved as data (safetensors) and the class by name, so the class must
+    be importable when the run is opened (define it in a module, or in the integration
+    file) and constructible as ``cls(**model_kwargs)``.
     """
     import torch
 
@@ -251,7 +255,7 @@ def create_run(
         "name": Path(out).name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "integration": integ.identity() | {"module": integ.module},
-        "model": {"class": f"{type(model).__module__}.{type(model).__qualname__}", "config": None},
+        "model": model_spec(model, init_kwargs=model_kwargs),
         "latent_layer": latent_layer or default_latent_layer(model),
         "gradcam_layer": gradcam_layer,
         "input_shape": list(x0.shape[1:]),
