@@ -1,15 +1,35 @@
-"""Small drawing helpers shared by the figure modules: colours, figures, thumbnails."""
+"""Small drawing helpers shared by the figure modules: colours, figures, thumbnails.
+
+Class colours and pictures look as they do in the web page: the colours come from the
+page's own ``palette.json`` (class k gets entry k, cycling past the end), and a grey
+picture is drawn as stored, 0 black and 255 white, whatever its content.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+from importlib.resources import files
 from typing import Any
 
 import numpy as np
 
-#: colour of "everything else" on maps, and of markers for confused samples
-GREY = "#c8c8c8"
+#: the palette the web page (server/static/js/colors.js) imports
+PALETTE_FILE = ("server", "static", "palette.json")
+
+
+@functools.cache
+def palette() -> dict[str, Any]:
+    """The shared palette: ``categorical`` (hex colours, one per class) and ``missing``."""
+    return json.loads(files("samplescope").joinpath(*PALETTE_FILE).read_text(encoding="utf-8"))
+
+
+#: colour of "everything else" on maps (the page's colour of no value), of markers for confused samples
+GREY = palette()["missing"]
 MARK = "#111111"
 ERROR = "#d62728"
+#: how a grey (H, W) picture is drawn: as the page shows the PNG, 0 black and 255 white
+GREY_IMAGE = {"cmap": "gray", "vmin": 0, "vmax": 255}
 
 
 def new_figure(width: float, height: float, **kwargs: Any) -> Any:
@@ -20,31 +40,26 @@ def new_figure(width: float, height: float, **kwargs: Any) -> Any:
 
 
 def class_colors(n: int) -> np.ndarray:
-    """(n, 4) RGBA colours, one per class: tab10 up to 10 classes, tab20, then a hue wheel."""
-    from matplotlib import colormaps
+    """(n, 4) RGBA colours, one per class, the page's: class k is ``categorical[k % 20]``."""
+    from matplotlib.colors import to_rgba_array
 
-    if n <= 10:
-        return colormaps["tab10"](np.arange(n))
-    if n <= 20:
-        return colormaps["tab20"](np.arange(n))
-    return colormaps["hsv"](np.linspace(0, 1, n, endpoint=False))
+    hexes = palette()["categorical"]
+    return to_rgba_array([hexes[k % len(hexes)] for k in range(n)]).reshape(n, 4)
 
 
 def show_image(ax: Any, image: np.ndarray, title: str | None = None, color: str = "black") -> None:
-    """Draw a (H, W) grey or (H, W, 3) colour uint8 picture without axes."""
+    """Draw a (H, W) grey or (H, W, 3) colour uint8 picture without axes, as the page does."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
     if image.ndim == 2:
-        ax.imshow(image, cmap="gray_r" if _mostly_dark(image) else "gray", vmin=0, vmax=255)
+        ax.imshow(image, interpolation="nearest", **GREY_IMAGE)
     else:
-        ax.imshow(image)
+        ax.imshow(image, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=8, color=color, pad=2)
-
-
-def _mostly_dark(image: np.ndarray) -> bool:
-    """Dark background (MNIST-style ink on black): draw ink dark on white for print."""
-    return float(np.median(image)) < 128
 
 
 def dot_sizes(loss: np.ndarray, smallest: float, largest: float) -> np.ndarray:

@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from samplescope.testing import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -306,3 +312,236 @@ def test_insight_card_filters_the_map(page):
     page.wait_for_selector(f"[data-testid=selection-stats][data-count='{count}']")
     assert "insight=" in page.url
     shot(page, "map-insight")
+
+
+# --- exact values --------------------------------------------------------------------------------
+
+#: scikit-learn's digits six times over (10,782 samples, so sample ids pass 10,000) with named
+#: classes and a large integer column: numbers four significant digits would round, and class
+#: names that differ from class indices.
+NAMED_DIGITS = textwrap.dedent(
+    """
+    import numpy as np
+
+    from samplescope import Batch, Integration, Subset
+    from samplescope.integration.helpers import centroid_distance_columns, class_centroids
+
+    NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    COPIES = 6
+    N_TRAIN = 9000
+    FIRST_FILE = 42_000
+    named = Integration("named-digits", classes=NAMES, version="1")
+
+
+    @named.preprocess
+    def load():
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        images = np.tile((bunch.images / 16.0).astype(np.float32), (COPIES, 1, 1))
+        labels = np.tile(bunch.target.astype(np.int64), COPIES)
+        centroids = class_centroids(images[:N_TRAIN], labels[:N_TRAIN], 10)
+        return {"images": images, "labels": labels, "centroids": centroids}
+
+
+    @named.subset("train")
+    def train(state):
+        return Subset(ids=list(range(N_TRAIN)), data=state)
+
+
+    @named.subset("validation")
+    def validation(state):
+        return Subset(ids=list(range(N_TRAIN, len(state["labels"]))), data=state)
+
+
+    def rows(batch):
+        return np.asarray(batch.ids, dtype=np.int64)
+
+
+    @named.input("image", batched=True)
+    def image(batch):
+        return batch.data["images"][rows(batch), None]
+
+
+    @named.ground_truth_batched
+    def label(batch):
+        return batch.data["labels"][rows(batch)]
+
+
+    @named.metadata("file", batched=True)
+    def file(batch):
+        return {"file_number": FIRST_FILE + rows(batch), "ink": image(batch).mean(axis=(1, 2, 3))}
+
+
+    @named.metadata("centroid_distances", batched=True)
+    def centroid_distances(batch):
+        return centroid_distance_columns(image(batch)[:, 0], label(batch), batch.state["centroids"])
+
+
+    @named.visualizer("image")
+    def picture(sample):
+        return (sample.data["images"][sample.id] * 255).round().astype(np.uint8)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def named_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real server on a one-epoch run of NAMED_DIGITS (its integration file named to serve)."""
+    from samplescope.pipeline.analyze import analyze_run
+    from samplescope.pipeline.train import train_run
+
+    root = tmp_path_factory.mktemp("named")
+    source = root / "named_digits.py"
+    source.write_text(NAMED_DIGITS)
+    run = root / "run"
+    train_run(str(source), run, epochs=1, batch_size=64, progress=False)
+    analyze_run(run, projection="pca", progress=False)
+    port = free_port()
+    code = (
+        "import sys; from samplescope.server import serve; "
+        "serve(sys.argv[1], port=int(sys.argv[2]), integration=sys.argv[3], prewarm=False)"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    log_path = root / "server.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(run), str(port), str(source)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text()}")
+            try:
+                if httpx.get(base + "/api/run", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not answer within 60 s: {log_path.read_text()}")
+            time.sleep(0.05)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def named_page(browser, named_server):
+    context = browser.new_context(viewport={"width": 1400, "height": 860}, base_url=named_server)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+    yield page
+    context.close()
+    assert errors == [], f"console errors: {errors}"
+
+
+def metadata_cells(page) -> dict[str, str]:
+    """The sample view's metadata table as {column: shown text}."""
+    page.wait_for_selector("[data-testid=sample-metadata] tr")
+    return page.eval_on_selector_all(
+        "[data-testid=sample-metadata] tr",
+        "trs => Object.fromEntries(trs.map(tr => [tr.cells[0].textContent, tr.cells[1].textContent]))",
+    )
+
+
+def test_metadata_table_shows_exact_integers_and_class_names(named_page, named_server):
+    with httpx.Client(base_url=named_server, timeout=30) as api:
+        run = api.get("/api/run").json()
+        sample = 10018  # four significant digits would show 10020
+        row = api.get(f"/api/samples/{sample}").json()["row"]
+    classes = run["classes"]
+    assert {"label", "prediction", "nearest_centroid"} <= set(run["class_columns"])
+    open_map(named_page, f"/#sample={sample}")
+    cells = metadata_cells(named_page)
+    assert row["sample_id"] == 10018 and row["file_number"] == 52018
+    assert cells["sample_id"] == "10018"
+    assert cells["file_number"] == "52018"
+    assert cells["index"] == str(row["index"])
+    for column in ("label", "prediction", "nearest_centroid"):
+        assert cells[column] == classes[row[column]], column  # "three", not "3"
+    assert cells["ink"] == f"{row['ink']:.4g}"  # a float in (0, 1): four significant digits
+    assert all(name for name in cells), "every value has its column's name"
+    wait_images(named_page, "[data-testid=sample-image]", 1)
+    named_page.locator("[data-testid=sample-metadata]").scroll_into_view_if_needed()
+    shot(named_page, "sample-metadata")
+
+
+def test_similar_samples_show_labelled_loss_and_similarity_apart(page, api):
+    open_map(page, "/#sample=3&k=12")
+    page.click("[data-testid=fetch-similars]")
+    page.wait_for_selector("[data-testid=similar-item]")
+    wait_images(page, "[data-testid=similar-item] img", 12)
+    rows = api.get("/api/samples/3/similar?k=12").json()["data"]
+    losses = page.locator("[data-testid=similar-item] [data-testid=thumb-loss]").all_inner_texts()
+    sims = page.locator("[data-testid=similar-item] [data-testid=thumb-similarity]").all_inner_texts()
+    assert len(losses) == len(sims) == len(rows) == 12
+    for text, r in zip(losses, rows, strict=True):
+        assert text.startswith("loss ")
+        assert float(text.removeprefix("loss ")) == pytest.approx(r["loss"], rel=5e-3, abs=5e-4)
+    for text, r in zip(sims, rows, strict=True):
+        assert text == f"sim {r['similarity']:.3f}"
+    # every caption stays inside its own tile, and no two tiles overlap
+    boxes = page.eval_on_selector_all(
+        "[data-testid=similar-item]",
+        """tiles => tiles.map(t => {
+             const r = t.getBoundingClientRect();
+             const caps = [...t.querySelectorAll('.cap')].map(c => c.getBoundingClientRect());
+             return {tile: [r.left, r.top, r.right, r.bottom],
+                     inside: caps.every(c => c.left >= r.left - 0.5 && c.right <= r.right + 0.5
+                                             && c.top >= r.top - 0.5 && c.bottom <= r.bottom + 0.5),
+                     fits: [...t.querySelectorAll('.cap')].every(c => c.scrollWidth <= c.clientWidth + 1)};
+           })""",
+    )
+    assert all(b["inside"] for b in boxes)
+    assert all(b["fits"] for b in boxes), "a caption is cut: the tiles are too narrow for it"
+    tiles = [b["tile"] for b in boxes]
+    for i, a in enumerate(tiles):
+        for b in tiles[i + 1 :]:
+            apart = a[2] <= b[0] + 0.5 or b[2] <= a[0] + 0.5 or a[3] <= b[1] + 0.5 or b[3] <= a[1] + 0.5
+            assert apart, (a, b)
+    shot(page, "similars-captions")
+
+
+def test_sample_drawer_closes_on_another_view_and_on_escape(page):
+    open_map(page, "/#sample=3")
+    page.wait_for_selector("[data-testid=sample-view]:not([hidden]) [data-testid=sample-title]")
+    page.click("[data-testid=tab-errors]")
+    page.wait_for_selector("[data-testid=sample-view]", state="hidden")
+    assert "sample=" not in page.url
+    page.locator("[data-testid=loss-row]").first.click()  # a sample opened in this view
+    page.wait_for_selector("[data-testid=sample-view]:not([hidden]) [data-testid=sample-title]")
+    page.click("[data-testid=heatmap-opacity]")  # focus inside the drawer does not keep it open
+    page.keyboard.press("Escape")
+    page.wait_for_selector("[data-testid=sample-view]", state="hidden")
+    assert "sample=" not in page.url
+    page.go_back()  # history brings the sample back, in the view it was opened in
+    page.wait_for_selector("[data-testid=sample-view]:not([hidden]) [data-testid=sample-title]")
+    assert "view=errors" in page.url
+
+
+def test_legend_colours_are_the_reports_class_colours(page, api):
+    from samplescope.report.draw import class_colors
+
+    n = len(api.get("/api/run").json()["classes"])
+    open_map(page)
+    shown = page.eval_on_selector_all(
+        "[data-testid=legend-item] .sw", "sws => sws.map(s => getComputedStyle(s).backgroundColor)"
+    )
+    expected = [
+        "rgb({}, {}, {})".format(*(round(255 * c) for c in rgba[:3])) for rgba in class_colors(n)
+    ]
+    assert shown == expected

@@ -28,6 +28,7 @@ async function main() {
     run,
     classes: run.classes,
     kinds: Object.fromEntries(run.columns.map((c) => [c.name, c.kind])),
+    classColumns: new Set(run.class_columns ?? []),
     insightById: null,
   };
   let insightsPromise = null;
@@ -54,6 +55,10 @@ async function main() {
     document.body.dataset.view = name;
   };
   subscribe((changed) => {
+    // the drawer belongs to the view it was opened in: another view closes it
+    if (changed.has("view") && !changed.has("sample") && state.sample !== "") {
+      update({ sample: "" }); // notifies every listener of the closed drawer first
+    }
     if (changed.has("view")) show();
     syncControls();
     for (const v of Object.values(views)) v.onState(changed);
@@ -63,7 +68,8 @@ async function main() {
     a.onclick = (e) => { e.preventDefault(); update({ view: a.dataset.view }, { push: true }); };
   }
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && state.sample !== "" && !e.target.closest("input, select")) {
+    const typing = e.target.closest?.("input:not([type=range]):not([type=checkbox]), select, textarea");
+    if (e.key === "Escape" && state.sample !== "" && !typing) {
       update({ sample: "" }, { push: true });
     }
   });

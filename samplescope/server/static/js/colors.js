@@ -1,11 +1,10 @@
-// Palettes: categorical (Tableau-like, 20 hues; the first ten far apart, 10 classes are common) and a continuous viridis ramp.
+// Palettes: categorical (palette.json, which the static report reads too, so class k has one
+// colour in both) and a continuous viridis ramp.
 
-export const PALETTE = [
-  "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-  "#9c755f", "#5f5f5f", "#a0cbe8", "#ffbe7d", "#ff9d9a", "#8cd17d", "#b6992d", "#f1ce63",
-  "#499894", "#d37295", "#fabfd2", "#d4a6c8",
-];
-export const MISSING = "#c8ccd2";
+import palette from "../palette.json" with { type: "json" };
+
+export const PALETTE = palette.categorical;
+export const MISSING = palette.missing;
 export const CORRECT = { true: "#9db4c8", false: "#e03131" };
 
 const VIRIDIS = [

@@ -14,18 +14,25 @@ export function el(html) {
 }
 
 /**
- * A grid of thumbnails. items: [{id, label?, prediction?, loss?}]; onClick(id).
- * Each tile has data-testid="thumb" (or testid) and data-sample-id.
+ * A grid of thumbnails. items: [{id, label?, prediction?, loss?, similarity?}]; onClick(id).
+ * Each tile has data-testid="thumb" (or testid) and data-sample-id; under the picture one
+ * line per fact, each number labelled ("loss 0.012", "sim 0.953"), cut with an ellipsis
+ * rather than run into the next tile (the tile's title has them all).
  */
 export function thumbs(items, classes, onClick, testid = "thumb") {
   const grid = el(`<div class="thumbs"></div>`);
   for (const it of items) {
-    const name = (c) => (c === null || c === undefined ? "" : classes[c] ?? c);
+    const name = (c) => (c === null || c === undefined ? "–" : classes[c] ?? String(c));
     const wrong = it.label !== undefined && it.label !== it.prediction;
-    const caption = it.label === undefined ? `#${it.id}`
-      : `<span class="${wrong ? "wrong" : ""}">${esc(name(it.label))}→${esc(name(it.prediction))}</span> · ${fmt(it.loss)}`;
-    const tile = el(`<div class="thumb" data-testid="${testid}" data-sample-id="${it.id}" title="#${it.id}">
-      <img src="${imageUrl(it.id)}" alt="sample ${it.id}" loading="lazy"><span>${caption}</span></div>`);
+    const lines = [];
+    if (it.label === undefined) lines.push(["id", `#${it.id}`]);
+    else lines.push(["classes", `${name(it.label)}→${name(it.prediction)}`, wrong ? "wrong" : ""]);
+    if (it.loss !== undefined) lines.push(["loss", `loss ${fmt(it.loss)}`]);
+    if (it.similarity !== undefined) lines.push(["similarity", `sim ${it.similarity === null ? "–" : it.similarity.toFixed(3)}`]);
+    const title = [`#${it.id}`, ...lines.slice(it.label === undefined ? 1 : 0).map((l) => l[1])].join(" · ");
+    const tile = el(`<div class="thumb" data-testid="${testid}" data-sample-id="${it.id}" title="${esc(title)}">
+      <img src="${imageUrl(it.id)}" alt="sample ${it.id}" loading="lazy">${lines.map(([k, text, cls = ""]) =>
+        `<span class="cap ${cls}" data-testid="thumb-${k}">${esc(text)}</span>`).join("")}</div>`);
     tile.onclick = () => onClick(it.id);
     grid.appendChild(tile);
   }

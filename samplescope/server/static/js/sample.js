@@ -2,6 +2,7 @@
 
 import { getJSON, imageUrl } from "./api.js";
 import { fmt } from "./charts.js";
+import { formatCell } from "./format.js";
 import { state, update } from "./state.js";
 import { el, esc, options, thumbs } from "./dom.js";
 
@@ -115,10 +116,12 @@ export class SampleView {
     sim.querySelector("button").onclick = () => this.fetchSimilar(sim.querySelector("[data-testid=similar-grid]"));
     this.root.append(sim);
 
-    // every other column
+    // every other column: integers exact, floats to four digits, class indices by class name
     const rows = Object.entries(row).filter(([k]) => !HIDDEN.test(k));
+    const classColumns = this.ctx.classColumns;
     this.root.append(el(`<div><h3>Metadata</h3><table class="meta" data-testid="sample-metadata">${rows.map(([k, v]) =>
-      `<tr><td>${esc(k)}</td><td>${esc(typeof v === "number" ? fmt(v) : v)}</td></tr>`).join("")}</table></div>`));
+      `<tr data-column="${esc(k)}"><td>${esc(k)}</td><td title="${esc(classColumns.has(k) && v !== null ? `class ${v}` : v)}">${
+        esc(formatCell(k, v, classes, classColumns))}</td></tr>`).join("")}</table></div>`));
   }
 
   target(key) {
@@ -150,8 +153,10 @@ export class SampleView {
     const res = await getJSON(`/api/samples/${id}/similar?k=${state.k}`);
     if (!this.detail || this.detail.sample_id !== id) return;
     box.innerHTML = "";
-    const grid = thumbs(res.data.map((r) => ({ id: r.sample_id, label: r.label, prediction: r.prediction, loss: r.loss })),
-      this.ctx.classes, (sid) => update({ sample: sid }, { push: true }), "similar-item");
+    const grid = thumbs(res.data.map((r) => ({
+      id: r.sample_id, label: r.label, prediction: r.prediction, loss: r.loss, similarity: r.similarity,
+    })), this.ctx.classes, (sid) => update({ sample: sid }, { push: true }), "similar-item");
+    grid.classList.add("similar");
     box.append(grid);
     box.dataset.count = res.count;
     this.ctx.map.setSimilar(res.data.map((r) => r.sample_id));
