@@ -24,11 +24,13 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def open_run(path: Any, *, trust: bool = False, integration: Any = None, model: Any = None) -> Run:
+def open_run(
+    path: Any, *, trust: bool = False, integration: Any = None, model: Any = None, device: str | None = "auto"
+) -> Run:
     """Open a run folder; runs none of its code unless trusted. See :func:`samplescope.run.open_run`."""
     from samplescope.run import open_run as _open_run
 
-    return _open_run(path, trust=trust, integration=integration, model=model)
+    return _open_run(path, trust=trust, integration=integration, model=model, device=device)
 
 
 def train_run(*args: Any, **kwargs: Any) -> Any:

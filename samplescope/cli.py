@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=arg_type("lr"), help="peak learning rate of the one-cycle schedule, > 0")
     t.add_argument("--seed", type=arg_type("seed"), default=0, help="random seed (default 0); same seed, same model")
     t.add_argument("--threads", type=arg_type("threads"), help="CPU threads for torch, >= 1 (default: all cores)")
+    _device_option(t)
     t.add_argument("--limit", type=arg_type("limit"), help="use only the first N >= 1 samples of each subset (quick runs)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted training from its checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="'all' precomputes Grad-CAM for every sample (predicted and true class)")
     a.add_argument("--seed", type=arg_type("seed"), default=0, help="random seed for the map and clustering")
     a.add_argument("--strict", action="store_true", help="refuse when the integration changed since training")
+    _device_option(a)
     _trust_options(a)
 
     s = sub.add_parser("serve", help="serve the web app for a run on 127.0.0.1")
@@ -65,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=arg_type("port"), default=8765, help="port, 1 to 65535 (default 8765)")
     s.add_argument("--open", action="store_true", help="open a browser")
+    _device_option(s)
     _trust_options(s)
 
     r = sub.add_parser("report", help="write PNG figures and a self-contained HTML report")
@@ -82,7 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/mnist", help="run folder (default runs/mnist)")
     d.add_argument("--port", type=arg_type("port"), default=8765, help="port, 1 to 65535 (default 8765)")
     d.add_argument("--no-serve", action="store_true", help="stop after the analysis")
+    _device_option(d)
     return p
+
+
+def _device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto",
+                   help="where the model runs: auto (CUDA when there is one, the default), cpu, cuda, cuda:N, mps")
 
 
 def _trust_options(p: argparse.ArgumentParser) -> None:
@@ -142,6 +151,7 @@ def _train(args: argparse.Namespace) -> int:
     out = train_run(
         args.integration, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, threads=args.threads, limit=args.limit, resume=args.resume, overwrite=args.overwrite,
+        device=args.device,
     )
     run = open_run(out)
     acc = run.info["metrics"].get("val_acc")
@@ -154,7 +164,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from samplescope.pipeline.analyze import analyze_run, summary_text
 
     analyze_run(args.run, layer=args.layer, projection=args.projection, heatmaps=args.heatmaps,
-                seed=args.seed, strict=args.strict, trust=args.trust, integration=args.integration)
+                seed=args.seed, strict=args.strict, trust=args.trust, integration=args.integration,
+                device=args.device)
     print(summary_text(args.run))
     return 0
 
@@ -185,7 +196,7 @@ def _serve(args: argparse.Namespace) -> int:
     from samplescope.server.serve import serve
 
     serve(args.run, host=args.host, port=args.port, open_browser=args.open, trust=args.trust,
-          integration=args.integration)
+          integration=args.integration, device=args.device)
     return 0
 
 
@@ -250,17 +261,17 @@ def _demo(args: argparse.Namespace) -> int:
         _require_free_port("127.0.0.1", args.port)  # before minutes of training, not after
     fetch_mnist()
     if not is_run(out):
-        train_run("mnist", out)
+        train_run("mnist", out, device=args.device)
     else:
         print(f"{out} exists; reusing it (delete it to train again)")
     if not (read_json(out / "run.json").get("analysis")):
-        analyze_run(out)
+        analyze_run(out, device=args.device)
     print(summary_text(out))
     if not args.no_serve:
         from samplescope.server.serve import serve
 
         _require_free_port("127.0.0.1", args.port)
-        serve(out, port=args.port)
+        serve(out, port=args.port, device=args.device)
     return 0
 
 

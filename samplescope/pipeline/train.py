@@ -55,15 +55,21 @@ def train_run(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    device: str | None = "auto",
 ) -> Path:
-    """Train the default CNN on an integration and write the run folder ``out``."""
+    """Train the default CNN on an integration and write the run folder ``out``.
+
+    ``device``: ``auto`` (CUDA when there is one), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+    """
     import torch
 
+    from samplescope.device import resolve_device
     from samplescope.models.cnn import CNNConfig, SmallCNN
     from samplescope.train.callbacks import ProgressBar
     from samplescope.train.loop import TrainConfig, train
 
     out = Path(out)
+    where = resolve_device(device)  # an unknown device fails before any work
     chosen = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "threads": threads}
     for name, value in {**chosen, "seed": seed, "limit": limit}.items():
         check_option(name, value, "train_run()")
@@ -109,7 +115,9 @@ def train_run(
             callbacks=[ProgressBar(disable=not progress)],
             checkpoint_dir=work,
             resume=resume,
+            device=where,
         )
+        model = model.cpu()  # weights are written from the CPU
     rows = history.to_rows()
     final = [r for r in rows if r.get("kind") == "epoch"][-1] if rows else {}
     train_seconds = time.time() - started

@@ -170,11 +170,12 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     B, _, H, W = x.shape  # (B, C, H, W)
     s = max_shift
     padded = F.pad(x, (s, s, s, s))  # (B, C, H + 2s, W + 2s)
-    dy = torch.randint(0, 2 * s + 1, (B, 1, 1), generator=generator)
-    dx = torch.randint(0, 2 * s + 1, (B, 1, 1), generator=generator)
-    rows = dy + torch.arange(H).view(1, H, 1)  # (B, H, 1)
-    cols = dx + torch.arange(W).view(1, 1, W)  # (B, 1, W)
-    batch = torch.arange(B).view(B, 1, 1)
+    # offsets come from the CPU generator (the same draws on every device), then move to x's device
+    dy = torch.randint(0, 2 * s + 1, (B, 1, 1), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * s + 1, (B, 1, 1), generator=generator).to(x.device)
+    rows = dy + torch.arange(H, device=x.device).view(1, H, 1)  # (B, H, 1)
+    cols = dx + torch.arange(W, device=x.device).view(1, 1, W)  # (B, 1, W)
+    batch = torch.arange(B, device=x.device).view(B, 1, 1)
     out = padded[batch, :, rows, cols]  # (B, H, W, C): the advanced-index dims come first
     return out.permute(0, 3, 1, 2)  # (B, C, H, W), channels-last in memory
 
@@ -222,13 +223,15 @@ def train(
     callbacks: Sequence[Callback] = (),
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
+    device: str | torch.device | None = None,
 ) -> History:
     """Train ``model`` in place with Adam(W) and a one-cycle schedule; return its History.
 
     The model's initial weights are the caller's (seed before building it for a
     reproducible run). With ``checkpoint_dir`` a checkpoint is written atomically
     at every epoch end; ``resume=True`` continues from it, ending with the same
-    weights an uninterrupted run would have.
+    weights an uninterrupted run would have. ``device`` (default: where the model's
+    weights are) holds the model and the whole dataset, resident, during training.
     """
     # imported here: checkpoint.py needs this module's types
     from samplescope.train.checkpoint import Checkpoint, load_checkpoint
@@ -236,7 +239,11 @@ def train(
     config = config or TrainConfig()
     _check_data(x_train, y_train, "train")
     _check_data(x_val, y_val, "val")
-    y_train, y_val = y_train.long(), y_val.long()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(device)
+    # the whole dataset stays on the device: no per-batch host-to-device copies
+    x_train, y_train = x_train.to(device), y_train.long().to(device)
+    x_val, y_val = x_val.to(device), y_val.long().to(device)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads or default_threads())
     torch.manual_seed(config.seed)  # for anything in the model that draws from the global RNG
@@ -259,7 +266,7 @@ def train(
         data_info={
             "n_train": n,
             "sample_shape": list(x_train.shape[1:]),
-            "label_counts": torch.bincount(y_train).tolist(),
+            "label_counts": torch.bincount(y_train).cpu().tolist(),
         },
         steps_per_epoch=steps_per_epoch,
     )  # fmt: skip
@@ -299,7 +306,7 @@ def train(
             sums = [0.0, 0, 0, 0]  # loss sum, correct, samples seen, steps since the last row
             t0 = time.perf_counter()
             for i in range(steps_per_epoch):
-                idx = perm[i * config.batch_size : (i + 1) * config.batch_size]
+                idx = perm[i * config.batch_size : (i + 1) * config.batch_size].to(device)
                 xb, yb = x_train[idx], y_train[idx]  # (B, C, H, W), (B,)
                 if config.augment_shift:
                     xb = random_shift(xb, config.augment_shift, state.generator)
