@@ -299,9 +299,16 @@ class Run:
 
     @functools.cache  # noqa: B019
     def _neighbors(self):
+        """The neighbour engine analyze saved (graph, and IVF index when large); runs analysed
+        before it was saved get one fitted on the latent vectors."""
         from samplescope.analysis.neighbors import NeighborIndex
+        from samplescope.errors import NotFoundError
 
-        return NeighborIndex(metric="cosine").fit(np.asarray(self.latent()))
+        try:
+            return NeighborIndex.load(self.path, self.latent())
+        except NotFoundError:
+            log.info("%s has no saved neighbour graph; fitting one on its latent vectors", self.path)
+            return NeighborIndex(metric="cosine").fit(np.asarray(self.latent()))
 
     def _subset_mask(self, subset: str | None) -> np.ndarray | None:
         self._check_subset(subset)

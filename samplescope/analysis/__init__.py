@@ -2,7 +2,7 @@
 
 - :mod:`.inference`: ``run_inference`` (logits + latent in one pass), ``prediction_columns``
 - :mod:`.projection`: ``Projection(...).fit_transform(latent)`` -> (N, 2) map
-- :mod:`.neighbors`: ``NeighborIndex().fit(latent).query(rows)`` exact cosine neighbours
+- :mod:`.neighbors`: ``NeighborIndex().fit(latent)``: the one neighbour engine (kNN graph, queries)
 - :mod:`.attribution`: ``Attribution(model, method).attribute(x, target)`` heat maps
 - :mod:`.metrics`: confusion matrix, per-class metrics, binned aggregates
 
@@ -27,7 +27,7 @@ _EXPORTS = {
     ],
     "metrics": ["aggregate", "classification_metrics", "confusion_matrix", "trend"],
     "neighbors": ["NeighborIndex"],
-    "projection": ["PROJECTION_METHODS", "Projection", "knn_search"],
+    "projection": ["PROJECTION_METHODS", "Projection"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -44,7 +44,6 @@ __all__ = [
     "default_gradcam_layer",
     "default_latent_layer",
     "gradcam_batch",
-    "knn_search",
     "list_layers",
     "prediction_columns",
     "run_inference",
@@ -86,4 +85,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         trend,
     )
     from samplescope.analysis.neighbors import NeighborIndex
-    from samplescope.analysis.projection import PROJECTION_METHODS, Projection, knn_search
+    from samplescope.analysis.projection import PROJECTION_METHODS, Projection

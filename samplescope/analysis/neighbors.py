@@ -1,39 +1,65 @@
-"""Exact nearest neighbours in the latent space, by cosine similarity.
+"""The one nearest-neighbour engine: every search in samplescope goes through it.
 
-    index = NeighborIndex().fit(latent)                     # (N, D)
+    index = NeighborIndex().fit(latent)                     # (N, D); builds the kNN graph
+    rows, dist = index.kneighbors(k=10)                     # (N, 10): the shared graph, self excluded
+    rows, dist = index.kneighbors(k=10, mask=is_train)      # each row's 10 nearest training rows
     rows, sim = index.query([12, 40], k=10)                 # (2, 10), most similar first
     rows, sim = index.query([12], k=10, mask=is_test)       # only rows where is_test
     rows, sim = index.query_set(cluster_rows, k=10)         # closest to the set's mean direction
+    index.save(folder); NeighborIndex.load(folder, latent)  # what ``analyze`` keeps for ``similar``
 
-Search is exhaustive (``faiss.IndexFlatIP`` on L2-normalised float32 copies), so
-the answers equal a brute-force numpy search. A mask is answered from an index
-of only the masked rows (the last few are cached, so repeated queries within
-one subset cost a scan of that subset only); ``query_set`` applies its
-exclusions inside the search with a bitmap ``IDSelector``. Nothing is
-over-fetched and filtered (beyond the one extra neighbour that lets a query row
-be dropped from its own answer), so results stay exact.
+Two engines behind one interface, chosen by size:
 
-Rebuilding the index costs one normalised copy of the latent matrix, so it is
-not saved: refit from the stored latent vectors.
+exact (``n <= exact_max``)
+    Brute force (``faiss.IndexFlat``: BLAS in blocks, memory bounded by the query
+    batch), so answers equal a numpy search.
+approximate (``n > exact_max``)
+    A seeded faiss IVF index (``2 sqrt(N)`` lists). Its ``nprobe`` is raised at
+    build time until the recall@10 against exact search, measured on a sample
+    of rows, reaches ``target_recall``; the measured recall is kept in
+    ``recall_`` (and ``analyze`` writes it to run.json).
+
+``fit`` also computes the kNN graph of every row over all rows (``graph_k``
+neighbours, self excluded): the map, the insight finders and ``similar`` read
+it instead of searching again. A search restricted by a mask that leaves at most
+``exact_max`` rows runs exactly over those rows (a small cached index), a
+larger one filters inside the scan (an ``IDSelector``), with ``nprobe`` scaled
+by the share of rows the mask leaves, so restricted answers keep the recall.
+
+Why the threshold: building the exact graph costs N^2 D; at 30,000 x 64 it
+takes about as long as the IVF graph of 70,000 (``bench/analyze_speed.py``).
+
+Saved files (names in :mod:`samplescope.store.layout`): the graph as two
+``.npy`` arrays and, for the approximate engine, the faiss index. Nothing is
+pickled. ``load`` memory-maps them, so ``serve`` does not rebuild anything.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from samplescope.errors import NotFoundError, SamplescopeError
+from samplescope.errors import NotFoundError, RunError, SamplescopeError
+from samplescope.store import layout
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NeighborIndex"]
+__all__ = ["EXACT_MAX", "GRAPH_K", "NeighborIndex"]
 
+#: at most this many rows are searched exactly; above it an IVF index is built
+EXACT_MAX = 30_000
+#: neighbours per row in the saved kNN graph (umap's default 15, and one spare)
+GRAPH_K = 16
 _SUBSET_CACHE_SIZE = 4  # masked sub-indexes kept per NeighborIndex
+_BATCH = 8192  # queries per faiss call: bounds the (Q, k) temporaries
+_RECALL_SAMPLE = 500  # rows whose exact 10-NN measure the index's recall
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -44,49 +70,164 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each row of ``truth`` (Q, k) that ``found`` (Q, >=k) contains."""
+    k = truth.shape[1]
+    hits = (found[:, :, None] == truth[:, None, :]).any(axis=1) & (truth >= 0)
+    return float(hits.sum() / max(1, (truth >= 0).sum())) if k else 1.0
+
+
 class NeighborIndex:
-    """Exact cosine-similarity neighbour search over one latent matrix.
+    """Nearest neighbours of one (N, D) matrix: exact up to ``exact_max`` rows, IVF above.
 
     Parameters
     ----------
     metric:
-        Only ``"cosine"`` for now (similarity in [-1, 1], higher is closer).
+        ``"cosine"`` (similarity in [-1, 1], distance 1 - similarity) or ``"l2"``.
+    exact_max:
+        Largest N searched exactly; 0 forces the approximate index.
+    graph_k:
+        Neighbours per row in the kNN graph built by :meth:`fit` (0: no graph).
+    target_recall:
+        Recall@10 against exact search the approximate index is tuned to reach.
+    random_state:
+        Seed of the IVF training sample, its k-means and the recall sample.
     n_threads:
         Threads faiss may use for ``fit`` and batches of 64+ queries; ``None`` means
         the machine's cores, at most 8. Smaller batches always run on one thread.
 
-    Attributes (after :meth:`fit`)
-    ------------------------------
-    index_: the ``faiss.IndexFlatIP`` holding the normalised vectors.
-    n_samples_, n_features_: shape of the fitted latent matrix.
+    Attributes (after :meth:`fit` or :meth:`load`)
+    ----------------------------------------------
+    kind_: ``"exact"`` or ``"ivf"``. index_: the faiss index.
+    n_samples_, n_features_: shape of the fitted matrix.
+    nprobe_: lists an IVF search probes (None when exact).
+    recall_: recall@10 of the graph against exact search on a sample (1.0 when exact).
+    graph_rows_, graph_dist_: (N, graph_k) the kNN graph, nearest first, self excluded.
     """
 
-    def __init__(self, metric: Literal["cosine"] = "cosine", n_threads: int | None = None):
+    def __init__(
+        self,
+        metric: Literal["cosine", "l2"] = "cosine",
+        exact_max: int = EXACT_MAX,
+        graph_k: int = GRAPH_K,
+        target_recall: float = 0.95,
+        random_state: int = 0,
+        n_threads: int | None = None,
+    ):
         self.metric = metric
+        self.exact_max = exact_max
+        self.graph_k = graph_k
+        self.target_recall = target_recall
+        self.random_state = random_state
         self.n_threads = n_threads
 
     # ----------------------------------------------------------------- fit
 
-    def fit(self, latent: np.ndarray) -> NeighborIndex:
-        """Index ``latent`` (N, D); row i of it is answered as row i."""
+    def fit(self, x: np.ndarray) -> NeighborIndex:
+        """Index ``x`` (N, D) and build its kNN graph; row i of it is answered as row i."""
+        self._check_params()
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise SamplescopeError(f"NeighborIndex.fit: x must be a non-empty (N, D) array, got {x.shape}")
+        self._set_threads()
+        vectors = self._prepare(x)
+        self.n_samples_, self.n_features_ = vectors.shape
+        self._source: Any = vectors  # rows for queries by row
+        self._source_prepared = True  # already normalised (cosine)
+        self._subsets: OrderedDict[bytes, tuple[Any, np.ndarray]] = OrderedDict()
+        if self.n_samples_ <= self.exact_max:
+            self.kind_, self.nprobe_ = "exact", None
+            self.index_ = self._flat(vectors)
+        else:
+            self.kind_ = "ivf"
+            self.index_ = self._ivf(vectors)
+        self.recall_ = 1.0
+        if self.graph_k > 0:
+            k = min(self.graph_k, self.n_samples_ - 1)
+            self.graph_rows_, self.graph_dist_ = self._search_rows(np.arange(self.n_samples_), k, None)
+            self.graph_rows_ = self.graph_rows_.astype(np.int32)
+        if self.kind_ == "ivf":
+            self.recall_ = self._measure_recall(vectors)
+            # the index holds the vectors; queries by row re-prepare the caller's rows
+            self._source, self._source_prepared = x, False
+        logger.info("neighbours: %s over %s, recall@10 %.3f", self.kind_, vectors.shape, self.recall_)
+        return self
+
+    def _check_params(self) -> None:
+        if self.metric not in ("cosine", "l2"):
+            raise SamplescopeError(f"NeighborIndex(metric={self.metric!r}) is not supported; use 'cosine' or 'l2'")
+        if int(self.exact_max) < 0 or int(self.graph_k) < 0:
+            raise SamplescopeError(
+                f"NeighborIndex(exact_max={self.exact_max}, graph_k={self.graph_k}): both must be >= 0"
+            )
+        if not 0.0 < float(self.target_recall) <= 1.0:
+            raise SamplescopeError(f"NeighborIndex(target_recall={self.target_recall}) must be in (0, 1]")
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        if self.metric == "cosine":
+            return _normalise(x)
+        return np.array(x, dtype=np.float32, order="C", copy=True)
+
+    def _faiss_metric(self) -> int:
         import faiss
 
-        if self.metric != "cosine":
-            raise SamplescopeError(f"metric={self.metric!r} is not supported; use 'cosine'")
-        latent = np.asarray(latent)
-        if latent.ndim != 2 or latent.shape[0] == 0:
-            raise SamplescopeError(f"latent must be a non-empty (N, D) array, got {latent.shape}")
-        self._set_threads()
-        vectors = _normalise(latent)
-        self.n_samples_, self.n_features_ = vectors.shape
-        self.index_ = faiss.IndexFlatIP(self.n_features_)
-        self.index_.add(vectors)
-        del vectors
-        # a view of the index's own storage: row lookups without a second copy
-        self._xb = faiss.rev_swig_ptr(self.index_.get_xb(), self.n_samples_ * self.n_features_)
-        self._xb = self._xb.reshape(self.n_samples_, self.n_features_)
-        self._subsets: OrderedDict[bytes, tuple[Any, np.ndarray]] = OrderedDict()
-        return self
+        return faiss.METRIC_INNER_PRODUCT if self.metric == "cosine" else faiss.METRIC_L2
+
+    def _flat(self, vectors: np.ndarray) -> Any:
+        import faiss
+
+        index = faiss.IndexFlat(vectors.shape[1], self._faiss_metric())
+        index.add(vectors)
+        return index
+
+    def _ivf(self, vectors: np.ndarray) -> Any:
+        import faiss
+
+        n, d = vectors.shape
+        nlist = max(1, min(int(2 * math.sqrt(n)), n // 39))
+        index = faiss.IndexIVFFlat(faiss.IndexFlat(d, self._faiss_metric()), d, nlist, self._faiss_metric())
+        index.cp.seed = int(self.random_state)
+        index.cp.niter = 10  # the lists need only partition the space, not be good clusters
+        index.cp.min_points_per_centroid = 1  # no faiss warning on small training sets
+        rng = np.random.default_rng(self.random_state)
+        train = np.sort(rng.choice(n, min(n, 40 * nlist), replace=False))
+        index.train(vectors[train])
+        index.add(vectors)
+        # the smallest nprobe whose recall@10 on a sample reaches the target
+        sample = self._recall_sample()
+        truth, _ = self._exact_rows(vectors, sample, 10)
+        self._recall_truth = (sample, truth)
+        index.nprobe = min(8, nlist)
+        self.index_ = index
+        while True:
+            found, _ = self._search_rows(sample, 10, None)
+            if recall_at(found, truth) >= self.target_recall or index.nprobe >= nlist:
+                break
+            index.nprobe = min(nlist, index.nprobe * 2)
+        self.nprobe_ = int(index.nprobe)
+        return index
+
+    def _recall_sample(self) -> np.ndarray:
+        rng = np.random.default_rng(self.random_state + 1)
+        return np.sort(rng.choice(self.n_samples_, min(self.n_samples_, _RECALL_SAMPLE), replace=False))
+
+    def _exact_rows(self, vectors: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact k nearest other rows of ``rows``, by a flat scan (the recall reference)."""
+        import faiss
+
+        k = min(k, self.n_samples_ - 1)
+        # faiss.knn scans ``vectors`` in place: no second copy of the matrix
+        score, found = faiss.knn(vectors[rows], vectors, k + 1, metric=self._faiss_metric())
+        return self._drop_self(rows, found, score, k)
+
+    def _measure_recall(self, vectors: np.ndarray) -> float:
+        """Recall@10 of the kNN graph (or of a search when there is none) on a sample."""
+        sample, truth = self._recall_truth
+        if self.graph_k >= 10:
+            found = self.graph_rows_[sample, :10]
+        else:
+            found, _ = self._search_rows(sample, 10, None)
+        return recall_at(found, truth)
 
     def _set_threads(self, n_queries: int | None = None) -> None:
         import faiss
@@ -97,6 +238,72 @@ class NeighborIndex:
             # overhead, which dominates a single query on a busy machine (~4x slower)
             n = 1
         faiss.omp_set_num_threads(max(1, int(n)))
+
+    # ----------------------------------------------------------------- save / load
+
+    def save(self, folder: str | Path) -> list[str]:
+        """Write the kNN graph (.npy) and, when approximate, the faiss index; returns the names."""
+        import faiss
+
+        self._check_fitted()
+        if self.metric != "cosine" or not hasattr(self, "graph_rows_"):
+            raise SamplescopeError("NeighborIndex.save: only a cosine index with its graph is saved with a run")
+        folder = Path(folder)
+        np.save(folder / layout.NEIGHBOR_ROWS, self.graph_rows_, allow_pickle=False)
+        np.save(folder / layout.NEIGHBOR_DISTANCES, self.graph_dist_, allow_pickle=False)
+        names = [layout.NEIGHBOR_ROWS, layout.NEIGHBOR_DISTANCES]
+        index_file = folder / layout.NEIGHBOR_INDEX
+        if self.kind_ == "ivf":
+            faiss.write_index(self.index_, str(index_file))
+            names.append(layout.NEIGHBOR_INDEX)
+        elif index_file.exists():
+            index_file.unlink()  # stale: an earlier, larger analysis
+        return names
+
+    @classmethod
+    def load(cls, folder: str | Path, latent: np.ndarray, n_threads: int | None = None) -> NeighborIndex:
+        """The index :meth:`save` wrote next to ``latent`` (the run's latent.npy), without rebuilding it.
+
+        The exact engine scans the latent rows (normalised once); the approximate
+        one memory-maps its faiss file. Query rows are read from ``latent``.
+        """
+        import faiss
+
+        folder = Path(folder)
+        rows_file, dist_file = folder / layout.NEIGHBOR_ROWS, folder / layout.NEIGHBOR_DISTANCES
+        if not rows_file.exists() or not dist_file.exists():
+            raise NotFoundError(
+                f"{folder} has no saved neighbour graph ({layout.NEIGHBOR_ROWS}); "
+                f"run `samplescope analyze {folder}` again"
+            )
+        self = cls(n_threads=n_threads)
+        self.graph_rows_ = np.load(rows_file, mmap_mode="r", allow_pickle=False)
+        self.graph_dist_ = np.load(dist_file, mmap_mode="r", allow_pickle=False)
+        latent = np.asarray(latent)
+        if self.graph_rows_.shape[0] != latent.shape[0]:
+            raise RunError(
+                f"{rows_file} has {self.graph_rows_.shape[0]} rows but the latent matrix has "
+                f"{latent.shape[0]}; run `samplescope analyze {folder}` again"
+            )
+        self.graph_k = self.graph_rows_.shape[1]
+        self.n_samples_, self.n_features_ = latent.shape
+        self._subsets = OrderedDict()
+        self.recall_ = math.nan  # measured at build time; analyze keeps it in run.json
+        index_file = folder / layout.NEIGHBOR_INDEX
+        if index_file.exists():
+            self.kind_ = "ivf"
+            self.index_ = faiss.read_index(str(index_file), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            self.nprobe_ = int(self.index_.nprobe)
+            self.exact_max = min(self.exact_max, self.n_samples_ - 1)
+            self._source, self._source_prepared = latent, False  # normalised per query
+        else:
+            self.kind_, self.nprobe_ = "exact", None
+            self.exact_max = max(self.exact_max, self.n_samples_)
+            self._source, self._source_prepared = _normalise(latent), True
+            self.index_ = self._flat(self._source)
+        return self
+
+    # ----------------------------------------------------------------- checks
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "index_"):
@@ -109,75 +316,14 @@ class NeighborIndex:
         bad = (rows < 0) | (rows >= self.n_samples_)
         if bad.any():
             raise NotFoundError(
-                f"row {int(rows[bad][0])} is not in the index; rows must be in "
-                f"[0, {self.n_samples_ - 1}]"
+                f"row {int(rows[bad][0])} is not in the index; rows must be in [0, {self.n_samples_ - 1}]"
             )
         return rows
 
     def _vectors(self, rows: np.ndarray) -> np.ndarray:
-        return self._xb[rows]  # (Q, D) copy, already normalised
-
-    # ----------------------------------------------------------------- queries
-
-    def query(
-        self,
-        query_rows: np.ndarray | list[int] | int,
-        k: int = 10,
-        mask: np.ndarray | None = None,
-        exclude_self: bool = True,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` rows most similar to each row in ``query_rows``.
-
-        Returns ``(rows, similarity)``, both (Q, k), most similar first. With
-        ``mask`` (bool, length N) only rows where it is True are returned; with
-        ``exclude_self`` a query row never appears in its own answer. When fewer
-        than ``k`` rows qualify the tail is padded with row -1 and similarity NaN.
-        """
-        self._check_fitted()
-        rows = self._rows(query_rows)
-        k = self._check_k(k)
-        if not exclude_self:
-            return self._search(self._vectors(rows), k, mask)
-        # one extra neighbour, then drop the query row itself (exact: if the row is not
-        # among the k + 1 it ties with them, and the first k are a correct answer)
-        found, sim = self._search(self._vectors(rows), k + 1, mask)
-        keep = found != rows[:, None]
-        keep[keep.all(axis=1), -1] = False  # self absent: drop the extra last one
-        return found[keep].reshape(len(rows), k), sim[keep].reshape(len(rows), k)
-
-    def query_vectors(
-        self, vectors: np.ndarray, k: int = 10, mask: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` indexed rows most similar to each of ``vectors`` (Q, D) or (D,)."""
-        self._check_fitted()
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim == 1:
-            vectors = vectors[None]
-        if vectors.ndim != 2 or vectors.shape[1] != self.n_features_:
-            raise SamplescopeError(
-                f"vectors must be (Q, {self.n_features_}) to match the index, got {vectors.shape}"
-            )
-        return self._search(_normalise(vectors), self._check_k(k), mask)
-
-    def query_set(
-        self, rows: np.ndarray | list[int], k: int = 10, mask: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` rows outside the set most similar to the set as a whole.
-
-        The set is summarised by the normalised mean of its members' normalised
-        vectors. Returns ``(rows, similarity)``, each (k,), most similar first.
-        """
-        self._check_fitted()
-        rows = self._rows(rows)
-        if len(rows) == 0:
-            raise SamplescopeError("query_set needs at least one row; the set was empty")
-        allowed = np.ones(self.n_samples_, dtype=bool) if mask is None else self._mask(mask).copy()
-        allowed[rows] = False
-        centre = self._vectors(rows).mean(axis=0, keepdims=True)  # (1, D)
-        found, sim = self._search(_normalise(centre), self._check_k(k), allowed, selector=True)
-        return found[0], sim[0]
-
-    # ----------------------------------------------------------------- internals
+        """(Q, D) prepared vectors of ``rows`` (a copy)."""
+        x = np.asarray(self._source[rows], dtype=np.float32)
+        return x if self._source_prepared else self._prepare(x)
 
     def _check_k(self, k: int) -> int:
         if int(k) < 1:
@@ -188,22 +334,159 @@ class NeighborIndex:
         mask = np.asarray(mask)
         if mask.dtype != bool or mask.shape != (self.n_samples_,):
             raise SamplescopeError(
-                f"mask must be a bool array of shape ({self.n_samples_},), "
-                f"got {mask.dtype} {mask.shape}"
+                f"mask must be a bool array of shape ({self.n_samples_},), got {mask.dtype} {mask.shape}"
             )
         return mask
 
-    def _subset(self, mask: np.ndarray, bits: np.ndarray) -> tuple[Any, np.ndarray]:
-        """An index of only the rows where ``mask`` is True, and those rows' ids (cached)."""
-        import faiss
+    # ----------------------------------------------------------------- the graph
 
+    def kneighbors(
+        self, rows: np.ndarray | list[int] | None = None, k: int = 10, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's ``k`` nearest other rows as ``(rows, distances)``, (Q, k), nearest first.
+
+        ``rows=None`` means every row. Without a mask and with ``k <= graph_k``
+        the answer is read from the kNN graph (no search); with ``mask`` only
+        rows where it is True are returned. Distances are ``1 - cosine`` or
+        Euclidean; missing answers are row -1 with distance inf.
+        """
+        self._check_fitted()
+        k = self._check_k(k)
+        query = np.arange(self.n_samples_) if rows is None else self._rows(rows)
+        if not hasattr(self, "graph_rows_") or k > self.graph_rows_.shape[1]:
+            return self._search_rows(query, k, None if mask is None else self._mask(mask))
+        graph = np.asarray(self.graph_rows_[query], dtype=np.int64)  # (Q, graph_k)
+        dist = np.asarray(self.graph_dist_[query], dtype=np.float32)
+        if mask is None:
+            return graph[:, :k], dist[:, :k]
+        # the k nearest allowed rows are the first k allowed entries of a row's sorted
+        # graph list whenever it holds k of them; only the other rows are searched
+        allowed = self._mask(mask)[np.maximum(graph, 0)] & (graph >= 0)
+        enough = allowed.sum(axis=1) >= k
+        order = np.argsort(~allowed, axis=1, kind="stable")[:, :k]  # allowed entries first, in order
+        found = np.take_along_axis(graph, order, axis=1)
+        found_dist = np.take_along_axis(dist, order, axis=1)
+        short = np.flatnonzero(~enough)
+        if len(short):
+            found[short], found_dist[short] = self._search_rows(query[short], k, mask)
+        return found, found_dist
+
+    def _search_rows(
+        self, rows: np.ndarray, k: int, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """k nearest other rows of ``rows`` in batches, as (rows, distances)."""
+        out_rows = np.empty((len(rows), k), np.int64)
+        out_dist = np.empty((len(rows), k), np.float32)
+        for start in range(0, len(rows), _BATCH):
+            chunk = rows[start : start + _BATCH]
+            found, score = self._search(self._vectors(chunk), k + 1, mask)
+            found, score = self._drop_self(chunk, found, score, k)
+            out_rows[start : start + len(chunk)] = found
+            out_dist[start : start + len(chunk)] = self._distance(score, found)
+        return out_rows, out_dist
+
+    def _distance(self, score: np.ndarray, found: np.ndarray) -> np.ndarray:
+        if self.metric == "cosine":
+            dist = np.clip(1.0 - score, 0.0, 2.0)
+        else:
+            dist = np.sqrt(np.maximum(score, 0.0))
+        dist = dist.astype(np.float32)
+        dist[found < 0] = np.inf
+        return dist
+
+    @staticmethod
+    def _drop_self(
+        rows: np.ndarray, found: np.ndarray, score: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Drop each query row from its own answer (or, when absent, the extra last one)."""
+        keep = found != rows[:, None]
+        keep[keep.all(axis=1), -1] = False
+        width = found.shape[1] - 1
+        found = found[keep].reshape(len(rows), width)[:, :k]
+        score = score[keep].reshape(len(rows), width)[:, :k]
+        if width < k:
+            pad = ((0, 0), (0, k - width))
+            found = np.pad(found, pad, constant_values=-1)
+            score = np.pad(score, pad, constant_values=np.nan)
+        return found, score
+
+    # ----------------------------------------------------------------- queries
+
+    def query(
+        self,
+        query_rows: np.ndarray | list[int] | int,
+        k: int = 10,
+        mask: np.ndarray | None = None,
+        exclude_self: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` rows most similar to each row in ``query_rows`` (cosine).
+
+        Returns ``(rows, similarity)``, both (Q, k), most similar first. With
+        ``mask`` (bool, length N) only rows where it is True are returned; with
+        ``exclude_self`` a query row never appears in its own answer. When fewer
+        than ``k`` rows qualify the tail is padded with row -1 and similarity NaN.
+        """
+        self._check_fitted()
+        self._check_cosine("query")
+        rows = self._rows(query_rows)
+        k = self._check_k(k)
+        if exclude_self:
+            found, dist = self.kneighbors(rows, k, mask)
+            sim = (1.0 - dist).astype(np.float32)
+        else:
+            found, sim = self._search(self._vectors(rows), k, None if mask is None else self._mask(mask))
+        sim[found < 0] = np.nan
+        return found, sim
+
+    def query_vectors(
+        self, vectors: np.ndarray, k: int = 10, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` indexed rows most similar to each of ``vectors`` (Q, D) or (D,)."""
+        self._check_fitted()
+        self._check_cosine("query_vectors")
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim == 1:
+            vectors = vectors[None]
+        if vectors.ndim != 2 or vectors.shape[1] != self.n_features_:
+            raise SamplescopeError(
+                f"vectors must be (Q, {self.n_features_}) to match the index, got {vectors.shape}"
+            )
+        return self._search(_normalise(vectors), self._check_k(k), None if mask is None else self._mask(mask))
+
+    def query_set(
+        self, rows: np.ndarray | list[int], k: int = 10, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` rows outside the set most similar to the set as a whole.
+
+        The set is summarised by the normalised mean of its members' normalised
+        vectors. Returns ``(rows, similarity)``, each (k,), most similar first.
+        """
+        self._check_fitted()
+        self._check_cosine("query_set")
+        rows = self._rows(rows)
+        if len(rows) == 0:
+            raise SamplescopeError("query_set needs at least one row; the set was empty")
+        allowed = np.ones(self.n_samples_, dtype=bool) if mask is None else self._mask(mask).copy()
+        allowed[rows] = False
+        centre = self._vectors(rows).mean(axis=0, keepdims=True)  # (1, D)
+        found, sim = self._search(_normalise(centre), self._check_k(k), allowed, selector=True)
+        return found[0], sim[0]
+
+    def _check_cosine(self, verb: str) -> None:
+        if self.metric != "cosine":
+            raise SamplescopeError(f"NeighborIndex.{verb} answers similarities; use kneighbors with metric 'l2'")
+
+    # ----------------------------------------------------------------- internals
+
+    def _subset(self, mask: np.ndarray, bits: np.ndarray) -> tuple[Any, np.ndarray]:
+        """An exact index of only the rows where ``mask`` is True, and those rows' ids (cached)."""
         key = hashlib.blake2b(bits.tobytes(), digest_size=16).digest()
         if key in self._subsets:
             self._subsets.move_to_end(key)
             return self._subsets[key]
         ids = np.flatnonzero(mask)
-        index = faiss.IndexFlatIP(self.n_features_)
-        index.add(self._xb[ids])
+        parts = [self._vectors(ids[s : s + _BATCH]) for s in range(0, len(ids), _BATCH)]
+        index = self._flat(np.concatenate(parts) if parts else np.empty((0, self.n_features_), np.float32))
         self._subsets[key] = (index, ids)
         if len(self._subsets) > _SUBSET_CACHE_SIZE:
             self._subsets.popitem(last=False)
@@ -212,32 +495,55 @@ class NeighborIndex:
     def _search(
         self, vectors: np.ndarray, k: int, mask: np.ndarray | None, selector: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw faiss answers (rows, scores): similarity for cosine, squared distance for l2."""
         import faiss
 
         self._set_threads(len(vectors))
         index: Any = self.index_
         ids: np.ndarray | None = None
         params = None
+        n_allowed = self.n_samples_
         if mask is not None:
-            mask = self._mask(mask)
             bits = np.packbits(mask, bitorder="little")  # bit i of the bitmap = row i
-            if selector:  # one-off exclusions: filter inside the scan of the full index
+            n_allowed = int(mask.sum())
+            if selector or (self.kind_ == "ivf" and n_allowed > self.exact_max):
                 sel = faiss.IDSelectorBitmap(bits)  # type: ignore[call-arg, arg-type]
-                params = faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]
-            elif not mask.all():
+                if self.kind_ == "ivf":  # probe more lists when the mask leaves fewer rows
+                    share = max(n_allowed, 1) / self.n_samples_
+                    nprobe = min(self.index_.nlist, math.ceil(self.nprobe_ / share))
+                    params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)  # type: ignore[call-arg]
+                else:
+                    params = faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]
+            elif n_allowed < self.n_samples_:
                 index, ids = self._subset(mask, bits)
-        k_search = min(k, index.ntotal) if params is None else min(k, self.n_samples_)
+        k_search = min(k, index.ntotal if params is None else n_allowed)
         if k_search == 0:
             found = np.full((len(vectors), 0), -1, dtype=np.int64)
-            sim = np.zeros((len(vectors), 0), dtype=np.float32)
+            score = np.zeros((len(vectors), 0), dtype=np.float32)
         else:
-            sim, found = index.search(vectors, k_search, params=params)
+            score, found = index.search(np.ascontiguousarray(vectors), k_search, params=params)
         if ids is not None:
             found = np.where(found >= 0, ids[np.maximum(found, 0)], -1)
         if k_search < k:
             pad = ((0, 0), (0, k - k_search))
             found = np.pad(found, pad, constant_values=-1)
-            sim = np.pad(sim, pad, constant_values=np.nan)
-        sim = sim.astype(np.float32, copy=False)
-        sim[found < 0] = np.nan
-        return found.astype(np.int64, copy=False), sim
+            score = np.pad(score, pad, constant_values=np.nan)
+        score = score.astype(np.float32, copy=False)
+        score[found < 0] = np.nan
+        return found.astype(np.int64, copy=False), score
+
+    def info(self) -> dict[str, Any]:
+        """What run.json's analysis section records about the engine."""
+        self._check_fitted()
+        out: dict[str, Any] = {
+            "engine": self.kind_,
+            "metric": self.metric,
+            "n": int(self.n_samples_),
+            "graph_k": int(self.graph_rows_.shape[1]) if hasattr(self, "graph_rows_") else 0,
+            "exact_max": int(self.exact_max),
+            "recall_at_10": round(float(self.recall_), 4),
+            "recall_sample": int(min(self.n_samples_, _RECALL_SAMPLE)) if self.kind_ == "ivf" else 0,
+        }
+        if self.kind_ == "ivf":
+            out.update(nlist=int(self.index_.nlist), nprobe=int(self.nprobe_))
+        return out

@@ -6,36 +6,29 @@ Methods:
 
 ``umap`` (default)
     UMAP's layout (``umap.umap_.simplicial_set_embedding``, the documented
-    building block of ``umap.UMAP``) on a fuzzy kNN graph built here: neighbours
-    from faiss and umap's ``smooth_knn_dist``/membership formulas vectorised in
-    numpy. Same maths as ``umap.UMAP(precomputed_knn=...)``, minus the numba
-    compilation of umap's parallel graph functions (~10 CPU-seconds in every
-    fresh process).
+    building block of ``umap.UMAP``) on the fuzzy graph of the shared kNN graph
+    (:class:`~samplescope.analysis.neighbors.NeighborIndex`), with umap's
+    ``smooth_knn_dist``/membership formulas vectorised in numpy.
 ``tsne``
     openTSNE (FFT gradients from 10,000 points, Barnes-Hut below) with uniform
     affinities over the same kNN graph. No numba, no JIT.
 ``pca``
-    The top two principal axes: instant, but classes overlap.
+    The top two principal axes (scikit-learn's ``PCA``): instant, but classes overlap.
 
-Large inputs (more than ``fit_size`` rows) are mapped in two steps, as umap's
-own ``transform`` starts new points: the method is fitted on a seeded random
-subsample of ``fit_size`` rows, then every other row is placed at the
-membership-weighted mean of its 5 nearest fitted rows (in the latent space).
+Why not ``umap.UMAP(precomputed_knn=...)``: measured on 10,000 x 64 vectors,
+200 epochs, fresh processes on the 2-core development machine, umap-learn's
+``fuzzy_simplicial_set`` costs 6.75 s on its first call (numba compiles it in
+every process; 0.10 s on a second call) and the whole ``UMAP(precomputed_knn)
+.fit`` 15-17 s against 9-10 s for this path, which hands the same neighbours to
+umap's own layout. umap-learn's ``transform`` needs its pynndescent index,
+which a precomputed graph does not have.
 
-Why this default (``bench/analyze_parts.py``, MNIST latents 70,000 x 64 from a
-1-epoch CNN, 2 busy cores, CPU seconds incl. imports; kNN-10 accuracy on the
-map / fraction of 10 latent neighbours kept):
-
-    umap, fit_size=10,000 (default)    14 CPU-s   0.971 / 0.10
-    umap, fit_size=20,000              22 CPU-s   0.974 / 0.11
-    umap on all rows, 60 epochs        31 CPU-s   0.978 / 0.10
-    umap.UMAP(precomputed_knn), 200 ep 73 CPU-s   0.980 / 0.12
-    umap-learn's UMAP() defaults      191 CPU-s   0.980 / 0.09
-    tsne, fit_size=10,000              96 CPU-s   0.971 / 0.12
-    pca                                 3 CPU-s   0.646 / 0.02
-
-(umap rows with a warm numba cache; the very first run after installing
-umap-learn compiles and caches its numba code once, ~35 CPU-s more.)
+Large inputs (more than ``fit_size`` rows) are mapped in two steps: the method
+is fitted on a seeded random subsample of ``fit_size`` rows (its kNN graph: the
+engine's search restricted to those rows), then every other row is placed by
+propagation on the shared kNN graph of all rows: each unplaced row moves to the
+membership-weighted mean of its placed graph neighbours, a few rounds (fitted
+rows stay fixed), O(N k) with no further search.
 
 Every method is deterministic for a given ``random_state`` on one machine with
 the same ``n_jobs`` (faiss's float sums, hence near-tied neighbours, depend on
@@ -48,102 +41,34 @@ import logging
 import os
 import time
 import warnings
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from samplescope.errors import SamplescopeError
 
+if TYPE_CHECKING:
+    from samplescope.analysis.neighbors import NeighborIndex
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["PROJECTION_METHODS", "Projection", "knn_search"]
+__all__ = ["PROJECTION_METHODS", "Projection"]
 
 PROJECTION_METHODS: tuple[str, ...] = ("umap", "tsne", "pca")
 
 Metric = Literal["cosine", "euclidean"]
 
-#: above this many (query, base) pairs neighbour search switches from exact to IVF
-EXACT_PAIRS = 20_000 * 20_000
-#: nearest fitted rows a row outside the fitted subsample is placed between
+#: rounds of propagation that place the rows outside the fitted subsample
+PLACE_ROUNDS = 8
+#: nearest fitted rows a row the graph cannot reach is placed between
 PLACE_NEIGHBORS = 5
 
 
-# --------------------------------------------------------------------------- kNN
-
-
-def _prepare(x: np.ndarray, metric: Metric) -> np.ndarray:
-    x = np.array(x, dtype=np.float32, order="C", copy=True)
-    if metric == "cosine":
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        np.divide(x, norms, out=x, where=norms > 0)
-    return x
-
-
-def knn_search(
-    base: np.ndarray,
-    queries: np.ndarray | None,
-    k: int,
-    metric: Metric = "cosine",
-    exact_pairs: int = EXACT_PAIRS,
-    random_state: int | None = 0,
-    n_threads: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest ``base`` rows of each query as ``(indices, distances)``, (Q, k).
-
-    ``queries=None`` means the base itself, with each row first in its own list.
-    Distances are ``1 - cosine similarity`` or Euclidean. The search is exact up
-    to ``exact_pairs`` (query, base) pairs; above that it uses a faiss IVF index
-    (``2 sqrt(N)`` lists, 8 probed) whose recall@15 on MNIST latents is ~0.99
-    at a tenth of the exact cost.
-    """
-    import faiss
-
-    faiss.omp_set_num_threads(n_threads or min(8, os.cpu_count() or 1))
-    xb = _prepare(base, metric)
-    xq = xb if queries is None else _prepare(queries, metric)
-    n, d = xb.shape
-    k = min(k, n)
-    faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-    flat: Any = faiss.IndexFlat(d, faiss_metric)
-    index: Any
-    if len(xq) * n <= exact_pairs:
-        index = flat
-    else:
-        n_lists = max(1, int(2 * np.sqrt(n)))
-        index = faiss.IndexIVFFlat(flat, d, n_lists, faiss_metric)
-        index.cp.seed = 1234 if random_state is None else int(random_state)
-        index.cp.niter = 10
-        index.cp.min_points_per_centroid = 1
-        rng = np.random.default_rng(random_state)
-        train = np.sort(rng.choice(n, min(n, 40 * n_lists), replace=False))
-        index.train(xb[train])
-        index.nprobe = 8
-    index.add(xb)
-    score, idx = index.search(xq, k)  # similarities (IP) or squared distances (L2)
-    if (idx < 0).any():  # IVF found fewer than k candidates for some rows: exact for those
-        rows = np.flatnonzero((idx < 0).any(axis=1))
-        if index is not flat:
-            flat = faiss.IndexFlat(d, faiss_metric)
-            flat.add(xb)
-        score[rows], idx[rows] = flat.search(xq[rows], k)
-    if metric == "cosine":
-        dist = np.clip(1.0 - score, 0.0, 2.0)
-    else:
-        dist = np.sqrt(np.maximum(score, 0.0))
-    idx = idx.astype(np.int64)
-    if queries is None:
-        _self_first(idx, dist)
-    return idx, dist.astype(np.float32)
-
-
-def _self_first(idx: np.ndarray, dist: np.ndarray) -> None:
-    """Put each row first in its own neighbour list (ties or IVF may have moved it)."""
-    n, k = idx.shape
-    for i in np.flatnonzero(idx[:, 0] != np.arange(n)):
-        others = idx[i] != i
-        rest_idx, rest_dist = idx[i][others][: k - 1], dist[i][others][: k - 1]
-        idx[i, 0], dist[i, 0] = i, 0.0
-        idx[i, 1:], dist[i, 1:] = rest_idx, rest_dist
+def with_self(rows: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """umap's and openTSNE's kNN layout: each row first in its own list, at distance 0."""
+    n = len(rows)
+    idx = np.column_stack([np.arange(n, dtype=np.int64), rows]).astype(np.int64)
+    return idx, np.column_stack([np.zeros(n, np.float32), dist]).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- fuzzy graph
@@ -257,8 +182,12 @@ class Projection:
         self.init = init
         self.n_jobs = n_jobs
 
-    def fit_transform(self, latent: np.ndarray) -> np.ndarray:
-        """Fit the map on ``latent`` (N, D) and return its (N, 2) float32 coordinates."""
+    def fit_transform(self, latent: np.ndarray, neighbors: NeighborIndex | None = None) -> np.ndarray:
+        """Fit the map on ``latent`` (N, D) and return its (N, 2) float32 coordinates.
+
+        ``neighbors``: the engine already fitted on ``latent`` (``analyze`` builds
+        it once for the map and the insights); None builds one here.
+        """
         self._check_params()
         x = np.asarray(latent, dtype=np.float32)
         if x.ndim != 2 or len(x) < 3:
@@ -277,13 +206,20 @@ class Projection:
 
         t = time.perf_counter()
         if self.method == "pca":
-            xy = _pca(x, self.metric)
+            xy = _pca(x, self.metric, self.random_state)
         else:
+            neighbors = self._engine(x, neighbors, n_jobs)
             fit = x[self.fit_rows_]
-            k = max(2, min(self.n_neighbors, len(fit) - 1))
-            idx, dist = knn_search(
-                fit, None, k, self.metric, random_state=self.random_state, n_threads=n_jobs
-            )
+            k = max(1, min(self.n_neighbors, len(fit)) - 1)  # neighbours besides the row itself
+            if len(fit) == n:
+                rows, dist = neighbors.kneighbors(k=k)
+            else:  # the fitted rows' neighbours among themselves, as local positions
+                mask = np.zeros(n, bool)
+                mask[self.fit_rows_] = True
+                found, dist = neighbors.kneighbors(self.fit_rows_, k=k, mask=mask)
+                own = np.arange(len(fit))[:, None]  # a missing answer points at the row itself: weight 0
+                rows = np.where(found >= 0, np.searchsorted(self.fit_rows_, found), own)
+            idx, dist = with_self(rows, dist)
             self.timings_["knn"] = time.perf_counter() - t
             t = time.perf_counter()
             if self.method == "umap":
@@ -292,11 +228,26 @@ class Projection:
                 fitted = self._tsne(fit, idx, dist, n_jobs)
             self.timings_["layout"] = time.perf_counter() - t
             t = time.perf_counter()
-            xy = self._place(x, fit, fitted, k, n_jobs)
+            xy = self._place(n, fitted, neighbors)
             self.timings_["place"] = time.perf_counter() - t
         self.embedding_ = np.ascontiguousarray(xy, dtype=np.float32)
         logger.debug("projection %s of %s: %s", self.method, x.shape, self.timings_)
         return self.embedding_
+
+    def _engine(self, x: np.ndarray, neighbors: NeighborIndex | None, n_jobs: int) -> NeighborIndex:
+        from samplescope.analysis.neighbors import NeighborIndex
+
+        metric = "cosine" if self.metric == "cosine" else "l2"
+        if neighbors is None:
+            seed = 0 if self.random_state is None else int(self.random_state)
+            return NeighborIndex(metric=metric, random_state=seed, n_threads=n_jobs).fit(x)
+        if getattr(neighbors, "n_samples_", None) != len(x) or neighbors.metric != metric:
+            raise SamplescopeError(
+                f"Projection.fit_transform: the neighbour index ({neighbors.metric}, "
+                f"{getattr(neighbors, 'n_samples_', 0)} rows) does not match the latent "
+                f"({metric}, {len(x)} rows); fit it on the same latent"
+            )
+        return neighbors
 
     def _check_params(self) -> None:
         if self.method not in PROJECTION_METHODS:
@@ -327,7 +278,7 @@ class Projection:
         n_epochs = self.n_epochs or (500 if len(x) < 10_000 else 200)  # umap's defaults
         init: str | np.ndarray = self.init
         if self.init == "pca":
-            start = _pca(x, self.metric).astype(np.float64)
+            start = _pca(x, self.metric, self.random_state).astype(np.float64)
             init = 10 * start / max(float(np.abs(start).max()), 1e-12)  # umap's +-10 box
         a, b = find_ab_params(1.0, self.min_dist)
         random_state = np.random.RandomState(self.random_state)
@@ -361,7 +312,7 @@ class Projection:
         # openTSNE wants neighbours without the point itself
         knn = PrecomputedNeighbors(idx[:, 1:], dist[:, 1:])
         aff = affinity.Uniform(knn_index=knn, k_neighbors=knn.k, n_jobs=n_jobs, verbose=False)
-        init = _pca(x, self.metric)
+        init = _pca(x, self.metric, self.random_state)
         init = 1e-4 * init / max(float(init[:, 0].std()), 1e-12)  # openTSNE's init scale
         emb = TSNEEmbedding(
             init,
@@ -377,40 +328,53 @@ class Projection:
         emb = emb.optimize(n_iter=n_iter - n_iter // 3, momentum=0.8)
         return np.asarray(emb, dtype=np.float32)
 
-    def _place(
-        self, x: np.ndarray, fit: np.ndarray, fitted: np.ndarray, k: int, n_jobs: int
-    ) -> np.ndarray:
-        """Fitted rows keep their coordinates; the others go to the weighted mean of theirs."""
-        xy = np.empty((len(x), 2), dtype=np.float32)
+    def _place(self, n: int, fitted: np.ndarray, neighbors: NeighborIndex) -> np.ndarray:
+        """Fitted rows keep their coordinates; the others are propagated over the kNN graph."""
+        xy = np.zeros((n, 2), dtype=np.float32)
         xy[self.fit_rows_] = fitted
-        rest = np.setdiff1d(np.arange(len(x)), self.fit_rows_, assume_unique=True)
+        placed = np.zeros(n, bool)
+        placed[self.fit_rows_] = True
+        rest = np.flatnonzero(~placed)
         if len(rest) == 0:
             return xy
-        # few neighbours: their weighted mean stays local (on MNIST k=5 keeps more of each
-        # point's latent neighbourhood than k=15, which pulls points to cluster centres)
-        k = min(k, PLACE_NEIGHBORS)
-        idx, dist = knn_search(
-            fit, x[rest], k, self.metric, random_state=self.random_state, n_threads=n_jobs
-        )
-        # umap's transform: memberships from smooth_knn_dist, normalised per row
-        sigma, rho = _smooth_knn_dist(dist)
-        weight = _memberships(dist, sigma, rho)
-        weight /= weight.sum(axis=1, keepdims=True)
-        xy[rest] = np.einsum("qk,qkd->qd", weight, fitted[idx]).astype(np.float32)
+        k = max(1, min(self.n_neighbors - 1, n - 1))
+        nbr, dist = neighbors.kneighbors(rest, k=k)  # (R, k), from the shared graph
+        # umap's membership strengths, as its transform weighs a new point's neighbours
+        _, d_self = with_self(nbr, dist)
+        sigma, rho = _smooth_knn_dist(np.where(np.isfinite(d_self), d_self, 0.0))
+        weight = _memberships(d_self, sigma, rho)[:, 1:] * (nbr >= 0)
+        nbr = np.maximum(nbr, 0)
+        for _ in range(PLACE_ROUNDS):  # Jacobi rounds: fitted rows fixed, the rest move
+            w = weight * placed[nbr]
+            total = w.sum(axis=1)
+            ok = total > 0
+            new = np.einsum("rk,rkd->rd", w[ok], xy[nbr[ok]]) / total[ok, None]
+            xy[rest[ok]] = new
+            placed[rest[ok]] = True
+        lost = rest[~placed[rest]]  # no graph path to a fitted row: nearest fitted rows
+        if len(lost):
+            mask = np.zeros(n, bool)
+            mask[self.fit_rows_] = True
+            found, d = neighbors.kneighbors(lost, k=min(PLACE_NEIGHBORS, len(self.fit_rows_)), mask=mask)
+            _, d_self = with_self(found, d)
+            sigma, rho = _smooth_knn_dist(d_self)
+            w = _memberships(d_self, sigma, rho)[:, 1:] * (found >= 0)
+            xy[lost] = np.einsum("rk,rkd->rd", w, xy[np.maximum(found, 0)]) / w.sum(1, keepdims=True)
         return xy
 
 
-def _pca(x: np.ndarray, metric: Metric = "euclidean") -> np.ndarray:
-    """First two principal components (N, 2), signs fixed so the result is deterministic."""
+def _pca(x: np.ndarray, metric: Metric = "euclidean", random_state: int | None = 0) -> np.ndarray:
+    """First two principal components (N, 2) by scikit-learn (its sign convention is deterministic)."""
+    from sklearn.decomposition import PCA
+
     x = x.astype(np.float64)
     if metric == "cosine":
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-    x = x - x.mean(axis=0)
-    _, vecs = np.linalg.eigh(x.T @ x)  # (D, D): cheap even for N = 70,000
-    axes = vecs[:, ::-1][:, :2]  # (D, <=2), largest eigenvalues first
-    signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])])
-    out = x @ (axes * np.where(signs == 0, 1, signs))
+    m = min(2, x.shape[1])
+    # covariance_eigh: one (D, D) eigendecomposition, cheap for N >> D as in a latent matrix
+    solver = "covariance_eigh" if x.shape[0] > 10 * x.shape[1] else "full"
+    out = PCA(n_components=m, svd_solver=solver, random_state=random_state).fit_transform(x)
     if out.shape[1] < 2:  # D == 1
         out = np.column_stack([out, np.zeros(len(x))])
     return out.astype(np.float32)

@@ -21,6 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from samplescope.errors import IntegrationError, RunError
+from samplescope.pipeline.prefetch import prefetch
 from samplescope.run import GRADCAM_FILE, HEATMAP_CACHE, LATENT_FILE, Run, open_run
 from samplescope.store import RunDatabase, layout
 from samplescope.store.folder import RUN_JSON, atomic_folder, write_json
@@ -41,12 +42,14 @@ def analyze_run(
     progress: bool = True,
     trust: bool = False,
     integration: str | Path | Any | None = None,
+    device: str | None = "auto",
 ) -> dict[str, Any]:
     """Analyse the run at ``path`` in place (atomically); returns the analysis summary.
 
     Analysing runs the run's integration and model code: it must be built in, trusted
     (``trust=True``, or in the trust list), or named with ``integration``; see
-    :func:`samplescope.open_run`.
+    :func:`samplescope.open_run`. ``device``: where the model runs (``auto`` = CUDA when
+    there is one); inputs are encoded in a background thread meanwhile.
     """
     import torch
 
@@ -55,11 +58,13 @@ def analyze_run(
         prediction_columns,
         run_inference,
     )
+    from samplescope.analysis.neighbors import NeighborIndex
     from samplescope.analysis.projection import Projection
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    run = open_run(path, trust=trust, integration=integration)
+    run = open_run(path, trust=trust, integration=integration, device=device)
+    run.device  # noqa: B018 - an unknown device fails before any work
     integ = _integration(run, strict)
     model = run.model()
     layer = layer or run.info.get("latent_layer") or default_latent_layer(model)
@@ -68,7 +73,8 @@ def analyze_run(
 
     # -- inference: logits and latent vectors in one pass ----------------------
     bar = tqdm(total=n, desc="inference", unit="sample", disable=not progress, leave=False)
-    result = run_inference(model, _input_batches(run, integ, frame, bar), layer=layer)
+    # the next batches are encoded in a background thread while the model runs on this one
+    result = run_inference(model, prefetch(_input_batches(run, integ, frame, bar)), layer=layer)
     bar.close()
     labels = frame["label"].to_numpy()
     analysis = pd.DataFrame({"sample_id": frame["sample_id"].to_numpy()})
@@ -77,10 +83,15 @@ def analyze_run(
     latent = np.ascontiguousarray(result.latent, dtype=np.float32)
     timings["inference"] = time.perf_counter() - t0
 
+    # -- one neighbour engine: its kNN graph feeds the map, the insights and similar
+    t = time.perf_counter()
+    neighbors = NeighborIndex(random_state=seed).fit(latent)
+    timings["neighbors"] = time.perf_counter() - t
+
     # -- population map ----------------------------------------------------
     t = time.perf_counter()
     proj = Projection(method=projection, random_state=seed) if projection else Projection(random_state=seed)
-    xy = proj.fit_transform(latent)
+    xy = proj.fit_transform(latent, neighbors=neighbors)
     analysis["map_x"], analysis["map_y"] = xy[:, 0], xy[:, 1]
     timings["projection"] = time.perf_counter() - t
 
@@ -90,7 +101,7 @@ def analyze_run(
     base = run.samples()
     samples = base.drop(columns=[c for c in base.columns if c in previous and c != "sample_id"])
     samples = samples.merge(analysis, on="sample_id")
-    insights, extra = _insights(run, samples, latent, seed, progress)
+    insights, extra = _insights(run, samples, latent, seed, progress, neighbors)
     for name, values in extra.items():
         analysis[name] = values
     timings["insights"] = time.perf_counter() - t
@@ -121,9 +132,11 @@ def analyze_run(
             if s != "unlabeled"
         },
         "insights": len(insights),
+        "neighbors": neighbors.info(),
     }
     with atomic_folder(Path(path), overwrite=True, start_from=Path(path)) as tmp:
         np.save(tmp / LATENT_FILE, latent)
+        neighbors.save(tmp)  # the kNN graph (and the IVF index above the exact threshold)
         if gradcam is not None:
             np.save(tmp / GRADCAM_FILE, gradcam)
         elif (tmp / GRADCAM_FILE).exists():
@@ -170,7 +183,7 @@ def _input_batches(run: Run, integ: Any, frame: pd.DataFrame, bar: Any) -> Itera
             yield integ.encode_inputs(subset, chunk)
 
 
-def _insights(run: Run, samples: pd.DataFrame, latent: np.ndarray, seed: int, progress: bool):
+def _insights(run: Run, samples: pd.DataFrame, latent: np.ndarray, seed: int, progress: bool, neighbors: Any = None):
     from samplescope.analysis.insights import InsightContext, default_finders, find_insights
 
     def inputs(rows: np.ndarray) -> np.ndarray:
@@ -189,6 +202,7 @@ def _insights(run: Run, samples: pd.DataFrame, latent: np.ndarray, seed: int, pr
         class_names=run.classes,
         metadata_columns=metadata,
         random_state=seed,
+        neighbors=neighbors,
     )
     finders = default_finders(random_state=seed)
     found = find_insights(ctx, finders=finders, progress=progress)

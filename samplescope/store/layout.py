@@ -20,3 +20,9 @@ LATENT = "latent.npy"
 GRADCAM = "heatmaps_gradcam.npy"
 HEATMAP_CACHE = "heatmaps"  # on-demand heatmaps, one .npy per (method, sample, target)
 CHECKPOINT = "checkpoint.pt"  # in the hidden .<name>.partial folder of an unfinished training
+#: The latent kNN graph written by analyze: (N, k) int32 neighbour rows, nearest first, self excluded ...
+NEIGHBOR_ROWS = "knn_rows.npy"
+#: ... and their (N, k) float32 cosine distances (1 - similarity).
+NEIGHBOR_DISTANCES = "knn_distances.npy"
+#: The approximate engine's faiss IVF index (faiss's own format), only above the exact threshold.
+NEIGHBOR_INDEX = "knn_index.faiss"

@@ -8,13 +8,14 @@ import warnings
 import numpy as np
 import pytest
 
+from samplescope.analysis.neighbors import NeighborIndex
 from samplescope.analysis.projection import (
     PROJECTION_METHODS,
     Projection,
     _memberships,
     _smooth_knn_dist,
     fuzzy_graph,
-    knn_search,
+    with_self,
 )
 from samplescope.errors import SamplescopeError
 
@@ -59,26 +60,30 @@ def test_fitted_attributes(blobs) -> None:
     assert set(proj.timings_) == {"knn", "import", "layout", "place"}
 
 
-def test_knn_search_exact_matches_brute_force(blobs) -> None:
-    x = blobs[0]
-    idx, dist = knn_search(x, None, 6, "cosine")
-    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
-    d = 1 - unit.astype(np.float64) @ unit.T.astype(np.float64)
-    np.testing.assert_array_equal(idx[:, 0], np.arange(300))  # itself first
-    np.testing.assert_allclose(dist, np.clip(np.sort(d, axis=1)[:, :6], 0, 2), atol=1e-5)
-    np.testing.assert_allclose(dist, np.take_along_axis(d, idx, 1), atol=1e-5)
-    idx, dist = knn_search(x[:50], x[50:], 4, "euclidean")
-    d = np.sqrt(((x[50:, None].astype(np.float64) - x[None, :50]) ** 2).sum(-1))
-    np.testing.assert_allclose(dist, np.sort(d, axis=1)[:, :4], atol=1e-3)
+def knn_with_self(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The engine's graph in umap's layout: itself first, then k - 1 neighbours."""
+    return with_self(*NeighborIndex().fit(x).kneighbors(k=k - 1))
 
 
-def test_knn_search_approximate_has_high_recall(blobs) -> None:
+def test_map_uses_the_given_engine_and_places_every_row(blobs) -> None:
+    x, labels = blobs
+    engine = NeighborIndex().fit(x)
+    proj = Projection("umap", n_epochs=100, fit_size=100)
+    xy = proj.fit_transform(x, neighbors=engine)
+    np.testing.assert_array_equal(xy, Projection("umap", n_epochs=100, fit_size=100).fit_transform(x))
+    assert knn_accuracy(xy, labels) > 0.95
+    rest = np.setdiff1d(np.arange(300), proj.fit_rows_)
+    assert len(np.unique(xy[rest], axis=0)) == len(rest), "placed rows do not pile up on fitted ones"
+    with pytest.raises(SamplescopeError, match="does not match the latent"):
+        Projection("umap").fit_transform(x[:50], neighbors=engine)
+
+
+def test_pca_is_scikit_learns(blobs) -> None:
+    from sklearn.decomposition import PCA
+
     x = blobs[0]
-    exact, _ = knn_search(x, None, 10, "cosine")
-    approx, _ = knn_search(x, None, 10, "cosine", exact_pairs=0)  # force the IVF path
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx, strict=True)])
-    assert recall > 0.9
-    np.testing.assert_array_equal(approx[:, 0], np.arange(300))
+    xy = Projection("pca", metric="euclidean").fit_transform(x)
+    np.testing.assert_allclose(np.abs(xy), np.abs(PCA(2).fit_transform(x.astype(np.float64))), atol=1e-3)
 
 
 def test_fuzzy_graph_matches_umap(blobs) -> None:
@@ -87,10 +92,10 @@ def test_fuzzy_graph_matches_umap(blobs) -> None:
         warnings.simplefilter("ignore", ImportWarning)
         from umap.umap_ import compute_membership_strengths, smooth_knn_dist
 
-    idx, dist = knn_search(blobs[0], None, 8, "cosine")
+    idx, dist = knn_with_self(blobs[0], 8)
     sigma, rho = _smooth_knn_dist(dist)
     ref_sigma, ref_rho = smooth_knn_dist.py_func(dist, 8.0)
-    np.testing.assert_allclose(sigma, ref_sigma, rtol=1e-5)
+    np.testing.assert_allclose(sigma, ref_sigma, rtol=1e-4)  # float32 distances: binary-search noise
     np.testing.assert_allclose(rho, ref_rho, rtol=1e-6)
     _, _, vals, _ = compute_membership_strengths.py_func(idx, dist, ref_sigma, ref_rho)
     weight = _memberships(dist, sigma, rho)

@@ -139,7 +139,7 @@ def test_interrupted_analysis_keeps_the_earlier_one(run_path, tmp_path, monkeypa
     before = (path / "samples.duckdb").read_bytes(), (path / "latent.npy").read_bytes()
     from samplescope.analysis import projection
 
-    def interrupted(self, latent):
+    def interrupted(self, latent, neighbors=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(projection.Projection, "fit_transform", interrupted)
@@ -198,3 +198,50 @@ def test_planted_leakage_and_mislabels_are_found(tmp_path):
     recall = len(flipped & listed) / len(flipped)
     print(f"mislabel recall {recall:.2f}")
     assert recall >= 0.5, f"mislabel recall {recall:.2f}"
+
+
+def test_analysis_saves_the_neighbour_engine_and_similar_reuses_it(run, run_path, monkeypatch):
+    from samplescope.analysis.neighbors import NeighborIndex
+    from samplescope.store import layout
+
+    for name in (layout.NEIGHBOR_ROWS, layout.NEIGHBOR_DISTANCES):
+        assert (run_path / name).exists(), name
+    assert not (run_path / layout.NEIGHBOR_INDEX).exists(), "a small run is searched exactly"
+    info = run.info["analysis"]["neighbors"]
+    assert info["engine"] == "exact" and info["recall_at_10"] == 1.0 and info["graph_k"] >= 10
+    want = run.similar(3, k=5)
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("similar rebuilt the neighbour engine")
+
+    monkeypatch.setattr(NeighborIndex, "fit", no_rebuild)
+    fresh = samplescope.open_run(run_path)
+    got = fresh.similar(3, k=5)
+    np.testing.assert_array_equal(got["sample_id"], want["sample_id"])
+    np.testing.assert_allclose(got["similarity"], want["similarity"], atol=1e-6)
+    fresh.close()
+
+
+def test_saved_ivf_index_loads_and_agrees_with_exact_search(run, tmp_path):
+    from samplescope.analysis.neighbors import NeighborIndex
+    from samplescope.store import layout
+
+    latent = np.asarray(run.latent())
+    built = NeighborIndex(exact_max=0).fit(latent)  # the approximate engine, forced on
+    assert built.kind_ == "ivf" and built.recall_ >= 0.95
+    built.save(tmp_path)
+    assert (tmp_path / layout.NEIGHBOR_INDEX).exists()
+    loaded = NeighborIndex.load(tmp_path, np.load(run.path / layout.LATENT, mmap_mode="r"))
+    assert loaded.kind_ == "ivf" and loaded.nprobe_ == built.nprobe_
+    rows = np.arange(0, len(latent), 7)
+    for k in (5, 40):  # from the graph, and a search of the loaded index
+        a, sa = built.query(rows, k=k)
+        b, sb = loaded.query(rows, k=k)
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(sa, sb, atol=1e-5)
+    exact, _ = NeighborIndex(exact_max=10**6).fit(latent).query(rows, k=10)
+    approx, _ = loaded.query(rows, k=10)
+    recall = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(approx, exact, strict=True)])
+    assert recall >= 0.95
+    with pytest.raises(NotFoundError, match="no saved neighbour graph"):
+        NeighborIndex.load(tmp_path / "missing", latent)

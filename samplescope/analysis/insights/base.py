@@ -53,7 +53,6 @@ __all__ = [
     "InsightContext",
     "InsightFinder",
     "InsightKind",
-    "nearest_neighbors",
     "saturate",
     "to_json",
 ]
@@ -72,12 +71,6 @@ InsightKind = Literal[
 KINDS: tuple[str, ...] = get_args(InsightKind)
 
 REQUIRED_COLUMNS = ("sample_id", "subset", "label", "prediction", "loss", "correct")
-
-# Above this many query x reference pairs a neighbour search goes approximate
-# (IVF): an exact all-pairs search over 70,000 x 60,000 latent vectors costs
-# ~20 CPU seconds, the IVF one ~3 with 94% recall of the true 10-NN.
-EXACT_SEARCH_PAIRS = 1e8
-
 
 # --------------------------------------------------------------------------- insight
 
@@ -177,6 +170,10 @@ class InsightContext:
         Seed for everything random (clustering, IVF training, subsampling).
     train_subset:
         Name of the training subset; every other subset counts as held out.
+    neighbors:
+        The :class:`~samplescope.analysis.neighbors.NeighborIndex` already fitted
+        on ``latent`` (``analyze`` builds it once and shares it with the map);
+        None fits one on first use. Finders read its kNN graph, never search N x N.
     """
 
     samples: pd.DataFrame
@@ -186,6 +183,7 @@ class InsightContext:
     metadata_columns: list[str] = field(default_factory=list)
     random_state: int = 0
     train_subset: str = "train"
+    neighbors: Any = None
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -211,6 +209,11 @@ class InsightContext:
                 f"{len(self.samples)} rows; they must be aligned row for row."
             )
         self.latent = np.ascontiguousarray(latent, dtype=np.float32)
+        if self.neighbors is not None and getattr(self.neighbors, "n_samples_", None) != len(latent):
+            raise SamplescopeError(
+                f"InsightContext.neighbors indexes {getattr(self.neighbors, 'n_samples_', 0)} rows but "
+                f"latent has {len(latent)}; fit the NeighborIndex on this latent."
+            )
         ids = self.samples["sample_id"]
         if ids.duplicated().any():
             dup = ids[ids.duplicated()].iloc[0]
@@ -311,34 +314,42 @@ class InsightContext:
         index = int(index)
         return self.class_names[index] if 0 <= index < len(self.class_names) else str(index)
 
+    @property
+    def neighbor_index(self) -> Any:
+        """The shared :class:`~samplescope.analysis.neighbors.NeighborIndex` over the latent rows."""
+        if self.neighbors is None:
+            from samplescope.analysis.neighbors import NeighborIndex
+
+            self.neighbors = NeighborIndex(random_state=self.random_state).fit(self.latent)
+        return self.neighbors
+
+    def latent_neighbors(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's ``k`` nearest rows of any subset by cosine, never itself: the shared graph.
+
+        Returns ``(distances, rows)``, both (N, k), nearest first.
+        """
+        rows, dist = self.neighbor_index.kneighbors(k=min(k, self.n_rows - 1))
+        return dist, rows
+
     def reference_neighbors(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Each row's ``k`` nearest reference rows by cosine, never itself.
 
         Returns ``(distances, rows)``, both (N, k): cosine distance (1 - cos) in
-        increasing order and row positions into ``samples``. Computed once and
-        shared by every finder (the largest ``k`` asked so far is kept).
+        increasing order and row positions into ``samples``. Read from the
+        shared kNN graph (rows whose graph holds fewer than ``k`` reference rows
+        are searched), once for every finder (the largest ``k`` asked is kept).
         """
         cached = self._cache.get("reference_neighbors")
         if cached is None or cached[0].shape[1] < k:
-            ref_rows = np.flatnonzero(self.reference_mask)
-            n_ref = len(ref_rows)
+            n_ref = int(self.reference_mask.sum())
             if n_ref < 2:
                 raise SamplescopeError(
                     f"need at least 2 reference ({self.train_subset!r}) rows for neighbour "
                     f"statistics, got {n_ref}."
                 )
             k_eff = min(max(k, 10), n_ref - 1)
-            self_pos = np.full(self.n_rows, -1, np.int64)
-            self_pos[ref_rows] = np.arange(n_ref)
-            dist, pos = nearest_neighbors(
-                self.unit_latent[ref_rows],
-                self.unit_latent,
-                k_eff,
-                metric="cosine",
-                self_positions=self_pos,
-                random_state=self.random_state,
-            )
-            rows = np.where(pos >= 0, ref_rows[np.maximum(pos, 0)], -1)
+            mask = None if n_ref == self.n_rows else self.reference_mask
+            rows, dist = self.neighbor_index.kneighbors(k=k_eff, mask=mask)
             cached = (dist, rows)
             self._cache["reference_neighbors"] = cached
         return cached[0][:, :k], cached[1][:, :k]
@@ -349,88 +360,6 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     np.divide(x, norms, out=x, where=norms > 0)
     return x
-
-
-# --------------------------------------------------------------------------- neighbours
-
-
-def nearest_neighbors(
-    reference: np.ndarray,
-    queries: np.ndarray,
-    k: int,
-    *,
-    metric: Literal["cosine", "l2"] = "cosine",
-    self_positions: np.ndarray | None = None,
-    exact: bool | None = None,
-    random_state: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest ``reference`` rows of each query row.
-
-    ``metric="cosine"`` expects unit-length rows and returns cosine distances
-    (1 - cos); ``"l2"`` returns Euclidean distances. ``self_positions[q]`` is
-    the reference position of query ``q`` itself (or -1), never returned.
-    ``exact=None`` searches exhaustively up to :data:`EXACT_SEARCH_PAIRS` query x
-    reference pairs and with a seeded IVF index (90-95% recall) beyond.
-    Returns ``(distances, positions)`` (Q, k), nearest first; missing answers are
-    position -1 with distance inf.
-    """
-    import faiss
-
-    reference = np.ascontiguousarray(reference, dtype=np.float32)
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    n_ref, dim = reference.shape
-    extra = 1 if self_positions is not None else 0
-    k_search = min(k + extra, n_ref)
-    if exact is None:
-        exact = len(queries) * n_ref <= EXACT_SEARCH_PAIRS
-    faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-    index: Any  # faiss.IndexFlat or faiss.IndexIVFFlat
-    if exact:
-        index = faiss.IndexFlat(dim, faiss_metric)
-    else:
-        # ~2 sqrt(n) lists, 4 probed: on an MLP's 128-d MNIST latent (60k reference
-        # rows) this finds 94% of the exact 10-NN for a quarter of the exact cost
-        nlist = int(np.clip(2 * math.sqrt(n_ref), 16, 1024))
-        nlist = max(1, min(nlist, n_ref // 40))
-        index = faiss.IndexIVFFlat(faiss.IndexFlat(dim, faiss_metric), dim, nlist, faiss_metric)
-        index.cp.seed = int(random_state)
-        index.cp.min_points_per_centroid = 1  # no faiss warning on small training sets
-        index.cp.niter = 10  # coarse cells need not be good clusters, only a partition
-        n_train = min(n_ref, 40 * nlist)
-        rng = np.random.default_rng(random_state)
-        train_rows = np.sort(rng.choice(n_ref, n_train, replace=False))
-        index.train(reference[train_rows])
-        index.nprobe = max(4, nlist // 100)
-    index.add(reference)
-    scores, pos = index.search(queries, k_search)
-    if self_positions is not None:
-        pos, scores = _drop_self(pos, scores, np.asarray(self_positions), k)
-    if metric == "cosine":
-        dist = (1.0 - scores).astype(np.float32)
-    else:
-        dist = np.sqrt(np.maximum(scores, 0.0)).astype(np.float32)
-    dist[pos < 0] = np.inf
-    np.maximum(dist, 0.0, out=dist)
-    if pos.shape[1] < k:  # fewer reference rows than k: pad
-        pad = k - pos.shape[1]
-        pos = np.pad(pos, ((0, 0), (0, pad)), constant_values=-1)
-        dist = np.pad(dist, ((0, 0), (0, pad)), constant_values=np.inf)
-    return dist, pos
-
-
-def _drop_self(
-    pos: np.ndarray, scores: np.ndarray, self_positions: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Remove each query's own position (or, when absent, its last answer)."""
-    is_self = (pos == self_positions[:, None]) & (self_positions[:, None] >= 0)
-    # keep everything that is not self; rows without self lose their last column
-    no_self = ~is_self.any(axis=1)
-    is_self[no_self, -1] = True
-    keep = ~is_self
-    width = pos.shape[1] - 1
-    pos = pos[keep].reshape(len(pos), width)[:, :k]
-    scores = scores[keep].reshape(len(scores), width)[:, :k]
-    return pos, scores
 
 
 # --------------------------------------------------------------------------- finder

@@ -44,7 +44,6 @@ from samplescope.analysis.insights.base import (
     Insight,
     InsightContext,
     InsightFinder,
-    nearest_neighbors,
     pct,
     saturate,
     seed_for,
@@ -163,10 +162,10 @@ class Duplicates(InsightFinder):
 
         pairs = [_same_value_pairs(digests)]
         if n >= 2:
+            from samplescope.analysis.neighbors import NeighborIndex
+
             k = min(self.n_candidates, n - 1)
-            dist, pos = nearest_neighbors(
-                z, z, k, metric="l2", self_positions=all_rows, random_state=seed
-            )
+            pos, dist = NeighborIndex("l2", graph_k=k, random_state=seed).fit(z).kneighbors(k=k)
             # ||x - y||^2 >= ||P(x - y)||^2 + (||Rx|| - ||Ry||)^2: a tighter lower bound
             gap = residual[:, None] - residual[np.maximum(pos, 0)]
             close = (dist.astype(np.float64) ** 2 + gap**2 <= tau**2) & (pos >= 0)
@@ -177,29 +176,17 @@ class Duplicates(InsightFinder):
     # ------------------------------------------------------------------ latent
 
     def _latent_candidates(self, ctx: InsightContext, seed: int) -> np.ndarray:
-        pairs = []
-        k = max(1, self.n_candidates)
-        if ctx.reference_mask.sum() >= 2:
-            dist, nbr = ctx.reference_neighbors(k)
-            close = (dist <= self.latent_threshold) & (nbr >= 0)
-            i = np.repeat(np.arange(ctx.n_rows), dist.shape[1])[close.ravel()]
-            pairs.append(np.stack([i, nbr.ravel()[close.ravel()]], axis=1))
-        others = np.flatnonzero(~ctx.reference_mask)  # held-out rows against each other
-        if len(others) >= 2:
-            kk = min(k, len(others) - 1)
-            vec = ctx.unit_latent[others]
-            dist, pos = nearest_neighbors(
-                vec,
-                vec,
-                kk,
-                metric="cosine",
-                self_positions=np.arange(len(others)),
-                random_state=seed,
-            )
-            close = (dist <= self.latent_threshold) & (pos >= 0)
-            i = np.repeat(others, kk)[close.ravel()]
-            pairs.append(np.stack([i, others[pos.ravel()[close.ravel()]]], axis=1))
-        return _ordered(np.concatenate(pairs)) if pairs else np.empty((0, 2), np.int64)
+        """Pairs within the latent threshold among each row's nearest rows of the shared graph.
+
+        The graph spans every subset, so one pass finds duplicates inside a subset and
+        leaks across subsets alike.
+        """
+        if ctx.n_rows < 2:
+            return np.empty((0, 2), np.int64)
+        dist, nbr = ctx.latent_neighbors(max(1, self.n_candidates))
+        close = (dist <= self.latent_threshold) & (nbr >= 0)
+        i = np.repeat(np.arange(ctx.n_rows), dist.shape[1])[close.ravel()]
+        return _ordered(np.stack([i, nbr.ravel()[close.ravel()]], axis=1))
 
     # ------------------------------------------------------------------ measure
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from samplescope.analysis.insights import Insight, InsightContext, find_insights
-from samplescope.analysis.insights.base import nearest_neighbors, saturate, to_json
+from samplescope.analysis.insights.base import saturate, to_json
+from samplescope.analysis.neighbors import NeighborIndex
 from samplescope.errors import SamplescopeError
 
 from . import make_data, make_problem_data
@@ -78,32 +79,39 @@ def test_context_defaults_class_names_from_probabilities():
     assert ctx.probabilities.shape == (100, 5)
 
 
-def _brute_force(ref, queries, k, self_positions=None):
-    sims = queries @ ref.T
-    if self_positions is not None:
-        own = self_positions >= 0
-        sims[np.flatnonzero(own), self_positions[own]] = -np.inf
+def _brute_force_reference(latent, reference, k):
+    """Each row's k nearest reference rows by cosine, itself excluded, in float64."""
+    unit = latent / np.linalg.norm(latent, axis=1, keepdims=True)
+    sims = unit.astype(np.float64) @ unit.T.astype(np.float64)
+    sims[:, ~reference] = -np.inf
+    np.fill_diagonal(sims, -np.inf)
     pos = np.argsort(-sims, axis=1, kind="stable")[:, :k]
     return 1 - np.take_along_axis(sims, pos, 1), pos
 
 
-@pytest.mark.parametrize("exact", [True, False])
-def test_nearest_neighbors_matches_brute_force(exact):
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(20, 16)) * 3
-    x = (centres[rng.integers(0, 20, 4000)] + rng.normal(size=(4000, 16))).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    ref, queries = x[:3000], x
-    self_pos = np.r_[np.arange(3000), np.full(1000, -1)]
-    dist, pos = nearest_neighbors(ref, queries, 10, self_positions=self_pos, exact=exact)
-    want_dist, want_pos = _brute_force(ref, queries, 10, self_pos)
-    assert not (pos == self_pos[:, None]).any(), "a query was returned as its own neighbour"
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(pos, want_pos, strict=True)])
-    if exact:
+@pytest.mark.parametrize("exact_max", [10**6, 0])  # exact, and the IVF index forced on
+def test_reference_neighbors_match_brute_force(exact_max):
+    d = make_data(n_per_class=300, seed=1)
+    engine = NeighborIndex(exact_max=exact_max).fit(d.latent)
+    ctx = d.context(neighbors=engine)
+    dist, rows = ctx.reference_neighbors(10)
+    want_dist, want_rows = _brute_force_reference(d.latent, d.subset == "train", 10)
+    assert not (rows == np.arange(d.n)[:, None]).any(), "a row was returned as its own neighbour"
+    assert (d.subset[rows] == "train").all()
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, want_rows, strict=True)])
+    if exact_max:
+        assert engine.kind_ == "exact"
         np.testing.assert_allclose(dist, want_dist, atol=1e-5)
         assert recall > 0.999
     else:
-        assert recall >= 0.9, f"IVF recall {recall:.3f}"
+        assert engine.kind_ == "ivf" and engine.recall_ >= 0.95
+        assert recall >= 0.95, f"IVF recall {recall:.3f}"
+
+
+def test_context_rejects_an_engine_of_another_latent():
+    d = make_data(n_per_class=20)
+    with pytest.raises(SamplescopeError, match="indexes 40 rows but latent has"):
+        d.context(neighbors=NeighborIndex().fit(d.latent[:40]))
 
 
 def test_reference_neighbors_are_training_rows_and_cached():

@@ -66,3 +66,34 @@ def test_finder_conformance(finder_cls, problem_data):
     for name, value in vars(finder).items():
         if isinstance(value, np.ndarray) and value.ndim == 1 and len(value) == ctx.n_rows:
             assert name.endswith("_")
+
+
+def test_forced_index_finds_the_same_planted_faults():
+    """The IVF index forced on (exact_max=0) agrees with exact search on neighbours and insights."""
+    from samplescope.analysis.insights import find_insights
+    from samplescope.analysis.neighbors import NeighborIndex
+
+    d, planted = make_problem_data(seed=0)
+    found = {}
+    for name, exact_max in (("exact", 10**6), ("ivf", 0)):
+        engine = NeighborIndex(exact_max=exact_max).fit(d.latent)
+        assert engine.kind_ == name
+        found[name] = (engine, find_insights(d.context(neighbors=engine), n_threads=1))
+    exact, approx = found["exact"][0], found["ivf"][0]
+    truth, _ = exact.kneighbors(k=10)
+    graph, _ = approx.kneighbors(k=10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(graph, truth, strict=True)])
+    assert recall >= 0.95 and approx.recall_ >= 0.95, (recall, approx.recall_)
+
+    def by_kind(insights):
+        out: dict[str, set[int]] = {}
+        for i in insights:
+            out.setdefault(i.kind, set()).update(i.sample_ids)
+        return out
+
+    kinds = {name: by_kind(insights) for name, (_, insights) in found.items()}
+    assert set(kinds["exact"]) == set(kinds["ivf"])
+    for kind, key in (("outlier", "outliers"), ("leakage", "leakage"), ("mislabel", "mislabels")):
+        ids = set(np.ravel(np.asarray(planted[key])).tolist())
+        hits = {name: len(kinds[name][kind] & ids) / len(ids) for name in kinds}
+        assert hits["ivf"] >= hits["exact"] - 0.05 and hits["ivf"] > 0.8, (kind, hits)
