@@ -58,7 +58,8 @@ def _legend(
                     [],
                     marker="o",
                     linestyle="",
-                    color="#555555",
+                    color=MARK,
+                    markerfacecolor="none",  # hollow: no class colour (class 9 is dark grey)
                     markersize=float(np.sqrt(area)),
                     label=f"loss {value:.2g}",
                 )

@@ -60,9 +60,11 @@ def test_the_map_figure_draws_classes_in_the_pages_colours(tiny_run: Path, tmp_p
     page = page_palette()
     assert figures
     for fig in figures:
-        handles = fig.axes[0].get_legend().legend_handles[: ctx.n_classes]
-        drawn = [to_rgba(h.get_color()) for h in handles]
+        handles = fig.axes[0].get_legend().legend_handles
+        drawn = [to_rgba(h.get_color()) for h in handles[: ctx.n_classes]]
         assert drawn == [to_rgba(page[k % len(page)]) for k in range(ctx.n_classes)]
+        sizes = handles[ctx.n_classes :]  # the loss-size markers: hollow, never a class's colour
+        assert sizes and all(h.get_markerfacecolor() == "none" for h in sizes)
 
 
 def test_a_grey_picture_is_drawn_as_stored_whatever_its_content():
