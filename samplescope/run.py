@@ -378,13 +378,16 @@ class Run:
         return value
 
     def _stored_heatmap(self, sample_id: int, target: int, method: str) -> np.ndarray:
-        """From the run folder's cache, else computed and written there."""
-        cached = self.path / HEATMAP_CACHE / f"{method}-{sample_id}-{target}.npy"
-        if cached.exists():
-            return np.load(cached)
-        value = self._attribution(method).attribute(self.input(sample_id), target=target)
-        value = np.asarray(value, dtype=np.float32)
-        _save_quietly(cached, value)
+        """From the run folder's cache, else computed and written there (store/heatmap_cache.py:
+        capped in bytes, the least recently used evicted)."""
+        from samplescope.store import heatmap_cache
+
+        cache = heatmap_cache.for_folder(self.path / HEATMAP_CACHE)
+        value = cache.get(method, sample_id, target)
+        if value is None:
+            value = self._attribution(method).attribute(self.input(sample_id), target=target)
+            value = np.asarray(value, dtype=np.float32)
+            cache.put(method, sample_id, target, value)
         return value
 
     @functools.cache  # noqa: B019
@@ -439,21 +442,6 @@ class Run:
 
     def close(self) -> None:
         self.db.close()
-
-
-def _save_quietly(path: Path, value: np.ndarray) -> None:
-    """Write ``value`` to ``path`` atomically; a run folder we may not write to is no error."""
-    import os
-    import tempfile
-
-    try:
-        path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".npy")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, value)
-        os.replace(tmp, path)
-    except OSError as e:  # read-only run folder, full disk: the in-memory cache still works
-        log.debug("heatmap not cached on disk at %s: %s", path, e)
 
 
 def _check_k(k: int) -> None:

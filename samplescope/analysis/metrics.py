@@ -15,9 +15,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from samplescope.errors import NotFoundError, SamplescopeError
+from samplescope.errors import NotFoundError, ParameterError, SamplescopeError
 
 __all__ = ["aggregate", "classification_metrics", "confusion_matrix", "trend"]
+
+#: Default limits of :func:`aggregate`; its answer has at most groups x bins (or values) rows.
+MAX_BINS = 10_000
+MAX_GROUPS = 1_000
+MAX_VALUES = 10_000
 
 
 # --------------------------------------------------------------------------- classification
@@ -131,6 +136,10 @@ def aggregate(
     by: str | None = None,
     bins: int = 10,
     binning: Literal["quantile", "uniform"] = "quantile",
+    *,
+    max_bins: int = MAX_BINS,
+    max_groups: int = MAX_GROUPS,
+    max_values: int = MAX_VALUES,
 ) -> pd.DataFrame:
     """Summarise column ``y`` over bins (or values) of column ``x``, optionally per ``by``.
 
@@ -151,11 +160,15 @@ def aggregate(
     gives accuracy). ``y="count"`` (when the table has no such column) only
     counts, without ``mean``/``std``. ``result.attrs`` records x, y, by, kind
     (``"binned"`` or ``"categorical"``) and binning.
+
+    Limits (ParameterError, naming the limit): at most ``max_bins`` bins, ``max_groups``
+    distinct values of ``by`` (NaN counts as one) and ``max_values`` distinct values of a
+    grouped ``x``, so the answer has at most ``max_groups * max(max_bins, max_values)`` rows.
     """
     if binning not in ("quantile", "uniform"):
         raise SamplescopeError(f"binning={binning!r} is unknown; use 'quantile' or 'uniform'")
-    if bins < 1:
-        raise SamplescopeError(f"bins={bins} must be at least 1")
+    if not 1 <= bins <= max_bins:
+        raise ParameterError(f"bins={bins} is out of range; use 1 to {max_bins:,} (max_bins)")
     xs = _column(df, x, "x")
     count_only = y == "count" and "count" not in df.columns
     if count_only:
@@ -168,10 +181,23 @@ def aggregate(
     group = [] if by is None else [by]
     work = pd.DataFrame({"_y": ys.to_numpy()}, index=df.index)
     if by is not None:
-        work[by] = _column(df, by, "by").to_numpy()
+        groups = _column(df, by, "by")
+        n_groups = int(groups.nunique(dropna=False))
+        if n_groups > max_groups:
+            raise ParameterError(
+                f"by={by!r} has {n_groups:,} distinct values; at most {max_groups:,} series are "
+                f"allowed (max_groups); split by a column with fewer values (a class or a cluster)"
+            )
+        work[by] = groups.to_numpy()
 
     categorical = _is_categorical(xs, bins)
     if categorical:
+        n_values = int(xs.nunique(dropna=True))
+        if n_values > max_values:
+            raise ParameterError(
+                f"x={x!r} is grouped by value and has {n_values:,} distinct values; at most "
+                f"{max_values:,} are allowed (max_values); pick a numeric x, which is binned"
+            )
         work["x_value"] = xs.to_numpy()
         work = work[xs.notna().to_numpy()]
         keys = [*group, "x_value"]

@@ -16,6 +16,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from samplescope.errors import SamplescopeError
+from samplescope.server import openapi
+from samplescope.server.guard import RequestGuard, allow_header, allowed_methods
 from samplescope.server.routes import insights, map, metrics, run, samples, selection, similar
 from samplescope.server.settings import Settings
 from samplescope.server.state import ServerState, check_servable, load_run
@@ -62,10 +64,15 @@ def create_app(run_or_path: Run | str | Path, settings: Settings | None = None) 
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     for module in (run, map, samples, similar, selection, metrics, insights):
         app.include_router(module.router)
+    app.add_exception_handler(Exception, _unexpected_error)
     app.add_api_route("/", _index, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
+    app.add_middleware(
+        RequestGuard, host=settings.host, allowed_hosts=settings.allowed_hosts, routes=app.routes
+    )
+    openapi.install(app, state)
 
 def _index() -> Response:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
@@ -73,21 +80,50 @@ def _index() -> Response:
 
 def _samplescope_error(request: Request, exc: SamplescopeError) -> JSONResponse:
     return JSONResponse(
-        {"error": type(exc).__name__, "detail": str(exc)}, status_code=exc.status_code
+        {
+            "error": "InternalError",
+            "detail": f"{type(exc).__name__}: {str(exc)[:300]} (a samplescope bug; the server "
+            "log has the traceback)",
+        },
+        status_code=500,
+    """Every SamplescopeError by its own ``status_code`` (TrustError 403, BusyError 503, ...)."""
+    headers = {"Retry-After": "2"} if exc.status_code == 503 else None
+    return JSONResponse(
+        {"error": type(exc).__name__, "detail": str(exc)},
+        status_code=exc.status_code,
+        headers=headers,
+    )
+
+
+def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: logged with its traceback, answered with the same one-line error body."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     )
 
 
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    problems = [
-        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
-    ]
+    """FastAPI's list of problems as one line: ``query.limit=5000: Input should be <= 1000``."""
+    problems = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e.get("loc", ()))
+        value = e.get("input")
+        shown = "" if value is None or isinstance(value, dict | list) else f"={str(value)[:40]!r}"
+        problems.append(f"{where}{shown}: {e.get('msg', '')}")
     return JSONResponse(
-        {"error": "ValidationError", "detail": "; ".join(problems)}, status_code=422
+        {"error": "ValidationError", "detail": "; ".join(problems)[:2000]}, status_code=422
     )
 
 
 def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     name = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
     return JSONResponse(
-        {"error": name, "detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        {"error": name, "detail": detail}, status_code=exc.status_code, headers=headers
+    headers = dict(exc.headers or {})
+    detail = str(exc.detail)
+    if exc.status_code == 405:  # every method of the path, not only the first route's
+        methods = allowed_methods(request.app.routes, request.url.path)
+        headers["Allow"] = allow_header(methods)
+        detail = f"{request.method} is not allowed at {request.url.path}; use {headers['Allow']}"
+    elif exc.status_code == 404:
+        detail = f"nothing at {request.url.path}; GET /openapi.json lists the API's routes"
     )

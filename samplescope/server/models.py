@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from samplescope.server.limits import MAX_IDS, MAX_SAMPLE_ID
+
+#: A sample id in a JSON body: a non-negative 64-bit integer, strictly (``false``, ``1.0``
+#: and ``"1"`` are refused).
+SampleId = Annotated[int, Field(strict=True, ge=0, le=MAX_SAMPLE_ID)]
+
 
 class ErrorPublic(BaseModel):
+    """The body of every error the API answers."""
+
     error: str = Field(description="the error's class name, e.g. NotFoundError")
-    detail: Any = Field(description="what was wrong and how to fix it")
+    detail: str = Field(description="one line: what was wrong, where, and how to fix it")
 
 
 class ColumnPublic(BaseModel):
@@ -83,7 +91,11 @@ class SimilarPublic(BaseModel):
 
 
 class SelectionQuery(BaseModel):
-    ids: list[int] = Field(description="sample ids of the selection")
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[SampleId] = Field(
+        max_length=MAX_IDS, description=f"sample ids of the selection, at most {MAX_IDS:,}"
+    )
 
 
 class ClassCount(BaseModel):

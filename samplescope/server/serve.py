@@ -33,12 +33,13 @@ def serve(
     settings = Settings(run_path=Path(run_path), host=host, port=port, prewarm=prewarm)
     app = create_app(settings.run_path, settings)  # type: ignore[arg-type]
     if not settings.is_loopback:
-        message = (
-            f"samplescope: listening on {host}, which other machines can reach; the run's "
-            "samples, labels and model outputs are readable by anyone who can connect"
+        # once: logged, not printed as well (the CLI's log handler and a print showed it twice);
+        # with no logging set up, Python's last-resort handler still writes it to stderr
+        log.warning(
+            "WARNING: samplescope is listening on %s, which other machines can reach; the run's "
+            "samples, labels and model outputs are readable by anyone who can connect",
+            host,
         )
-        log.warning(message)
-        print(f"WARNING: {message}", flush=True)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]

@@ -27,10 +27,6 @@ class Settings:
     prewarm_delay: float = 2.0
     #: seconds browsers may keep images and heatmaps (they never change within a run)
     image_max_age: int = 24 * 3600
-    #: most rows one /api/samples page returns
-    max_page: int = 1000
-    #: most samples /api/similar and /api/selection accept
-    max_ids: int = 100_000
     #: entries kept in the in-memory heatmap cache
     heatmap_cache_size: int = 2048
 
@@ -39,6 +35,14 @@ class Settings:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
 
+    #: names the server answers to besides loopback names and ``host`` (the Host header check)
+    allowed_hosts: tuple[str, ...] = ()
+    #: heavy requests (heatmaps; aggregates and similars of a set) computed at once, per kind
+    heavy_workers: int = 1
+    #: heavy requests of a kind that may wait for a worker; more are answered 503 at once
+    heavy_queue: int = 32
+    #: seconds a heavy request may take, waiting included, before it is answered 503
+    heavy_timeout: float = 30.0
     @property
     def is_loopback(self) -> bool:
         return is_loopback(self.host)

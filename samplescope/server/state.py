@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from samplescope.errors import NotFoundError, ParameterError, RunError
-from samplescope.server import encoding
+from samplescope.server import encoding, limits
 from samplescope.server.encoding import ColumnKind
+from samplescope.server.heavy import Lane
 from samplescope.server.settings import Settings
 
 if TYPE_CHECKING:
@@ -72,6 +73,14 @@ class ServerState:
         self.tag = _run_tag(run)
         self._map_cache: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
         self._heatmaps: OrderedDict[tuple[int, int, str], np.ndarray] = OrderedDict()
+        # heavy work in bounded lanes; heatmaps have their own (they go one at a time anyway)
+        s = settings
+        self.heatmap_lane = Lane(
+            "heatmap", workers=s.heavy_workers, queue=s.heavy_queue, timeout=s.heavy_timeout
+        )
+        self.compute_lane = Lane(
+            "compute", workers=s.heavy_workers, queue=s.heavy_queue, timeout=s.heavy_timeout
+        )
 
     # --- calls into the run -----------------------------------------------------------------
 
@@ -114,6 +123,12 @@ class ServerState:
     def rows_of(self, sample_ids: Sequence[int]) -> np.ndarray:
         """Row positions of ``sample_ids`` in :attr:`frame`; NotFoundError names unknown ids."""
         ids = np.asarray(sample_ids, dtype=np.int64)
+        out_of_range = [i for i in sample_ids if not 0 <= int(i) <= limits.MAX_SAMPLE_ID]
+        if out_of_range:  # the routes check this first; a 422, not numpy's OverflowError
+            raise ParameterError(
+                f"sample id {out_of_range[0]} is not a sample id; ids are integers "
+                f"from 0 to {limits.MAX_SAMPLE_ID}"
+            )
         pos = self.id_index.get_indexer(ids)
         if (pos < 0).any():
             bad = ids[pos < 0][:5].tolist()
@@ -146,6 +161,35 @@ class ServerState:
         return list(names)
 
     def class_index(self, value: str | int) -> int:
+    def aggregate_x_columns(self) -> list[str]:
+        """Columns /api/aggregate takes as ``x``: numeric ones (binned) and the others with at
+        most ``MAX_BINS`` values (grouped by value)."""
+        return [
+            c for c, k in self.kinds.items()
+            if k == "numeric" or self.distinct_counts[c] <= limits.MAX_BINS
+        ]  # fmt: skip
+
+    def aggregate_by_columns(self) -> list[str]:
+        """Columns /api/aggregate splits by: those with at most ``MAX_GROUPS`` values."""
+        return [c for c in self.kinds if self.distinct_counts[c] <= limits.MAX_GROUPS]
+
+    @functools.cached_property
+    def distinct_counts(self) -> dict[str, int]:
+        """Distinct values per column (NaN counts as one), for the aggregate limits."""
+        return {c: int(self.frame[c].nunique(dropna=False)) for c in self.frame.columns}
+
+    def aggregate(
+        self, x: str, y: str, by: str | None, subset: str | None, bins: int
+    ) -> pd.DataFrame:
+        """``analysis.metrics.aggregate`` over the table in memory, within the server's limits."""
+        from samplescope.analysis.metrics import aggregate
+
+        frame = self.frame if subset is None else self.frame[self.frame["subset"] == subset]
+        return aggregate(
+            frame, x, y=y, by=by, bins=bins,
+            max_bins=limits.MAX_BINS, max_groups=limits.MAX_GROUPS, max_values=limits.MAX_BINS,
+        )  # fmt: skip
+
         """A class given by index or by name."""
         text = str(value)
         if text in self.classes:
@@ -226,16 +270,24 @@ class ServerState:
 
     # --- heatmaps and neighbours ------------------------------------------------------------
 
-    def heatmap(self, sample_id: int, target: int | None, method: HeatmapMethod) -> np.ndarray:
-        row = self.row(sample_id)
-        if target is None:
-            target = int(row["prediction"])
+    def cached_heatmap(self, sample_id: int, target: int, method: str) -> np.ndarray | None:
+        """The heatmap when this server already computed it, else None (cheap, no lane)."""
         key = (int(sample_id), int(target), method)
         with self._cache_lock:
             if key in self._heatmaps:
                 self._heatmaps.move_to_end(key)
                 return self._heatmaps[key]
         h = np.asarray(
+        return None
+
+    def heatmap(self, sample_id: int, target: int | None, method: HeatmapMethod) -> np.ndarray:
+        row = self.row(sample_id)
+        if target is None:
+            target = int(row["prediction"])
+        key = (int(sample_id), int(target), method)
+        found = self.cached_heatmap(*key)
+        if found is not None:
+            return found
             self.call_locked(
                 self._heatmap_lock, self.run.heatmap, int(sample_id), target, method=method
             ),

@@ -47,9 +47,13 @@ def test_client_class():
     return TestClient
 
 
+#: the base URL of in-process clients: a loopback name, so the Host check lets them in
+LOCAL = "http://127.0.0.1:8765"
+
+
 @pytest.fixture(scope="session")
 def client(app):
-    with test_client_class()(app) as c:
+    with test_client_class()(app, base_url=LOCAL) as c:
         yield c
 
 

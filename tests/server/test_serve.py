@@ -12,6 +12,7 @@ import pytest
 
 from samplescope.errors import SamplescopeError
 from samplescope.server import serve
+from samplescope.testing import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "captum", "faiss", "umap", "openTSNE", "numba")
@@ -22,24 +23,47 @@ def test_missing_run_fails_before_listening(tmp_path):
         serve(tmp_path / "nothing-here", port=1)
 
 
-def test_non_loopback_host_warns(tiny_run_path, monkeypatch, capsys, caplog):
+def test_non_loopback_host_warns(tiny_run_path, monkeypatch, caplog):
     import uvicorn
 
     started = []
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, *a, **k: started.append(self))
     with caplog.at_level(logging.WARNING, logger="samplescope.server.serve"):
         serve(tiny_run_path, host="0.0.0.0", port=8765, prewarm=False)
-    assert "WARNING" in capsys.readouterr().out
-    assert any("0.0.0.0" in r.getMessage() for r in caplog.records)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "0.0.0.0" in warnings[0]
     assert len(started) == 1 and started[0].config.host == "0.0.0.0"
 
 
-def test_loopback_host_does_not_warn(tiny_run_path, monkeypatch, capsys):
+def test_cli_prints_the_host_warning_once(tiny_run_path):
+    """`samplescope serve --host 0.0.0.0` printed its warning twice (a log record and a print)."""
+    code = """
+import sys, uvicorn
+uvicorn.Server.run = lambda self, *a, **k: None  # everything up to listening, then stop
+from samplescope.cli import main
+sys.exit(main(["serve", sys.argv[1], "--host", "0.0.0.0", "--port", sys.argv[2]]))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_run_path), str(free_port())],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    assert text.count("other machines can reach") == 1, text
+
+
+def test_loopback_host_does_not_warn(tiny_run_path, monkeypatch, capsys, caplog):
     import uvicorn
 
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, *a, **k: None)
-    serve(tiny_run_path, prewarm=False)
+    with caplog.at_level(logging.WARNING, logger="samplescope.server.serve"):
+        serve(tiny_run_path, prewarm=False)
     assert "WARNING" not in capsys.readouterr().out
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_startup_and_map_do_not_import_heavy_libraries(tiny_run_path):
@@ -51,7 +75,7 @@ app = create_app(sys.argv[1], Settings(prewarm=False))
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
-client = TestClient(app)
+client = TestClient(app, base_url="http://127.0.0.1:8765")
 for url in ("/", "/api/run", "/api/map?color=cluster", "/api/samples?sort=loss", "/api/samples/1"):
     assert client.get(url).status_code == 200, url
 print(",".join(m for m in {HEAVY!r} if m in sys.modules))

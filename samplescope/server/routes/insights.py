@@ -8,13 +8,14 @@ from fastapi import APIRouter
 
 from samplescope.server.deps import State
 from samplescope.server.models import TablePublic
+from samplescope.server.openapi import errors
 from samplescope.server.state import jsonable
 
 router = APIRouter(prefix="/api", tags=["insights"])
 SEVERITY_RANK = {"critical": 4, "high": 3, "medium": 2, "warning": 2, "low": 1, "info": 0}
 
 
-@router.get("/insights", response_model=TablePublic)
+@router.get("/insights", response_model=TablePublic, responses=errors())
 def read_insights(state: State) -> TablePublic:
     """Insight cards; ``id`` is the insight's position in the run's list (stable in URLs)."""
     found = state.call(state.run.insights)

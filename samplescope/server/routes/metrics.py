@@ -8,13 +8,16 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Query
 
+from samplescope.errors import ParameterError
 from samplescope.server.deps import State, SubsetParam
+from samplescope.server.limits import MAX_BINS, MAX_GROUPS
 from samplescope.server.models import (
     AggregatePublic,
     ConfusionPublic,
     MetricsPublic,
     TablePublic,
 )
+from samplescope.server.openapi import errors
 from samplescope.server.state import CLASS_COLUMNS, ServerState
 
 router = APIRouter(prefix="/api", tags=["metrics"])
@@ -22,7 +25,7 @@ router = APIRouter(prefix="/api", tags=["metrics"])
 Y_ALIASES = {"accuracy": "correct", "count": "loss"}
 
 
-@router.get("/confusion", response_model=ConfusionPublic)
+@router.get("/confusion", response_model=ConfusionPublic, responses=errors(422))
 def read_confusion(state: State, subset: SubsetParam) -> ConfusionPublic:
     """Counts of (ground truth, prediction) pairs; rows are the ground truth."""
     name = _metrics_subset(state, subset)
@@ -31,7 +34,7 @@ def read_confusion(state: State, subset: SubsetParam) -> ConfusionPublic:
     return ConfusionPublic(subset=name, classes=state.classes, matrix=matrix)
 
 
-@router.get("/metrics", response_model=MetricsPublic)
+@router.get("/metrics", response_model=MetricsPublic, responses=errors(422))
 def read_metrics(state: State, subset: SubsetParam) -> MetricsPublic:
     """Accuracy, mean loss and per-class precision, recall and counts of one subset."""
     name = _metrics_subset(state, subset)
@@ -46,19 +49,27 @@ def read_metrics(state: State, subset: SubsetParam) -> MetricsPublic:
     )
 
 
-@router.get("/aggregate", response_model=AggregatePublic)
-def read_aggregate(
+@router.get("/aggregate", response_model=AggregatePublic, responses=errors(422, 503))
+async def read_aggregate(
     state: State,
     subset: SubsetParam,
     x: Annotated[str, Query(description="column on the x axis; binned when numeric")],
     y: Annotated[str, Query(description="column averaged per bin, or accuracy / count")] = "loss",
-    by: Annotated[str | None, Query(description="split into one series per value")] = None,
-    bins: Annotated[int, Query(ge=1, le=200)] = 10,
+    by: Annotated[
+        str | None,
+        Query(description=f"split into one series per value (a column of at most {MAX_GROUPS})"),
+    ] = None,
+    bins: Annotated[int, Query(ge=1, le=MAX_BINS, description=f"1 to {MAX_BINS}")] = 10,
 ) -> AggregatePublic:
-    """``y`` averaged over bins of ``x`` (e.g. mean loss vs distance to class centroid)."""
+    """``y`` averaged over bins of ``x`` (e.g. mean loss vs distance to class centroid).
+
+    At most ``MAX_GROUPS`` series (values of ``by``) of ``MAX_BINS`` bins each; computed in
+    the compute lane (503 when busy or too slow)."""
     column = Y_ALIASES.get(y, y)
+    by = by or None
     state.check_columns([x, column] + ([by] if by else []))
-    frame = state.call(state.run.aggregate, x, y=column, by=by or None, subset=subset, bins=bins)
+    _check_aggregate(state, x, column, by)
+    frame = await state.compute_lane.run(state.aggregate, x, column, by, subset, bins)
     for name, col in (("x_value", x), (by, by)):
         if name and name in frame.columns and col in CLASS_COLUMNS:
             frame = frame.assign(**{f"{name}_name": state.class_names(frame[name])})
@@ -67,11 +78,30 @@ def read_aggregate(
     )
 
 
-@router.get("/history", response_model=TablePublic)
+@router.get("/history", response_model=TablePublic, responses=errors())
 def read_history(state: State) -> TablePublic:
     """Training curves: one row per logged step or epoch (``kind``)."""
     frame = state.call(state.run.history)
     return TablePublic(data=state.records(frame), count=len(frame))
+
+
+def _check_aggregate(state: ServerState, x: str, y: str, by: str | None) -> None:
+    """The limits the schema states as enums, with messages that name them."""
+    if x not in state.aggregate_x_columns():
+        raise ParameterError(
+            f"x={x!r} is grouped by value and has {state.distinct_counts[x]:,} values; at most "
+            f"{MAX_BINS} are allowed (MAX_BINS); pick a numeric x, which is binned"
+        )
+    if state.kinds[y] not in ("numeric", "bool"):
+        raise ParameterError(
+            f"y={y!r} is {state.kinds[y]}, not a quantity; pick a numeric column, accuracy or count"
+        )
+    if by is not None and by not in state.aggregate_by_columns():
+        raise ParameterError(
+            f"by={by!r} has {state.distinct_counts[by]:,} distinct values; at most {MAX_GROUPS} "
+            "series are allowed (MAX_GROUPS); split by a column with fewer values "
+            "(a class, a cluster or the subset)"
+        )
 
 
 def _metrics_subset(state: ServerState, subset: str | None) -> str:

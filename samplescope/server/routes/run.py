@@ -6,12 +6,13 @@ from fastapi import APIRouter
 
 from samplescope.server.deps import State
 from samplescope.server.models import ColumnPublic, RunPublic, SubsetPublic
+from samplescope.server.openapi import errors
 from samplescope.server.state import CLASS_COLUMNS
 
 router = APIRouter(prefix="/api", tags=["run"])
 
 
-@router.get("/run", response_model=RunPublic)
+@router.get("/run", response_model=RunPublic, responses=errors())
 def read_run(state: State) -> RunPublic:
     """Name, classes, subsets with their accuracy, and every column with its kind."""
     f = state.frame

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
+from samplescope.errors import ParameterError
 from samplescope.server import encoding, queries
-from samplescope.server.deps import State, SubsetParam, parse_ids, parse_names
+from samplescope.server.deps import SampleIdPath, State, SubsetParam, parse_ids, parse_names
+from samplescope.server.limits import MAX_FILTERS, MAX_IDS, MAX_PAGE, MAX_SAMPLE_ID, too_many
 from samplescope.server.models import ClassValue, HeatmapPublic, SampleDetail, SamplesPublic
+from samplescope.server.openapi import errors
 from samplescope.server.responses import cached
-from samplescope.server.state import HeatmapMethod
+from samplescope.server.state import HeatmapMethod, ServerState
 
 router = APIRouter(prefix="/api/samples", tags=["samples"])
 
@@ -23,15 +27,23 @@ Target = Annotated[
 Method = Annotated[HeatmapMethod, Query(description="attribution method")]
 
 
-@router.get("", response_model=SamplesPublic)
+def png_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {"content": {"image/png": {}}, "description": "a PNG picture"},
+        304: {"description": "not modified: the browser's copy (If-None-Match) is current"},
+        **errors(*codes),
+    }
+
+
+@router.get("", response_model=SamplesPublic, responses=errors(404, 422))
 def list_samples(
     state: State,
     request: Request,
     subset: SubsetParam,
     sort: Annotated[str, Query(description="column to sort by")] = "sample_id",
     order: Literal["asc", "desc"] = "asc",
-    limit: Annotated[int, Query(ge=0, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=0, le=MAX_PAGE, description=f"rows, at most {MAX_PAGE}")] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_SAMPLE_ID)] = 0,
     ids: Annotated[str | None, Query(description="only these sample ids, comma separated")] = None,
     columns: Annotated[str | None, Query(description="more columns, comma separated, or *")] = None,
     label: Annotated[str | None, Query(description="ground truth class index or name")] = None,
@@ -45,18 +57,23 @@ def list_samples(
     if subset:
         frame = frame[frame["subset"] == subset]
     if ids is not None:
-        wanted = parse_ids(ids, max_ids=state.settings.max_ids)
+        wanted = parse_ids(ids, max_ids=MAX_IDS)
         state.rows_of(wanted)  # unknown ids are a 404
         frame = frame[frame["sample_id"].isin(wanted)]
     filters = [(k, v) for k, v in request.query_params.multi_items() if k not in RESERVED]
+    if len(filters) > MAX_FILTERS:
+        raise ParameterError(
+            too_many("the number of column filters", len(filters), MAX_FILTERS, "MAX_FILTERS",
+                     "filter in fewer steps")
+        )  # fmt: skip
     frame = queries.apply_filters(state, frame, filters)
     frame = queries.sort_frame(state, frame, sort, order == "desc")
     page = queries.select_columns(state, frame.iloc[offset : offset + limit], parse_names(columns))
     return SamplesPublic(data=state.records(page), count=len(frame))  # type: ignore[arg-type]
 
 
-@router.get("/{sample_id}", response_model=SampleDetail)
-def read_sample(state: State, sample_id: int) -> SampleDetail:
+@router.get("/{sample_id}", response_model=SampleDetail, responses=errors(404, 422))
+def read_sample(state: State, sample_id: SampleIdPath) -> SampleDetail:
     """Every column of one sample, its class probabilities and centroid distances."""
     row = state.frame.iloc[[int(state.rows_of([sample_id])[0])]]
     record = state.records(row)[0]
@@ -81,8 +98,8 @@ def read_sample(state: State, sample_id: int) -> SampleDetail:
     )
 
 
-@router.get("/{sample_id}/image.png", response_class=Response)
-def read_image(state: State, request: Request, sample_id: int) -> Response:
+@router.get("/{sample_id}/image.png", response_class=Response, responses=png_responses(404, 422))
+def read_image(state: State, request: Request, sample_id: SampleIdPath) -> Response:
     """The sample's picture as PNG (cacheable: it never changes within a run)."""
     state.rows_of([sample_id])
     etag = f"{state.tag}-img-{sample_id}"
@@ -92,31 +109,49 @@ def read_image(state: State, request: Request, sample_id: int) -> Response:
     return cached(request, body, "image/png", etag, state.settings.image_max_age)
 
 
-@router.get("/{sample_id}/heatmap.png", response_class=Response)
-def read_heatmap_png(
+@router.get(
+    "/{sample_id}/heatmap.png", response_class=Response, responses=png_responses(404, 422, 503)
+)
+async def read_heatmap_png(
     state: State,
     request: Request,
-    sample_id: int,
+    sample_id: SampleIdPath,
     target: Target = None,
     method: Method = "gradcam",
 ) -> Response:
-    """The heatmap as a coloured overlay with alpha, the size of the sample's picture."""
+    """The heatmap as a coloured overlay with alpha, the size of the sample's picture.
+
+    Computed in the heatmap lane (bounded, with a timeout: 503 when busy or too slow)."""
     cls = _target(state, sample_id, target)
     etag = f"{state.tag}-hm-{sample_id}-{cls}-{method}"
-    heatmap = state.heatmap(sample_id, cls, method)
-    rgba = encoding.heatmap_rgba(heatmap, state.image_shape)
-    return cached(
-        request, encoding.png_bytes(rgba), "image/png", etag, state.settings.image_max_age
-    )
+    heatmap = state.cached_heatmap(sample_id, cls, method)
+    if heatmap is None:
+        body = await state.heatmap_lane.run(_heatmap_png, state, sample_id, cls, method)
+    else:
+        body = await run_in_threadpool(_png_of, state, heatmap)
+    return cached(request, body, "image/png", etag, state.settings.image_max_age)
 
 
-@router.get("/{sample_id}/heatmap.json", response_model=HeatmapPublic)
-def read_heatmap_json(
-    state: State, sample_id: int, target: Target = None, method: Method = "gradcam"
+def _heatmap_png(state: ServerState, sample_id: int, cls: int, method: HeatmapMethod) -> bytes:
+    return _png_of(state, state.heatmap(sample_id, cls, method))
+
+
+def _png_of(state: ServerState, heatmap: np.ndarray) -> bytes:
+    return encoding.png_bytes(encoding.heatmap_rgba(heatmap, state.image_shape))
+
+
+@router.get(
+    "/{sample_id}/heatmap.json", response_model=HeatmapPublic, responses=errors(404, 422, 503)
+)
+async def read_heatmap_json(
+    state: State, sample_id: SampleIdPath, target: Target = None, method: Method = "gradcam"
 ) -> HeatmapPublic:
-    """The raw (H, W) heatmap values."""
+    """The raw (H, W) heatmap values (computed in the heatmap lane, like the PNG)."""
     cls = _target(state, sample_id, target)
-    h = np.nan_to_num(state.heatmap(sample_id, cls, method))
+    h = state.cached_heatmap(sample_id, cls, method)
+    if h is None:
+        h = await state.heatmap_lane.run(state.heatmap, sample_id, cls, method)
+    h = np.nan_to_num(h)
     return HeatmapPublic(
         sample_id=sample_id,
         target=cls,

@@ -7,32 +7,36 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from samplescope.errors import ParameterError
-from samplescope.server.deps import State, SubsetParam, parse_ids
+from samplescope.server.deps import SampleIdPath, State, SubsetParam, parse_ids
+from samplescope.server.limits import MAX_K, MAX_SET_IDS
 from samplescope.server.models import SimilarPublic
+from samplescope.server.openapi import errors
 
 router = APIRouter(prefix="/api", tags=["similar"])
-K = Annotated[int, Query(ge=1, le=200, description="how many neighbours")]
+K = Annotated[int, Query(ge=1, le=MAX_K, description=f"how many neighbours, 1 to {MAX_K}")]
 
 
-@router.get("/samples/{sample_id}/similar", response_model=SimilarPublic)
+@router.get(
+    "/samples/{sample_id}/similar", response_model=SimilarPublic, responses=errors(404, 422)
+)
 def similar_to_sample(
-    state: State, sample_id: int, subset: SubsetParam, k: K = 12
+    state: State, sample_id: SampleIdPath, subset: SubsetParam, k: K = 12
 ) -> SimilarPublic:
     """The ``k`` samples most similar to one sample, most similar first."""
     rows = state.similar([sample_id], k=k, subset=subset)
     return SimilarPublic(query=[sample_id], data=state.records(rows), count=len(rows))
 
 
-@router.get("/similar", response_model=SimilarPublic)
-def similar_to_set(
+@router.get("/similar", response_model=SimilarPublic, responses=errors(404, 422, 503))
+async def similar_to_set(
     state: State,
     subset: SubsetParam,
-    ids: Annotated[str, Query(description="sample ids, comma separated")],
+    ids: Annotated[str, Query(description=f"sample ids, comma separated, at most {MAX_SET_IDS:,}")],
     k: K = 12,
 ) -> SimilarPublic:
-    """The ``k`` samples most similar to a set of samples."""
-    wanted = parse_ids(ids, max_ids=state.settings.max_ids)
+    """The ``k`` samples most similar to a set of samples (in the compute lane: 503 when busy)."""
+    wanted = parse_ids(ids, max_ids=MAX_SET_IDS, limit="MAX_SET_IDS")
     if not wanted:
         raise ParameterError("ids must name at least one sample id, e.g. ids=1,2,3")
-    rows = state.similar(wanted, k=k, subset=subset)
+    rows = await state.compute_lane.run(state.similar, wanted, k=k, subset=subset)
     return SimilarPublic(query=wanted, data=state.records(rows), count=len(rows))

@@ -1,0 +1,35 @@
+"""How much one request may ask for. Every limit here is named in the 422 that refuses it.
+
+The bounds that a parameter's schema can carry (page size, k, bins, id range) are in the
+OpenAPI document too; the others (series of a map, groups of ``by``, body bytes) are
+checked by the handlers and the request guard. Together they bound the work and the
+answer of any request: the largest aggregate is ``MAX_GROUPS * MAX_BINS`` rows.
+"""
+
+from __future__ import annotations
+
+#: largest sample id: ids are signed 64-bit integers in the store
+MAX_SAMPLE_ID = 2**63 - 1
+#: rows of one /api/samples page (``limit``)
+MAX_PAGE = 1000
+#: sample ids one /api/selection or /api/samples?ids= request names
+MAX_IDS = 100_000
+#: sample ids one /api/similar request (similar to a set) names
+MAX_SET_IDS = 1000
+#: neighbours one similars request returns (``k``)
+MAX_K = 200
+#: bins of one /api/aggregate (``bins``); also the most values of a grouped (categorical) ``x``
+MAX_BINS = 200
+#: series of one /api/aggregate: distinct values of ``by``
+MAX_GROUPS = 50
+#: extra columns one /api/map request adds (``color`` and ``columns``)
+MAX_SERIES = 16
+#: column filters (``?column__op=value``) one /api/samples request applies
+MAX_FILTERS = 32
+#: bytes of one request body (POST /api/selection with MAX_IDS ids takes under 1.3 MB)
+MAX_BODY_BYTES = 2 * 2**20
+
+
+def too_many(what: str, got: int, limit: int, name: str, fix: str) -> str:
+    """The message of a refused request: the value, the limit and its name, and the fix."""
+    return f"{what} is {got:,}; at most {limit:,} are allowed ({name}); {fix}"
