@@ -62,30 +62,23 @@ def create_app(run_or_path: Run | str | Path, settings: Settings | None = None) 
     app.add_exception_handler(SamplescopeError, _samplescope_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error)
     for module in (run, map, samples, similar, selection, metrics, insights):
         app.include_router(module.router)
-    app.add_exception_handler(Exception, _unexpected_error)
     app.add_api_route("/", _index, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    return app
-
     app.add_middleware(
         RequestGuard, host=settings.host, allowed_hosts=settings.allowed_hosts, routes=app.routes
     )
     openapi.install(app, state)
+    return app
+
 
 def _index() -> Response:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 def _samplescope_error(request: Request, exc: SamplescopeError) -> JSONResponse:
-    return JSONResponse(
-        {
-            "error": "InternalError",
-            "detail": f"{type(exc).__name__}: {str(exc)[:300]} (a samplescope bug; the server "
-            "log has the traceback)",
-        },
-        status_code=500,
     """Every SamplescopeError by its own ``status_code`` (TrustError 403, BusyError 503, ...)."""
     headers = {"Retry-After": "2"} if exc.status_code == 503 else None
     return JSONResponse(
@@ -98,6 +91,13 @@ def _samplescope_error(request: Request, exc: SamplescopeError) -> JSONResponse:
 def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     """A bug: logged with its traceback, answered with the same one-line error body."""
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        {
+            "error": "InternalError",
+            "detail": f"{type(exc).__name__}: {str(exc)[:300]} (a samplescope bug; the server "
+            "log has the traceback)",
+        },
+        status_code=500,
     )
 
 
@@ -116,8 +116,6 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
 
 def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     name = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
-    return JSONResponse(
-        {"error": name, "detail": detail}, status_code=exc.status_code, headers=headers
     headers = dict(exc.headers or {})
     detail = str(exc.detail)
     if exc.status_code == 405:  # every method of the path, not only the first route's
@@ -126,4 +124,6 @@ def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         detail = f"{request.method} is not allowed at {request.url.path}; use {headers['Allow']}"
     elif exc.status_code == 404:
         detail = f"nothing at {request.url.path}; GET /openapi.json lists the API's routes"
+    return JSONResponse(
+        {"error": name, "detail": detail}, status_code=exc.status_code, headers=headers
     )

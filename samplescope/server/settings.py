@@ -29,12 +29,6 @@ class Settings:
     image_max_age: int = 24 * 3600
     #: entries kept in the in-memory heatmap cache
     heatmap_cache_size: int = 2048
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
-
     #: names the server answers to besides loopback names and ``host`` (the Host header check)
     allowed_hosts: tuple[str, ...] = ()
     #: heavy requests (heatmaps; aggregates and similars of a set) computed at once, per kind
@@ -43,6 +37,12 @@ class Settings:
     heavy_queue: int = 32
     #: seconds a heavy request may take, waiting included, before it is answered 503
     heavy_timeout: float = 30.0
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
     @property
     def is_loopback(self) -> bool:
         return is_loopback(self.host)

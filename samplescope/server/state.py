@@ -122,13 +122,13 @@ class ServerState:
 
     def rows_of(self, sample_ids: Sequence[int]) -> np.ndarray:
         """Row positions of ``sample_ids`` in :attr:`frame`; NotFoundError names unknown ids."""
-        ids = np.asarray(sample_ids, dtype=np.int64)
         out_of_range = [i for i in sample_ids if not 0 <= int(i) <= limits.MAX_SAMPLE_ID]
         if out_of_range:  # the routes check this first; a 422, not numpy's OverflowError
             raise ParameterError(
                 f"sample id {out_of_range[0]} is not a sample id; ids are integers "
                 f"from 0 to {limits.MAX_SAMPLE_ID}"
             )
+        ids = np.asarray(sample_ids, dtype=np.int64)
         pos = self.id_index.get_indexer(ids)
         if (pos < 0).any():
             bad = ids[pos < 0][:5].tolist()
@@ -160,7 +160,6 @@ class ServerState:
             )
         return list(names)
 
-    def class_index(self, value: str | int) -> int:
     def aggregate_x_columns(self) -> list[str]:
         """Columns /api/aggregate takes as ``x``: numeric ones (binned) and the others with at
         most ``MAX_BINS`` values (grouped by value)."""
@@ -190,6 +189,7 @@ class ServerState:
             max_bins=limits.MAX_BINS, max_groups=limits.MAX_GROUPS, max_values=limits.MAX_BINS,
         )  # fmt: skip
 
+    def class_index(self, value: str | int) -> int:
         """A class given by index or by name."""
         text = str(value)
         if text in self.classes:
@@ -277,7 +277,6 @@ class ServerState:
             if key in self._heatmaps:
                 self._heatmaps.move_to_end(key)
                 return self._heatmaps[key]
-        h = np.asarray(
         return None
 
     def heatmap(self, sample_id: int, target: int | None, method: HeatmapMethod) -> np.ndarray:
@@ -288,6 +287,7 @@ class ServerState:
         found = self.cached_heatmap(*key)
         if found is not None:
             return found
+        h = np.asarray(
             self.call_locked(
                 self._heatmap_lock, self.run.heatmap, int(sample_id), target, method=method
             ),
