@@ -35,6 +35,7 @@ def open_run(
     trust: bool = False,
     integration: str | Path | Any | None = None,
     model: Any | None = None,
+    device: str | None = "auto",
 ) -> Run:
     """Open the run folder at ``path`` (written by ``samplescope train`` or ``create_run``).
 
@@ -44,8 +45,10 @@ def open_run(
     when ``trust=True``, when its hash is in the user's trust list (``samplescope
     trust``), or from an ``integration`` (a file, built-in name or ``Integration``)
     and a ``model`` (an ``nn.Module`` to load the weights into) that you pass.
+    ``device`` is where :meth:`Run.model` (and so heatmaps) runs: ``auto`` = CUDA when
+    there is one, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     """
-    return Run(path, trust=trust, integration=integration, model=model)
+    return Run(path, trust=trust, integration=integration, model=model, device=device)
 
 
 class Run:
@@ -58,6 +61,7 @@ class Run:
         trust: bool = False,
         integration: str | Path | Any | None = None,
         model: Any | None = None,
+        device: str | None = "auto",
     ) -> None:
         self.path = Path(path)
         if not self.path.exists():
@@ -71,6 +75,7 @@ class Run:
         self._trust = bool(trust)
         self._given_integration = integration
         self._given_model = model
+        self._device_spec = device
         self._lock = threading.RLock()
         self._heatmap_cache: OrderedDict[tuple[int, int, str], np.ndarray] = OrderedDict()
 
@@ -104,35 +109,61 @@ class Run:
             )
 
     def __repr__(self) -> str:
-        return f"Run({str(self.path)!r}, samples={len(self._frame())}, analyzed={self.analyzed})"
+        return f"Run({str(self.path)!r}, samples={len(self)}, analyzed={self.analyzed})"
 
-    # -- tables --------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._n()
+
+    # -- tables: every read is a DuckDB query (store/), nothing holds the whole table ----------
 
     @functools.cache  # noqa: B019 - one Run per folder; the cache lives as long as it does
-    def _frame(self) -> pd.DataFrame:
-        df = self.db.samples()
-        missing = [c for c in ("sample_id", "subset", "index", "label") if c not in df.columns]
+    def _n(self) -> int:
+        """The number of samples, after checking the table's shape once (ids 0..N-1, key columns)."""
+        columns = self.db.columns()
+        missing = [c for c in ("sample_id", "subset", "index", "label") if c not in columns]
         if missing:
             raise RunError(
                 f"{self.path / layout.DATABASE}: the samples table has no column(s) {missing}; "
                 "the run is damaged, train it again."
             )
-        if not np.array_equal(df["sample_id"].to_numpy(), np.arange(len(df))):
+        stats = self.db.fetch('SELECT count(*) AS n, min("sample_id") AS lo, max("sample_id") AS hi, '
+                              'count(DISTINCT "sample_id") AS distinct_ids FROM {source}').iloc[0]
+        n = int(stats["n"])
+        if n and not (int(stats["lo"]) == 0 and int(stats["hi"]) == n - 1 and int(stats["distinct_ids"]) == n):
             raise RunError(f"{self.path}: sample ids are not 0..N-1; the run is damaged, train it again.")
-        return df
+        return n
 
-    def samples(self, columns: list[str] | None = None, subset: str | None = None) -> pd.DataFrame:
-        """Every sample as a row (ids, subset, label, metadata, and analysis columns)."""
-        df = self._frame()
-        if columns is not None:
-            unknown = [c for c in columns if c not in df.columns]
-            if unknown:
-                raise NotFoundError(f"Unknown column(s) {unknown}; available: {sorted(df.columns)}.")
-            df = df[list(dict.fromkeys(["sample_id", *columns]))]
-        if subset is not None:
-            self._check_subset(subset)
-            df = df[self._frame()["subset"] == subset]
-        return df.copy()
+    def _frame(self) -> pd.DataFrame:
+        """The whole table in memory: only for callers that really need every row and column."""
+        self._n()
+        return self.db.samples()
+
+    def samples(
+        self,
+        columns: list[str] | None = None,
+        subset: str | None = None,
+        *,
+        where: Any = None,
+        order_by: str | list[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        """Samples as rows (ids, subset, label, metadata, and analysis columns), queried in DuckDB.
+
+        ``columns`` picks columns (``sample_id`` always comes first); ``where`` filters
+        (``{"label": 3, "loss": (1.0, None)}``, ``[("prediction", "!=", 3)]`` or a SQL
+        expression, see :mod:`samplescope.store.query`); ``order_by`` sorts (``"-loss"``
+        for descending; ties by ``sample_id``); ``limit``/``offset`` page. Without them,
+        every sample in ``sample_id`` order.
+        """
+        self._check_subset(subset)
+        self._n()
+        return self.db.samples(columns, subset, where=where, order_by=order_by, limit=limit, offset=offset)
+
+    def count(self, where: Any = None, subset: str | None = None) -> int:
+        """How many samples match ``where`` (as in :meth:`samples`) in ``subset``."""
+        self._check_subset(subset)
+        return self._n() if where is None and subset is None else self.db.count(where, subset)
 
     def history(self) -> pd.DataFrame:
         """Training curves: one row per evaluation (``kind`` is ``step`` or ``epoch``)."""
@@ -142,21 +173,48 @@ class Run:
         """Columns that came from the integration's metadata functions."""
         analysis = set(self.info.get("analysis", {}) and self.info["analysis"].get("columns", []))
         base = {"sample_id", "subset", "index", "key", "label"}
-        return [c for c in self._frame().columns if c not in base and c not in analysis]
+        return [c for c in self.db.columns() if c not in base and c not in analysis]
 
     def _check_subset(self, subset: str | None) -> None:
         if subset is not None and subset not in self.subsets:
             raise NotFoundError(f"Unknown subset {subset!r}; this run has {self.subsets}.")
 
     def _check_id(self, sample_id: int) -> int:
-        n = len(self._frame())
+        n = self._n()
         sid = int(sample_id)
         if not 0 <= sid < n:
             raise NotFoundError(f"Sample id {sample_id} does not exist; ids run from 0 to {n - 1}.")
         return sid
 
     def _row(self, sample_id: int) -> pd.Series:
-        return self._frame().iloc[self._check_id(sample_id)]
+        sid = self._check_id(sample_id)
+        return self.db.samples(where=[("sample_id", "==", sid)]).iloc[0]
+
+    def _locate(self, sample_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(subset index into ``self.subsets``, index within the subset) of each id.
+
+        Sample ids are numbered subset after subset (train, validation, ...), so this is
+        arithmetic on the subset sizes, with no query.
+        """
+        ids = np.asarray(sample_ids, dtype=np.int64)
+        starts = self._subset_starts()
+        bad = (ids < 0) | (ids >= starts[-1])
+        if bad.any():
+            self._check_id(int(ids[bad][0]))
+        which = np.searchsorted(starts, ids, side="right") - 1
+        return which, ids - starts[which]
+
+    @functools.cache  # noqa: B019
+    def _subset_starts(self) -> np.ndarray:
+        """First sample id of each subset, then N: ``[0, n_train, n_train + n_val, ..., N]``."""
+        sizes = [int(v) for v in self.info["subsets"].values()]
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        if starts[-1] != self._n():
+            raise RunError(
+                f"{self.path / layout.RUN_JSON} lists {starts[-1]} samples in its subsets, the database "
+                f"{self._n()}; the run is damaged, train it again."
+            )
+        return starts
 
     # -- model and inputs ----------------------------------------------------
 
@@ -241,7 +299,15 @@ class Run:
 
         if not self._model_allowed():
             self._refuse("Loading the model", f"model class {self.code.model_class}")
-        return load_weights(self.path, self.info, self._given_model, self._model_class, self._pickle_trusted).eval()
+        model = load_weights(self.path, self.info, self._given_model, self._model_class, self._pickle_trusted)
+        return model.to(self.device).eval()
+
+    @functools.cached_property
+    def device(self):
+        """The ``torch.device`` the model runs on (resolved from ``open_run(device=...)`` on first use)."""
+        from samplescope.device import resolve_device
+
+        return resolve_device(self._device_spec)
 
     def _pickle_trusted(self) -> bool:
         """A layout-1 pickled model may be unpickled: trust=True, or its file's hash is trusted."""
@@ -258,23 +324,23 @@ class Run:
 
     def input(self, sample_id: int) -> np.ndarray:
         """The encoded model input of one sample, as the model receives it, without the batch axis."""
-        row = self._row(sample_id)
-        return self.integration().encode_inputs(row["subset"], [int(row["index"])])[0]
+        return self.inputs([self._check_id(sample_id)])[0]
 
     def inputs(self, sample_ids: list[int] | np.ndarray) -> np.ndarray:
         """Encoded inputs for many samples, (B, *input_shape) float32."""
-        df = self._frame()
-        ids = np.asarray(sample_ids, dtype=np.int64)
-        out = np.empty((len(ids), *self.info["input_shape"]), np.float32)
-        for subset in pd.unique(df["subset"].to_numpy()[ids]):
-            pos = np.flatnonzero(df["subset"].to_numpy()[ids] == subset)
-            out[pos] = self.integration().encode_inputs(subset, df["index"].to_numpy()[ids[pos]])
+        which, index = self._locate(np.asarray(sample_ids, dtype=np.int64))
+        integ = self.integration()
+        out = np.empty((len(which), *self.info["input_shape"]), np.float32)
+        for s in np.unique(which):
+            pos = np.flatnonzero(which == s)
+            out[pos] = integ.encode_inputs(self.subsets[s], index[pos])
         return out
 
     def image(self, sample_id: int) -> np.ndarray:
         """A picture of the sample for people: (H, W) or (H, W, 3) uint8."""
-        row = self._row(sample_id)
-        return self.integration().visualize(row["subset"], int(row["index"]))
+        which, index = self._locate(np.array([self._check_id(sample_id)]))
+        integ = self.integration()
+        return integ.visualize(self.subsets[int(which[0])], int(index[0]))
 
     # -- analysis ------------------------------------------------------------
 
@@ -290,7 +356,7 @@ class Run:
             raise RunError(f"{path} is missing (the latent vectors of the analysis); {again}.") from exc
         except (OSError, ValueError, EOFError) as exc:  # truncated, random bytes, not an .npy file
             raise RunError(f"{path} cannot be read ({exc}); the file is damaged, {again}.") from exc
-        n = len(self._frame())
+        n = self._n()
         if latent.ndim != 2 or latent.shape[0] != n:
             raise RunError(
                 f"{path} holds an array of shape {latent.shape}, not one row per sample ({n}); {again}."
@@ -316,14 +382,13 @@ class Run:
 
     @functools.cache  # noqa: B019
     def _subset_masks(self) -> dict[str, np.ndarray]:
-        column = self._frame()["subset"].to_numpy()
-        return {s: column == s for s in pd.unique(column)}
-
-    @functools.cache  # noqa: B019
-    def _neighbour_columns(self) -> dict[str, np.ndarray]:
-        df = self._frame()
-        cols = [c for c in ("sample_id", "subset", "label", "prediction", "loss") if c in df.columns]
-        return {c: df[c].to_numpy() for c in cols}
+        starts, n = self._subset_starts(), self._n()
+        masks = {}
+        for i, name in enumerate(self.subsets):
+            mask = np.zeros(n, bool)
+            mask[starts[i] : starts[i + 1]] = True
+            masks[name] = mask
+        return masks
 
     def similar(self, sample_id: int, k: int = 10, subset: str | None = None) -> pd.DataFrame:
         """The k samples the model considers most like ``sample_id`` (cosine similarity of latents)."""
@@ -343,11 +408,19 @@ class Run:
         return self._neighbour_frame(rows, sims)
 
     def _neighbour_frame(self, rows: np.ndarray, sims: np.ndarray) -> pd.DataFrame:
-        rows = rows[rows >= 0]
-        columns = self._neighbour_columns()
-        out = {"sample_id": columns["sample_id"][rows], "similarity": sims[: len(rows)].astype(np.float32)}
-        out.update({c: v[rows] for c, v in columns.items() if c != "sample_id"})
-        return pd.DataFrame(out)
+        """sample_id, similarity, subset, label, prediction, loss of the found rows, in their order."""
+        rows = np.asarray(rows, np.int64)
+        keep = rows >= 0
+        rows, sims = rows[keep], np.asarray(sims)[: len(keep)][keep]
+        available = self.db.columns()
+        wanted = [c for c in ("label", "prediction", "loss") if c in available]
+        found = self.db.samples(wanted, where=[("sample_id", "in", rows.tolist())]).set_index("sample_id")
+        out = pd.DataFrame({"sample_id": rows, "similarity": sims.astype(np.float32)})
+        which, _ = self._locate(rows)
+        out["subset"] = np.asarray(self.subsets, dtype=object)[which] if len(rows) else []
+        for c in wanted:
+            out[c] = found[c].reindex(rows).to_numpy()
+        return out
 
     def heatmap(self, sample_id: int, target: int | None = None, method: HeatmapMethod = "gradcam") -> np.ndarray:
         """Which input pixels push the model towards class ``target`` (default: the prediction): (H, W).
@@ -425,20 +498,53 @@ class Run:
     def aggregate(
         self, x: str, y: str = "loss", by: str | None = None, subset: str | None = None, bins: int = 10
     ) -> pd.DataFrame:
-        """Mean of ``y`` (loss, correct = accuracy, count, or any numeric column) per bin/group of ``x``."""
+        """Mean of ``y`` (loss, correct = accuracy, count, or any numeric column) per bin/group of ``x``.
+
+        Only the (at most three) columns it needs are read from DuckDB, for ``subset`` only;
+        the binning runs on them in numpy (:func:`samplescope.analysis.metrics.aggregate`).
+        """
         from samplescope.analysis.metrics import aggregate
 
-        return aggregate(self.samples(subset=subset), x=x, y=y, by=by, bins=bins)
+        available = self.db.columns()
+        wanted = [x, *([] if y == "count" and "count" not in available else [y]), *([by] if by else [])]
+        for name, role in ((x, "x"), (y, "y"), (by, "by")):
+            if name is not None and name not in available and not (role == "y" and name == "count"):
+                raise NotFoundError(
+                    f"{role} column {name!r} is not in the table; available columns: {', '.join(available)}"
+                )
+        frame = self.samples(columns=list(dict.fromkeys(wanted)), subset=subset)
+        return aggregate(frame, x=x, y=y, by=by, bins=bins)
 
     def metrics(self, subset: str = "validation") -> dict[str, Any]:
-        """Accuracy, mean loss, per-class precision/recall and the confusion matrix of one subset."""
-        from samplescope.analysis.metrics import classification_metrics
+        """Accuracy, mean loss, per-class precision/recall and the confusion matrix of one subset.
+
+        Computed in DuckDB from two GROUP BYs (no row is loaded).
+        """
+        from samplescope.analysis.metrics import metrics_from_counts
 
         self.require_analysis()
-        df = self.samples(subset=subset)
-        return classification_metrics(
-            df["label"].to_numpy(), df["prediction"].to_numpy(), df["loss"].to_numpy(), len(self.classes)
+        self._check_subset(subset)
+        n = len(self.classes)
+        pairs = self.db.fetch(
+            'SELECT "label", "prediction", count(*) AS n FROM {source} '
+            'WHERE subset = ? AND "label" >= 0 GROUP BY ALL', [subset]
         )
+        bad = pairs[(pairs["label"] >= n) | (pairs["prediction"] < 0) | (pairs["prediction"] >= n)]
+        if len(bad):
+            raise RunError(
+                f"{self.path / layout.DATABASE}: label/prediction {int(bad.iloc[0]['label'])}/"
+                f"{int(bad.iloc[0]['prediction'])} is not a class index 0..{n - 1}; analyse the run again."
+            )
+        cm = np.zeros((n, n), np.int64)
+        cm[pairs["label"].to_numpy(np.int64), pairs["prediction"].to_numpy(np.int64)] = pairs["n"].to_numpy()
+        losses = self.db.fetch(
+            'SELECT "label", sum("loss") AS s, count("loss") AS n FROM {source} '
+            'WHERE subset = ? AND "label" >= 0 AND NOT isnan("loss") GROUP BY ALL', [subset]
+        )
+        loss_sum, loss_n = np.zeros(n), np.zeros(n)
+        loss_sum[losses["label"].to_numpy(np.int64)] = losses["s"].to_numpy(np.float64)
+        loss_n[losses["label"].to_numpy(np.int64)] = losses["n"].to_numpy(np.float64)
+        return metrics_from_counts(cm, loss_sum, loss_n)
 
     def close(self) -> None:
         self.db.close()

@@ -68,14 +68,28 @@ def classification_metrics(
         raise SamplescopeError(f"losses {losses.shape} and labels {labels.shape} differ in length")
     cm = confusion_matrix(labels, preds, n_classes)
     keep = labels >= 0
+    loss_sum = np.bincount(labels[keep], weights=np.nan_to_num(losses[keep]), minlength=n_classes)
+    loss_n = np.bincount(labels[keep], weights=~np.isnan(losses[keep]), minlength=n_classes)
+    return metrics_from_counts(cm, loss_sum, loss_n)
+
+
+def metrics_from_counts(cm: np.ndarray, loss_sum: np.ndarray, loss_n: np.ndarray) -> dict[str, object]:
+    """:func:`classification_metrics` from its sufficient statistics.
+
+    ``cm`` is the (C, C) confusion matrix of the labeled samples, ``loss_sum`` and
+    ``loss_n`` the per-true-class sum and count of their non-NaN losses: what a
+    database can compute with two GROUP BYs, so a run's metrics never load its rows.
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    loss_sum = np.asarray(loss_sum, dtype=np.float64)
+    loss_n = np.asarray(loss_n, dtype=np.float64)
+    n_classes = len(cm)
     count = cm.sum(axis=1)  # (C,) samples per true class
     predicted = cm.sum(axis=0)  # (C,) samples per predicted class
     hits = np.diag(cm)
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.where(count > 0, hits / np.maximum(count, 1), np.nan)
         precision = np.where(predicted > 0, hits / np.maximum(predicted, 1), np.nan)
-    loss_sum = np.bincount(labels[keep], weights=np.nan_to_num(losses[keep]), minlength=n_classes)
-    loss_n = np.bincount(labels[keep], weights=~np.isnan(losses[keep]), minlength=n_classes)
     with np.errstate(invalid="ignore", divide="ignore"):
         class_loss = np.where(loss_n > 0, loss_sum / np.maximum(loss_n, 1), np.nan)
     per_class = pd.DataFrame(
@@ -88,12 +102,11 @@ def classification_metrics(
             "mean_loss": class_loss,
         }
     )
-    n = int(keep.sum())
-    labeled_losses = losses[keep]
-    labeled_losses = labeled_losses[~np.isnan(labeled_losses)]
+    n = int(cm.sum())
+    losses_n = float(loss_n.sum())
     return {
         "accuracy": float(hits.sum() / n) if n else float("nan"),
-        "mean_loss": float(labeled_losses.mean()) if len(labeled_losses) else float("nan"),
+        "mean_loss": float(loss_sum.sum() / losses_n) if losses_n else float("nan"),
         "count": n,
         "confusion": cm,
         "per_class": per_class,

@@ -34,7 +34,9 @@ def create_app(run_or_path: Run | str | Path, settings: Settings | None = None) 
     """An app serving one analysed run; give a run folder or an open ``Run``."""
     if isinstance(run_or_path, str | Path):
         settings = settings or Settings(run_path=Path(run_or_path))
-        the_run = load_run(run_or_path)
+        the_run = load_run(
+            run_or_path, trust=settings.trust, integration=settings.integration, device=settings.device
+        )
     else:
         the_run = run_or_path
         check_servable(the_run)

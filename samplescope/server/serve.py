@@ -20,6 +20,9 @@ def serve(
     *,
     prewarm: bool = True,
     log_level: str = "warning",
+    trust: bool = False,
+    integration: str | None = None,
+    device: str = "auto",
 ) -> None:
     """Serve an analysed run until interrupted; prints the address once it listens.
 
@@ -30,7 +33,10 @@ def serve(
 
     from samplescope.server.app import create_app
 
-    settings = Settings(run_path=Path(run_path), host=host, port=port, prewarm=prewarm)
+    settings = Settings(
+        run_path=Path(run_path), host=host, port=port, prewarm=prewarm, trust=trust, integration=integration,
+        device=device,
+    )
     app = create_app(settings.run_path, settings)  # type: ignore[arg-type]
     if not settings.is_loopback:
         # once: logged, not printed as well (the CLI's log handler and a print showed it twice);

@@ -23,6 +23,12 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     prewarm: bool = True
+    #: run the run's own code (integration file, model class) even when it is not in the trust list
+    trust: bool = False
+    #: an integration (file or built-in name) the user names, used instead of the one the run records
+    integration: str | None = None
+    #: where the model runs for heatmaps: auto (CUDA when there is one), cpu, cuda, cuda:N, mps
+    device: str = "auto"
     #: seconds after startup before prewarming starts (lets the first page load go first)
     prewarm_delay: float = 2.0
     #: seconds browsers may keep images and heatmaps (they never change within a run)

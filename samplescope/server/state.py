@@ -110,9 +110,10 @@ class ServerState:
         torch.set_num_threads(1)
         first = int(self.frame["sample_id"].iloc[0])
         try:
-            self.image(first)
             self.similar([first], k=1)
-            self.heatmap(first, None, "gradcam")
+            if self.run.trusted:  # an untrusted run's code is never imported, not even to warm up
+                self.image(first)
+                self.heatmap(first, None, "gradcam")
         except Exception:  # a failure here shows again, with its message, on the real request
             log.debug("prewarm failed", exc_info=True)
         else:
@@ -366,8 +367,13 @@ def column_kind(name: str, values: pd.Series) -> ColumnKind:
     return "categorical"
 
 
-def load_run(path: str | Path) -> Run:
-    """Open a run folder for serving, or say clearly why it cannot be served."""
+def load_run(
+    path: str | Path, *, trust: bool = False, integration: str | None = None, device: str = "auto"
+) -> Run:
+    """Open a run folder for serving, or say clearly why it cannot be served.
+
+    Nothing of the run's code runs unless it is built in, trusted or named (see samplescope.trust).
+    """
     from samplescope.run import open_run
 
     path = Path(path)
@@ -376,7 +382,8 @@ def load_run(path: str | Path) -> Run:
             f"no run folder at {path}; train and analyse one first "
             "(`samplescope train ...` then `samplescope analyze ...`)"
         )
-    run = open_run(path)
+    run = open_run(path, trust=trust, integration=integration, device=device)
+    run.device  # noqa: B018 - an unknown device fails before listening
     check_servable(run)
     return run
 

@@ -2,11 +2,13 @@
 
 Tables:
 
-- ``samples``: one row per sample, from the integration: ``sample_id`` (unique
-  across subsets), ``subset``, ``index`` (position in its subset), ``key`` (the
-  integration's own id, as text), ``label`` and every metadata column.
-- ``analysis``: one row per sample, from ``samplescope analyze``: predictions,
-  loss, confidence, margin, correctness, probabilities, map position, cluster...
+- ``samples``: one row per sample, ordered by ``sample_id`` (unique across
+  subsets): from the integration ``subset``, ``index`` (position in its subset),
+  ``key`` (the integration's own id, as text), ``label`` and every metadata column;
+  after ``samplescope analyze`` also its columns (predictions, loss, confidence,
+  margin, correctness, probabilities, map position, cluster...). One wide table, so
+  a filter, sort or page over any column is one scan with no join (schema 2; schema
+  1 kept the analysis in a separate ``analysis`` table, which is still read).
 - ``history``: training curves, one row per evaluation.
 - ``insights``: what the insight finders found.
 - ``meta``: key/value pairs, among them the schema version.
@@ -24,10 +26,18 @@ from typing import Any, Self
 import duckdb
 import pandas as pd
 
-from samplescope.errors import NotFoundError, RunError
+from samplescope.errors import NotFoundError, ParameterError, RunError
 from samplescope.store.layout import DATABASE as FILENAME  # noqa: F401 - the file name, for importers
+from samplescope.store.query import (
+    OrderBy,
+    Where,
+    compile_order,
+    compile_page,
+    compile_where,
+    quote,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: what DuckDB raises for a damaged or truncated file, a full disk or a held lock (not for a wrong query)
 _DAMAGE = (duckdb.OperationalError, duckdb.InternalError, duckdb.FatalException)
@@ -42,7 +52,9 @@ class RunDatabase:
             raise RunError(f"Database {self.path} does not exist; is this a samplescope run folder?")
         self.writable = writable
         try:
-            self._conn = duckdb.connect(str(self.path), read_only=not writable)
+            # reading a run never needs other files: a query cannot read or write outside it
+            config = {} if writable else {"enable_external_access": False}
+            self._conn = duckdb.connect(str(self.path), read_only=not writable, config=config)
         except duckdb.Error as exc:
             raise self._failure(exc, "open") from exc
         self._lock = threading.Lock()
@@ -120,20 +132,55 @@ class RunDatabase:
     def write_samples(self, df: pd.DataFrame) -> None:
         """Replace the samples table; ``df`` must have a unique ``sample_id`` column."""
         _require_unique_ids(df, "samples")
-        self._replace_table("samples", df)
+        with self._cursor() as cur:
+            cur.register("incoming", df)
+            cur.execute('CREATE OR REPLACE TABLE samples AS SELECT * FROM incoming ORDER BY "sample_id"')
+            cur.unregister("incoming")
+            cur.execute("DROP TABLE IF EXISTS analysis")
+        self.set_meta("integration_columns", json.dumps(list(df.columns)))
+        self.set_meta("analysis_columns", "[]")
 
     def write_analysis(self, df: pd.DataFrame) -> None:
-        """Replace the analysis table (one row per sample, keyed by ``sample_id``)."""
+        """Add the analysis columns (one row per sample, keyed by ``sample_id``) to the samples table.
+
+        The previous analysis columns are replaced; the integration's columns are kept.
+        """
         _require_unique_ids(df, "analysis")
-        self._replace_table("analysis", df)
+        base = self._integration_columns()
+        added = [c for c in df.columns if c != "sample_id"]
+        clash = sorted(set(added) & set(base) - {"sample_id"})
+        if clash:
+            raise RunError(f"Cannot write the analysis: column(s) {clash} are already metadata columns.")
+        keep = ", ".join(f"s.{quote(c)}" for c in base)
+        new = ", ".join(f"a.{quote(c)}" for c in added)
+        with self._cursor() as cur:
+            cur.register("incoming", df)
+            cur.execute(
+                f"CREATE OR REPLACE TABLE samples AS SELECT {keep}{', ' + new if new else ''} "
+                f'FROM samples s LEFT JOIN incoming a USING ("sample_id") ORDER BY s."sample_id"'
+            )
+            cur.unregister("incoming")
+            cur.execute("DROP TABLE IF EXISTS analysis")
+        self.set_meta("analysis_columns", json.dumps(added))
+
+    def _integration_columns(self) -> list[str]:
+        """The samples table's columns that came from the integration (not from an analysis)."""
+        stored = self.meta("integration_columns") if "meta" in self.tables() else None
+        if stored:
+            return list(json.loads(stored))
+        with self._cursor() as cur:  # schema 1: the samples table held only those
+            return [r[0] for r in cur.execute('DESCRIBE "samples"').fetchall()]
 
     def has_analysis(self) -> bool:
-        return "analysis" in self.tables()
+        if "analysis" in self.tables():  # schema 1
+            return True
+        stored = self.meta("analysis_columns") if "meta" in self.tables() else None
+        return bool(stored and json.loads(stored))
 
     def columns(self) -> dict[str, str]:
         """Every readable sample column and its DuckDB type."""
         out: dict[str, str] = {}
-        for table in ("samples", "analysis"):
+        for table in ("samples", "analysis"):  # "analysis": schema 1
             if table in self.tables():
                 with self._cursor() as cur:
                     for name, dtype, *_ in cur.execute(f'DESCRIBE "{table}"').fetchall():
@@ -147,8 +194,26 @@ class RunDatabase:
                 f"train it again (`samplescope train --overwrite --out {self.path.parent}`)."
             )
 
-    def samples(self, columns: list[str] | None = None, subset: str | None = None) -> pd.DataFrame:
-        """Samples joined with their analysis, ordered by ``sample_id``."""
+    def _source(self) -> str:
+        if "analysis" in self.tables():  # schema 1 kept the analysis apart
+            return 'samples LEFT JOIN analysis USING ("sample_id")'
+        return "samples"
+
+    def samples(
+        self,
+        columns: list[str] | None = None,
+        subset: str | None = None,
+        *,
+        where: Where = None,
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        """Rows of the samples table, filtered, sorted and paged in DuckDB (see store/query.py).
+
+        Ordered by ``sample_id`` unless ``order_by`` says otherwise; ``sample_id`` is
+        always the first column.
+        """
         self._require_samples()
         available = self.columns()
         if columns is not None:
@@ -160,23 +225,33 @@ class RunDatabase:
             wanted = list(dict.fromkeys(["sample_id", *columns]))
         else:
             wanted = list(available)
-        select = ", ".join(f'"{c}"' for c in wanted)
-        source = "samples"
-        if self.has_analysis():
-            source = "samples LEFT JOIN analysis USING (sample_id)"
-        sql = f"SELECT {select} FROM {source}"
-        params: list[Any] = []
-        if subset is not None:
-            sql += " WHERE subset = ?"
-            params.append(subset)
-        sql += " ORDER BY sample_id"
-        with self._cursor() as cur:
+        select = ", ".join(quote(c) for c in wanted)
+        clause, params = self._where(where, subset, available)
+        sql = (
+            f"SELECT {select} FROM {self._source()} {clause} {compile_order(order_by, available)} "
+            f"{compile_page(limit, offset)}"
+        )
+        with self._cursor() as cur, _sql_errors(where):
             return cur.execute(sql, params).df()
 
-    def count(self) -> int:
+    def count(self, where: Where = None, subset: str | None = None) -> int:
+        """How many samples match ``where`` (and ``subset``)."""
         self._require_samples()
+        clause, params = self._where(where, subset, self.columns())
+        with self._cursor() as cur, _sql_errors(where):
+            return int(cur.execute(f"SELECT count(*) FROM {self._source()} {clause}", params).fetchone()[0])
+
+    def _where(self, where: Where, subset: str | None, available: dict[str, str]) -> tuple[str, list[Any]]:
+        clause, params = compile_where(where, available)
+        if subset is not None:
+            clause = f"{clause} AND subset = ?" if clause else "WHERE subset = ?"
+            params = [*params, subset]
+        return clause, params
+
+    def fetch(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """A read-only query the store composed itself (aggregations in store/aggregate.py)."""
         with self._cursor() as cur:
-            return int(cur.execute("SELECT count(*) FROM samples").fetchone()[0])
+            return cur.execute(sql.replace("{source}", self._source()), params or []).df()
 
     # -- history -------------------------------------------------------------
 
@@ -228,6 +303,18 @@ class RunDatabase:
             }
             for r in df.itertuples()
         ]
+
+
+@contextmanager
+def _sql_errors(where: Where) -> Iterator[None]:
+    """A ``where`` written as SQL that DuckDB refuses is the caller's error, in one line."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        if not isinstance(where, str) or isinstance(exc, _DAMAGE):
+            raise
+        said = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ParameterError(f"where={where!r} is not a valid filter over the samples ({said}).") from exc
 
 
 def _require_unique_ids(df: pd.DataFrame, table: str) -> None:

@@ -13,6 +13,7 @@ import samplescope
 from samplescope.errors import IntegrationError, NotFoundError, ParameterError, RunError
 from samplescope.pipeline.analyze import analyze_run
 from samplescope.run import Run
+from samplescope.store import layout
 from samplescope.testing import make_tiny_run
 
 
@@ -116,7 +117,7 @@ def test_errors_are_clear(run, run_path, tmp_path):
         analyze_run(run_path, layer="no.such.layer", progress=False)
     broken = tmp_path / "nomodel"
     shutil.copytree(run_path, broken)
-    (broken / "model.pt").unlink()
+    (broken / layout.WEIGHTS).unlink()
     with pytest.raises(RunError, match="no model weights"):
         analyze_run(broken, progress=False)
     with pytest.raises(RunError, match="does not exist"):

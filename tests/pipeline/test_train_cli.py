@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from samplescope.store import RunDatabase
+from samplescope.store import RunDatabase, layout
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_run_folder_and_database(mnist_run):
     assert info["subsets"] == {"train": 2000, "validation": 2000}
     assert info["integration"]["name"] == "mnist" and info["integration"]["hash"]
     assert info["metrics"]["val_acc"] > 0.6  # three short epochs on 2,000 images
-    assert (mnist_run / "model.pt").is_file()
+    assert (mnist_run / layout.WEIGHTS).is_file()
     assert not list(mnist_run.parent.glob(".mnist.*")), "temporary folders left behind"
     with RunDatabase(mnist_run / "samples.duckdb") as db:
         df = db.samples()
@@ -108,7 +108,7 @@ def test_interrupted_training_keeps_earlier_run_and_resumes(mnist_run, tmp_path)
 
     out = tmp_path / "mnist"
     shutil.copytree(mnist_run, out)
-    before = (out / "model.pt").read_bytes()
+    before = (out / layout.WEIGHTS).read_bytes()
     # long enough (6 epochs) that the interrupt lands while it trains, right after the first checkpoint
     args = ["train", "--out", str(out), "--limit", "6000", "--epochs", "6", "--batch-size", "64", "--threads", "1",
             "--overwrite"]
@@ -126,7 +126,7 @@ def test_interrupted_training_keeps_earlier_run_and_resumes(mnist_run, tmp_path)
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=180)
     assert code == 130, (tmp_path / "train.log").read_text()[-2000:]
-    assert (out / "model.pt").read_bytes() == before, "the earlier run was touched"
+    assert (out / layout.WEIGHTS).read_bytes() == before, "the earlier run was touched"
     assert not list(tmp_path.glob(".mnist.tmp-*"))
     resumed = cli(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
