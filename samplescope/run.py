@@ -232,6 +232,22 @@ class Run:
         """Whether every feature is available: the run's code is built in, given, or trusted."""
         return self._integration_allowed() and self._model_allowed()
 
+    def trust_status(self) -> dict[str, Any]:
+        """What the run's trust allows, for people: ``{"trusted", "inputs", "model", "hint"}``.
+
+        ``inputs`` covers sample images and inputs (the integration's code), ``model``
+        the model class; ``hint`` says what needs trust and how to grant it (None when trusted).
+        """
+        from samplescope.trust import trust_hint
+
+        inputs, model = self._integration_allowed(), self._model_allowed()
+        missing = [w for w, ok in (("sample images and inputs", inputs), ("new heatmaps", inputs and model)) if not ok]
+        hint = None
+        if missing:
+            hint = (f"{' and '.join(missing)} need this run's code ({self.code.what_needs_trust()}), which is not "
+                    f"trusted here; {trust_hint(self.path)}")
+        return {"trusted": inputs and model, "inputs": inputs, "model": model, "hint": hint}
+
     def _integration_allowed(self) -> bool:
         return self._trust or self._given_integration is not None or self.code.integration_trusted()
 

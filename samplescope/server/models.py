@@ -4,13 +4,36 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from samplescope.server.limits import MAX_IDS, MAX_SAMPLE_ID
 
-#: A sample id in a JSON body: a non-negative 64-bit integer, strictly (``false``, ``1.0``
-#: and ``"1"`` are refused).
-SampleId = Annotated[int, Field(strict=True, ge=0, le=MAX_SAMPLE_ID)]
+#: The largest id the schema states: the largest double below 2**63, so that a client that
+#: writes its numbers as doubles cannot round a valid id up past the server's 2**63 - 1.
+SCHEMA_MAX_ID = 2**63 - 1024
+
+
+def _json_integer(value: object) -> object:
+    """A JSON integer: ``3`` or ``3.0`` (JSON Schema's integers); never ``true`` or ``"3"``."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value  # strict validation refuses bools, strings and fractions
+
+
+def _sample_id_range(value: int) -> int:
+    if not 0 <= value <= MAX_SAMPLE_ID:
+        raise ValueError(f"{value} is not a sample id; ids are integers 0 to 2**63 - 1")
+    return value
+
+
+#: A sample id in a JSON body: a non-negative 64-bit integer (``false``, ``"1"`` and ``1.5``
+#: are refused; ids above 2**63 - 1 too).
+SampleId = Annotated[
+    int,
+    BeforeValidator(_json_integer),
+    AfterValidator(_sample_id_range),
+    Field(strict=True, json_schema_extra={"minimum": 0, "maximum": SCHEMA_MAX_ID}),
+]
 
 
 class ErrorPublic(BaseModel):
@@ -32,6 +55,13 @@ class SubsetPublic(BaseModel):
     mean_loss: float | None
 
 
+class TrustPublic(BaseModel):
+    trusted: bool
+    inputs: bool = Field(description="sample images and inputs (the integration's code) are available")
+    model: bool = Field(description="the model class may be imported (new heatmaps)")
+    hint: str | None = Field(description="what needs trust and how to grant it; null when trusted")
+
+
 class RunPublic(BaseModel):
     name: str
     path: str
@@ -43,6 +73,7 @@ class RunPublic(BaseModel):
     latent_layer: str | None
     has_map: bool
     info: dict[str, Any]
+    trust: TrustPublic = Field(description="which features the run's code (not trusted by default) allows")
 
 
 class SamplePublic(BaseModel):

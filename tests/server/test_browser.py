@@ -545,3 +545,73 @@ def test_legend_colours_are_the_reports_class_colours(page, api):
         "rgb({}, {}, {})".format(*(round(255 * c) for c in rgba[:3])) for rgba in class_colors(n)
     ]
     assert shown == expected
+
+
+@pytest.fixture(scope="module")
+def untrusted_server(tiny_run_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A real server on a copy of the tiny run whose recorded integration is a file that writes a marker."""
+    import hashlib
+    import json
+
+    root = tmp_path_factory.mktemp("untrusted")
+    run = root / "theirs"
+    shutil.copytree(tiny_run_path, run)
+    marker = root / "their-code-ran"
+    evil = run / "integration.py"
+    evil.write_text(f"__import__('pathlib').Path({str(marker)!r}).write_text('ran')\n")
+    info = json.loads((run / "run.json").read_text())
+    info["integration"].update({"source": str(evil), "hash": hashlib.sha256(evil.read_bytes()).hexdigest(),
+                                "module": "samplescope_user_integration_0000000000"})
+    (run / "run.json").write_text(json.dumps(info))
+    port = free_port()
+    log_path = root / "server.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "samplescope", "serve", str(run), "--port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text()}")
+            try:
+                if httpx.get(base + "/api/run", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not answer within 60 s: {log_path.read_text()}")
+            time.sleep(0.05)
+        yield base, marker
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_an_untrusted_run_opens_read_only_and_says_how_to_trust_it(browser, untrusted_server):
+    base, marker = untrusted_server
+    context = browser.new_context(viewport={"width": 1400, "height": 860}, base_url=base)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
+    try:
+        open_map(page, "/#sample=3&k=6")
+        notice = page.locator("[data-testid=trust-notice]")
+        notice.wait_for(state="visible")
+        assert "samplescope trust" in notice.text_content()
+        page.wait_for_selector("[data-testid=sample-metadata] tr")  # tables, map and neighbours still work
+        page.click("[data-testid=fetch-similars]")
+        page.wait_for_selector("[data-testid=similar-grid] .thumb")
+        shot(page, "untrusted-run")
+    finally:
+        context.close()
+    assert not [u for u in asked if "/image.png" in u or "/heatmap.png" in u], "the page asked for code-made pictures"
+    assert errors == [], f"console errors: {errors}"
+    assert not marker.exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from samplescope.server.deps import State
-from samplescope.server.models import ColumnPublic, RunPublic, SubsetPublic
+from samplescope.server.models import ColumnPublic, RunPublic, SubsetPublic, TrustPublic
 from samplescope.server.openapi import errors
 from samplescope.server.state import CLASS_COLUMNS
 
@@ -39,4 +39,5 @@ def read_run(state: State) -> RunPublic:
         latent_layer=getattr(state.run, "latent_layer", None),
         has_map="map_x" in f.columns and "map_y" in f.columns,
         info=state.run.info,
+        trust=TrustPublic(**state.run.trust_status()),
     )

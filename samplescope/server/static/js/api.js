@@ -16,7 +16,14 @@ export const postJSON = (url, body) => getJSON(url, {
   method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
 });
 
-export const imageUrl = (id) => `/api/samples/${id}/image.png`;
+// A run whose code is not trusted has no sample images (the integration draws them):
+// the page shows this placeholder instead of asking for each one and getting 403.
+const NO_IMAGE = "data:image/svg+xml," + encodeURIComponent(
+  '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 28 28"><rect width="28" height="28" fill="#eee"/>' +
+  '<path d="M6 6L22 22M22 6L6 22" stroke="#bbb" stroke-width="1.5"/></svg>');
+let imagesOn = true;
+export const setImagesOn = (on) => { imagesOn = Boolean(on); };
+export const imageUrl = (id) => (imagesOn ? `/api/samples/${id}/image.png` : NO_IMAGE);
 
 const TYPES = { float32: Float32Array, uint8: Uint8Array, uint16: Uint16Array, int32: Int32Array, uint32: Uint32Array };
 

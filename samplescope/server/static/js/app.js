@@ -1,7 +1,7 @@
 // The page: loads the run summary and the map payload in parallel, then wires the views.
 // Every view reads and writes the shared state in the URL hash (state.js).
 
-import { fetchMap, getJSON } from "./api.js";
+import { fetchMap, getJSON, setImagesOn } from "./api.js";
 import { state, subscribe, update } from "./state.js";
 import { MapView } from "./mapview.js";
 import { SampleView } from "./sample.js";
@@ -24,6 +24,8 @@ window.addEventListener("unhandledrejection", (e) => { toast(String(e.reason?.me
 
 async function main() {
   const run = await runPromise;
+  setImagesOn(run.trust?.inputs ?? true);
+  trustNotice(run.trust);
   const ctx = {
     run,
     classes: run.classes,
@@ -88,6 +90,17 @@ async function main() {
   if (state.sample !== "") sample.show();
   ctx.insights().then((cards) => { $("[data-testid=insight-count]").textContent = cards.length || ""; });
   document.body.dataset.ready = "1";
+}
+
+function trustNotice(trust) {
+  // The run's own code did not run: say which features are off and how to turn them on.
+  const box = $("[data-testid=trust-notice]");
+  if (!trust || trust.trusted || !trust.hint) { box.hidden = true; return; }
+  const off = trust.inputs ? "new heatmaps are" : "sample images and heatmaps are";
+  box.textContent = `Read-only: this run's code is not trusted here, so ${off} off. ` +
+    "If you trust whoever made it, run `samplescope trust RUN` once, or serve it with --trust.";
+  box.title = trust.hint;
+  box.hidden = false;
 }
 
 function header(run) {

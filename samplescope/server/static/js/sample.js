@@ -137,6 +137,8 @@ export class SampleView {
       const sel = this.root.querySelector(`[data-testid=${testid}-target]`);
       if (!img) continue;
       sel.value = this.target(key);
+      const trust = this.ctx.run.trust;
+      if (trust && !(trust.inputs && trust.model)) { img.hidden = true; continue; } // the notice says why
       img.src = `/api/samples/${id}/heatmap.png?target=${sel.value}&method=${state.method}`;
     }
     this.root.querySelectorAll("[data-method]").forEach((b) => b.classList.toggle("active", b.dataset.method === state.method));
