@@ -490,7 +490,16 @@ class Run:
     @functools.cache  # noqa: B019
     def _gradcam_store(self) -> np.ndarray | None:
         path = self.path / GRADCAM_FILE
-        return np.load(path, mmap_mode="r") if path.exists() else None
+        if not path.exists():
+            return None
+        again = f"analyse the run again (`samplescope analyze {self.path} --heatmaps all`)"
+        try:
+            store = np.load(path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as exc:  # truncated, random bytes, not an .npy file
+            raise RunError(f"{path} cannot be read ({exc}); the file is damaged, {again}.") from exc
+        if store.ndim != 4 or store.shape[:2] != (self._n(), 2):
+            raise RunError(f"{path} holds shape {store.shape}, not (samples, 2, H, W); {again}.")
+        return store
 
     def _precomputed_gradcam(self, row: pd.Series, target: int) -> np.ndarray | None:
         store = self._gradcam_store()

@@ -238,3 +238,16 @@ def test_an_old_copy_whose_run_went_missing_is_put_back(tmp_path):
     (old / "run.json").write_text("{}")
     assert folder.remove_stale_copies(final) == [old]
     assert (final / "run.json").read_text() == "{}" and not old.exists()
+
+
+def test_a_damaged_precomputed_gradcam_file_is_named(tmp_path):
+    """analyze --heatmaps all writes heatmaps_gradcam.npy; a truncated copy is a one-line RunError."""
+    import samplescope
+    from samplescope.errors import RunError
+    from samplescope.store import layout
+    from samplescope.testing import make_tiny_run
+
+    path = make_tiny_run(tmp_path / "run")
+    (path / layout.GRADCAM).write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(RunError, match=r"heatmaps_gradcam.npy cannot be read.*--heatmaps all"):
+        samplescope.open_run(path).heatmap(0, method="gradcam")
