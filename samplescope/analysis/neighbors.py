@@ -92,6 +92,11 @@ class NeighborIndex:
         Recall@10 against exact search the approximate index is tuned to reach.
     random_state:
         Seed of the IVF training sample, its k-means and the recall sample.
+    recall_radius:
+        None: the IVF index is tuned to the recall@10 of ordinary queries. A distance:
+        tuned to find, for queries lying within that distance of an indexed row (a
+        sample of rows moved by it in random directions), their nearest row; the
+        duplicate finder needs only pairs that close, which few lists hold.
     n_threads:
         Threads faiss may use for ``fit`` and batches of 64+ queries; ``None`` means
         the machine's cores, at most 8. Smaller batches always run on one thread.
@@ -113,6 +118,7 @@ class NeighborIndex:
         target_recall: float = 0.95,
         random_state: int = 0,
         n_threads: int | None = None,
+        recall_radius: float | None = None,
     ):
         self.metric = metric
         self.exact_max = exact_max
@@ -120,6 +126,7 @@ class NeighborIndex:
         self.target_recall = target_recall
         self.random_state = random_state
         self.n_threads = n_threads
+        self.recall_radius = recall_radius
 
     # ----------------------------------------------------------------- fit
 
@@ -160,6 +167,8 @@ class NeighborIndex:
             raise SamplescopeError(
                 f"NeighborIndex(exact_max={self.exact_max}, graph_k={self.graph_k}): both must be >= 0"
             )
+        if self.recall_radius is not None and not float(self.recall_radius) >= 0.0:
+            raise SamplescopeError(f"NeighborIndex(recall_radius={self.recall_radius}) must be >= 0 or None")
         if not 0.0 < float(self.target_recall) <= 1.0:
             raise SamplescopeError(f"NeighborIndex(target_recall={self.target_recall}) must be in (0, 1]")
 
@@ -193,19 +202,38 @@ class NeighborIndex:
         train = np.sort(rng.choice(n, min(n, 40 * nlist), replace=False))
         index.train(vectors[train])
         index.add(vectors)
-        # the smallest nprobe whose recall@10 on a sample reaches the target
+        # the smallest nprobe whose recall on a sample reaches the target
         sample = self._recall_sample()
-        truth, _ = self._exact_rows(vectors, sample, 10)
-        self._recall_truth = (sample, truth)
-        index.nprobe = min(8, nlist)
         self.index_ = index
+        if self.recall_radius is None:
+            truth, _ = self._exact_rows(vectors, sample, 10)
+            self._recall_truth = (sample, truth)
+            index.nprobe = min(8, nlist)
+
+            def recall() -> float:
+                return recall_at(self._search_rows(sample, 10, None)[0], truth)
+        else:
+            queries = self._near_queries(vectors, sample)
+            _, near = faiss.knn(queries, vectors, 1, metric=self._faiss_metric())
+            index.nprobe = 1
+
+            def recall() -> float:
+                return recall_at(self._search(queries, 1, None)[0], near)
         while True:
-            found, _ = self._search_rows(sample, 10, None)
-            if recall_at(found, truth) >= self.target_recall or index.nprobe >= nlist:
+            self._radius_recall = recall()
+            if self._radius_recall >= self.target_recall or index.nprobe >= nlist:
                 break
             index.nprobe = min(nlist, index.nprobe * 2)
         self.nprobe_ = int(index.nprobe)
         return index
+
+    def _near_queries(self, vectors: np.ndarray, sample: np.ndarray) -> np.ndarray:
+        """Sample rows moved ``recall_radius`` in seeded random directions (unit length for cosine)."""
+        rng = np.random.default_rng(self.random_state + 2)
+        step = rng.standard_normal((len(sample), vectors.shape[1])).astype(np.float32)
+        step *= float(self.recall_radius) / np.maximum(np.linalg.norm(step, axis=1, keepdims=True), 1e-12)
+        queries = vectors[sample] + step
+        return _normalise(queries) if self.metric == "cosine" else np.ascontiguousarray(queries)
 
     def _recall_sample(self) -> np.ndarray:
         rng = np.random.default_rng(self.random_state + 1)
@@ -222,6 +250,8 @@ class NeighborIndex:
 
     def _measure_recall(self, vectors: np.ndarray) -> float:
         """Recall@10 of the kNN graph (or of a search when there is none) on a sample."""
+        if self.recall_radius is not None:
+            return float(self._radius_recall)
         sample, truth = self._recall_truth
         if self.graph_k >= 10:
             found = self.graph_rows_[sample, :10]

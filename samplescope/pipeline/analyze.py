@@ -1,6 +1,8 @@
 """`samplescope analyze RUN`: run the model over every sample and find where it fails.
 
-Inference (predictions and latent vectors in one pass), the 2-D population map,
+One streaming pass over every subset (bounded batches, encoded in a background
+thread) feeds inference (predictions and latent vectors), the pixel sketch the
+duplicate finder searches and, when asked, Grad-CAM; then the 2-D population map,
 insights (clusters, mislabels, duplicates/leakage, outliers, failure-predicting
 metadata) and, optionally, Grad-CAM for every sample. The run is copied to a
 temporary folder, the analysis written there, and the copy renamed into place:
@@ -28,7 +30,9 @@ from samplescope.store.folder import RUN_JSON, atomic_folder, write_json
 
 log = logging.getLogger(__name__)
 
-BATCH = 2048
+BATCH = 2048  # samples per batch of the pass
+GRADCAM_BATCH = 512  # inputs whose gradients are held at once
+SKETCH_SAMPLE = 5000  # inputs the pixel sketch's principal axes are fitted on
 
 
 def analyze_run(
@@ -53,11 +57,7 @@ def analyze_run(
     """
     import torch
 
-    from samplescope.analysis.inference import (
-        default_latent_layer,
-        prediction_columns,
-        run_inference,
-    )
+    from samplescope.analysis.inference import default_latent_layer, prediction_columns
     from samplescope.analysis.neighbors import NeighborIndex
     from samplescope.analysis.projection import Projection
 
@@ -68,19 +68,16 @@ def analyze_run(
     integ = _integration(run, strict)
     model = run.model()
     layer = layer or run.info.get("latent_layer") or default_latent_layer(model)
-    frame = run.samples(columns=["subset", "index", "label"])
+    frame = run.samples(columns=["subset", "label"])
     n = len(frame)
-
-    # -- inference: logits and latent vectors in one pass ----------------------
-    bar = tqdm(total=n, desc="inference", unit="sample", disable=not progress, leave=False)
-    # the next batches are encoded in a background thread while the model runs on this one
-    result = run_inference(model, prefetch(_input_batches(run, integ, frame, bar)), layer=layer)
-    bar.close()
     labels = frame["label"].to_numpy()
+
+    # -- one pass: inference, the pixel sketch and (asked) Grad-CAM from each batch once
+    logits, latent, pixels, gradcam = _encode_pass(run, integ, model, layer, labels, heatmaps, seed, progress)
     analysis = pd.DataFrame({"sample_id": frame["sample_id"].to_numpy()})
-    for name, values in prediction_columns(result.logits, labels).items():
+    for name, values in prediction_columns(logits, labels).items():
         analysis[name] = values
-    latent = np.ascontiguousarray(result.latent, dtype=np.float32)
+    del logits
     timings["inference"] = time.perf_counter() - t0
 
     # -- one neighbour engine: its kNN graph feeds the map, the insights and similar
@@ -97,21 +94,17 @@ def analyze_run(
 
     # -- insights ------------------------------------------------------------
     t = time.perf_counter()
+    # only the columns the finders read: the base columns and the integration's metadata
     previous = set((run.info.get("analysis") or {}).get("columns", [])) | set(analysis.columns)
-    base = run.samples()
-    samples = base.drop(columns=[c for c in base.columns if c in previous and c != "sample_id"])
-    samples = samples.merge(analysis, on="sample_id")
-    insights, extra = _insights(run, samples, latent, seed, progress, neighbors)
+    base = {"sample_id", "subset", "index", "key", "label"}
+    metadata = [c for c in run.db.columns() if c not in base and c not in previous and not c.startswith("prob_")]
+    samples = run.samples(columns=["subset", "label", *metadata])
+    for name in analysis.columns[1:]:  # both in sample_id order
+        samples[name] = analysis[name].to_numpy()
+    insights, extra = _insights(run, samples, latent, seed, progress, neighbors, pixels, metadata)
     for name, values in extra.items():
         analysis[name] = values
     timings["insights"] = time.perf_counter() - t
-
-    # -- optional: Grad-CAM for every sample ------------------------------------
-    gradcam = None
-    if heatmaps == "all":
-        t = time.perf_counter()
-        gradcam = _all_gradcams(run, integ, frame, analysis["prediction"].to_numpy(), labels, progress)
-        timings["heatmaps"] = time.perf_counter() - t
 
     # -- write, atomically ------------------------------------------------------
     t = time.perf_counter()
@@ -173,28 +166,71 @@ def _integration(run: Run, strict: bool):
     return integ
 
 
-def _input_batches(run: Run, integ: Any, frame: pd.DataFrame, bar: Any) -> Iterator[np.ndarray]:
-    """Encoded inputs in sample_id order, one batch at a time (streaming)."""
-    for subset in run.subsets:
-        idx = frame.loc[frame["subset"] == subset, "index"].to_numpy()
-        for start in range(0, len(idx), BATCH):
-            chunk = idx[start : start + BATCH]
-            bar.update(len(chunk))
-            yield integ.encode_inputs(subset, chunk)
+def _encode_pass(run: Run, integ: Any, model: Any, layer: str, labels: np.ndarray, heatmaps: str, seed: int,
+                 progress: bool):
+    """Every sample encoded once, in bounded batches: logits (N, C), latent (N, D), the pixel
+    sketch and, with ``heatmaps="all"``, Grad-CAM (N, 2, H, W) float16 for the predicted and
+    the true class. Besides those outputs the pass holds a few batches, whatever N."""
+    from samplescope.analysis.inference import run_inference
+    from samplescope.analysis.sketch import PixelSketch
+    from samplescope.pipeline.encode import input_batches, sample_inputs
+
+    sizes = {s: int(v) for s, v in run.info["subsets"].items()}
+    n = len(labels)
+    # the sketch's axes come from a seeded sample (a constant 5,000 inputs, not N)
+    sketch = PixelSketch(random_state=seed).fit(sample_inputs(integ, sizes, SKETCH_SAMPLE, seed))
+    pixels = sketch.allocate(n)
+
+    def batches() -> Iterator[tuple[int, np.ndarray]]:
+        for start, _subset, _idx, x in input_batches(integ, sizes, BATCH):
+            sketch.transform_into(pixels, start, x)  # in the prefetch thread, beside the model
+            yield start, x
+
+    logits = latent = gradcam = None
+    if heatmaps == "all":
+        h, w = run.info["input_shape"][-2:]
+        gradcam = np.zeros((n, 2, h, w), np.float16)
+    bar = tqdm(total=n, desc="inference", unit="sample", disable=not progress, leave=False)
+    for start, x in prefetch(batches()):  # the next batches are encoded while the model runs
+        result = run_inference(model, [x], layer=layer)
+        stop = start + len(x)
+        if logits is None:
+            logits = np.empty((n, result.logits.shape[1]), np.float32)
+            latent = np.empty((n, result.latent.shape[1]), np.float32)
+        logits[start:stop], latent[start:stop] = result.logits, result.latent
+        if gradcam is not None:
+            _gradcams_into(gradcam, run, model, x, start, result.logits.argmax(1), labels[start:stop])
+        bar.update(len(x))
+    bar.close()
+    if logits is None:
+        raise RunError(f"Run {run.path} has no samples to analyse; train it on a non-empty integration.")
+    return logits, latent, pixels, gradcam
 
 
-def _insights(run: Run, samples: pd.DataFrame, latent: np.ndarray, seed: int, progress: bool, neighbors: Any = None):
+def _gradcams_into(out: np.ndarray, run: Run, model: Any, x: np.ndarray, start: int, preds: np.ndarray,
+                   labels: np.ndarray) -> None:
+    """Grad-CAM of one batch for its predicted (slot 0) and true class (slot 1), into ``out``."""
+    from samplescope.analysis.attribution import gradcam_batch
+
+    layer = run.info.get("gradcam_layer")
+    gt = np.where(labels >= 0, labels, preds)
+    for s in range(0, len(x), GRADCAM_BATCH):  # gradients of 512 inputs at a time
+        r = slice(s, s + GRADCAM_BATCH)
+        # one forward pass serves both targets; equal targets are computed once
+        out[start + s : start + s + len(x[r])] = gradcam_batch(
+            model, x[r], np.stack([preds[r], gt[r]], axis=1), layer=layer
+        )
+
+
+def _insights(run: Run, samples: pd.DataFrame, latent: np.ndarray, seed: int, progress: bool, neighbors: Any,
+              pixels: Any, metadata: list[str]):
     from samplescope.analysis.insights import InsightContext, default_finders, find_insights
 
     def inputs(rows: np.ndarray) -> np.ndarray:
-        """Flattened model inputs for row positions (rows are sample ids), (B, P) float32."""
+        """Flattened model inputs for row positions (rows are sample ids), (B, P) float32: only the
+        duplicate finder's candidate pairs are fetched (the sketch of every input came from the pass)."""
         return run.inputs(rows).reshape(len(rows), -1)
 
-    base = {"sample_id", "subset", "index", "key", "label"}
-    analysis_cols = {"prediction", "loss", "confidence", "margin", "correct", "map_x", "map_y"}
-    metadata = [
-        c for c in samples.columns if c not in base and c not in analysis_cols and not c.startswith("prob_")
-    ]
     ctx = InsightContext(
         samples=samples,
         latent=latent,
@@ -203,6 +239,7 @@ def _insights(run: Run, samples: pd.DataFrame, latent: np.ndarray, seed: int, pr
         metadata_columns=metadata,
         random_state=seed,
         neighbors=neighbors,
+        pixel_features=pixels,
     )
     finders = default_finders(random_state=seed)
     found = find_insights(ctx, finders=finders, progress=progress)
@@ -216,28 +253,6 @@ def _insights(run: Run, samples: pd.DataFrame, latent: np.ndarray, seed: int, pr
         if value is not None and len(value) == len(samples):
             extra[column] = np.asarray(value)
     return found, extra
-
-
-def _all_gradcams(run: Run, integ: Any, frame: pd.DataFrame, preds: np.ndarray, labels: np.ndarray, progress: bool):
-    """Grad-CAM of every sample for its predicted (slot 0) and true class (slot 1), float16."""
-    from samplescope.analysis.attribution import gradcam_batch
-
-    model = run.model()
-    h, w = run.info["input_shape"][-2:]
-    out = np.zeros((len(frame), 2, h, w), np.float16)
-    bar = tqdm(total=len(frame), desc="grad-cam", unit="sample", disable=not progress, leave=False)
-    layer = run.info.get("gradcam_layer")
-    for subset in run.subsets:
-        rows = np.flatnonzero((frame["subset"] == subset).to_numpy())
-        for start in range(0, len(rows), 512):
-            r = rows[start : start + 512]
-            x = integ.encode_inputs(subset, frame["index"].to_numpy()[r])
-            gt = np.where(labels[r] >= 0, labels[r], preds[r])
-            # one forward pass serves both targets; equal targets are computed once
-            out[r] = gradcam_batch(model, x, np.stack([preds[r], gt], axis=1), layer=layer)
-            bar.update(len(r))
-    bar.close()
-    return out
 
 
 def summary_text(path: str | Path) -> str:

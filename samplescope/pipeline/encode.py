@@ -1,8 +1,14 @@
-"""Encode an integration's subsets into arrays and the samples table."""
+"""Encode an integration's subsets: whole arrays for training, a bounded stream for analysis.
+
+``encode_subset`` holds a whole subset (training keeps its data resident);
+``input_batches`` streams every subset in bounded batches, which is what
+``analyze`` reads once to feed inference, the pixel sketch and Grad-CAM.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -70,3 +76,35 @@ def samples_table(
     bar.close()
     df = pd.concat(frames, ignore_index=True)
     return df
+
+
+def input_batches(
+    integration: Integration, sizes: dict[str, int], batch_size: int = 2048
+) -> Iterator[tuple[int, str, np.ndarray, np.ndarray]]:
+    """``(start, subset, index, inputs)`` in sample_id order, ``batch_size`` samples at a time.
+
+    ``start`` is the first batch row's sample_id. Nothing is kept between batches, so the
+    memory of the stream is one batch whatever the number of samples.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}; input_batches needs at least 1")
+    offset = 0
+    for subset, n in sizes.items():
+        for start in range(0, n, batch_size):
+            idx = np.arange(start, min(start + batch_size, n))
+            yield offset + start, subset, idx, integration.encode_inputs(subset, idx)
+        offset += n
+
+
+def sample_inputs(integration: Integration, sizes: dict[str, int], n: int, seed: int = 0) -> np.ndarray:
+    """Inputs of ``n`` seeded random samples across every subset (fewer when there are fewer)."""
+    total = sum(sizes.values())
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(total, min(n, total), replace=False))
+    starts = np.cumsum([0, *sizes.values()])
+    parts = []
+    for i, subset in enumerate(sizes):
+        inside = rows[(rows >= starts[i]) & (rows < starts[i + 1])] - starts[i]
+        if len(inside):
+            parts.append(integration.encode_inputs(subset, inside))
+    return np.concatenate(parts)

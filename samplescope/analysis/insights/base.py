@@ -174,6 +174,11 @@ class InsightContext:
         The :class:`~samplescope.analysis.neighbors.NeighborIndex` already fitted
         on ``latent`` (``analyze`` builds it once and shares it with the map);
         None fits one on first use. Finders read its kNN graph, never search N x N.
+    pixel_features:
+        A :class:`~samplescope.analysis.sketch.PixelFeatures` sketch of every input,
+        made in the inference pass (``analyze`` does); the duplicate finder searches it
+        and fetches through ``inputs`` only the candidate pairs' inputs. None: the
+        finder sketches the inputs through ``inputs`` itself.
     """
 
     samples: pd.DataFrame
@@ -184,6 +189,7 @@ class InsightContext:
     random_state: int = 0
     train_subset: str = "train"
     neighbors: Any = None
+    pixel_features: Any = None
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -213,6 +219,11 @@ class InsightContext:
             raise SamplescopeError(
                 f"InsightContext.neighbors indexes {getattr(self.neighbors, 'n_samples_', 0)} rows but "
                 f"latent has {len(latent)}; fit the NeighborIndex on this latent."
+            )
+        if self.pixel_features is not None and len(self.pixel_features) != len(latent):
+            raise SamplescopeError(
+                f"InsightContext.pixel_features has {len(self.pixel_features)} rows but latent has "
+                f"{len(latent)}; sketch the same samples."
             )
         ids = self.samples["sample_id"]
         if ids.duplicated().any():

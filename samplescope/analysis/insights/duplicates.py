@@ -37,8 +37,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.utils.extmath import randomized_svd
-from threadpoolctl import threadpool_limits
 
 from samplescope.analysis.insights.base import (
     Insight,
@@ -48,6 +46,7 @@ from samplescope.analysis.insights.base import (
     saturate,
     seed_for,
 )
+from samplescope.analysis.sketch import PixelFeatures, PixelSketch
 from samplescope.errors import SamplescopeError
 
 __all__ = ["Duplicates"]
@@ -100,7 +99,7 @@ class Duplicates(InsightFinder):
         self.pixel_threshold_ = math.nan
         self.pixel_scale_ = math.nan
         candidates = [self._latent_candidates(ctx, seed)]
-        if ctx.inputs is not None:
+        if ctx.inputs is not None or ctx.pixel_features is not None:
             candidates.append(self._pixel_candidates(ctx, seed))
         pairs = (
             np.unique(np.concatenate(candidates), axis=0)
@@ -129,47 +128,39 @@ class Duplicates(InsightFinder):
             parts.append(np.ascontiguousarray(x.reshape(len(chunk), -1), dtype=np.float32))
         return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
 
-    def _pixel_candidates(self, ctx: InsightContext, seed: int) -> np.ndarray:
-        """(M, 2) row pairs that may be within the pixel threshold, and the threshold itself."""
+    def _pixel_features(self, ctx: InsightContext, seed: int) -> PixelFeatures:
+        """The context's sketch (made in the inference pass), else one made from ``ctx.inputs``."""
+        if ctx.pixel_features is not None:
+            return ctx.pixel_features
         n = ctx.n_rows
         rng = np.random.default_rng(seed)
         fit_rows = np.sort(rng.choice(n, min(n, self.pca_samples), replace=False))
-        sample = self._fetch(ctx, fit_rows)  # (S, P)
-        mean = sample.mean(axis=0)
-        scale = math.sqrt(2.0 * float(sample.var(axis=0, dtype=np.float64).sum()))
-        self.pixel_scale_ = scale
-        self.pixel_threshold_ = tau = self.pixel_threshold * scale
-        m = max(1, min(self.n_components, sample.shape[1], len(sample)))
-        # any orthonormal basis keeps the guarantee; the top principal axes make the
-        # projected distances tight. Randomised SVD: ~50x cheaper than a full one.
-        with threadpool_limits(1, user_api="blas"):  # small LAPACK calls: threads only spin
-            _, _, vt = randomized_svd(sample - mean, m, n_iter=4, random_state=seed)
-        basis = np.ascontiguousarray(vt.T, dtype=np.float32)  # (P, m), orthonormal columns
-
-        z = np.empty((n, m), np.float32)  # projections
-        residual = np.empty(n, np.float64)  # norm of what the projection drops
-        digests = np.empty(n, np.int64)
-        all_rows = np.arange(n)
+        sketch = PixelSketch(self.n_components, random_state=seed).fit(self._fetch(ctx, fit_rows))
+        features = sketch.allocate(n)
         for start in range(0, n, self.chunk_size):
-            chunk = all_rows[start : start + self.chunk_size]
-            x = self._fetch(ctx, chunk) - mean
-            z[chunk] = x @ basis
-            total = np.einsum("ij,ij->i", x, x, dtype=np.float64)
-            residual[chunk] = np.sqrt(
-                np.maximum(total - np.einsum("ij,ij->i", z[chunk], z[chunk]), 0)
-            )
-            digests[chunk] = [hash(row.tobytes()) for row in x]
+            chunk = np.arange(start, min(n, start + self.chunk_size))
+            sketch.transform_into(features, start, self._fetch(ctx, chunk))
+        return features
 
-        pairs = [_same_value_pairs(digests)]
+    def _pixel_candidates(self, ctx: InsightContext, seed: int) -> np.ndarray:
+        """(M, 2) row pairs that may be within the pixel threshold (sets the threshold too)."""
+        features = self._pixel_features(ctx, seed)
+        n = len(features)
+        self.pixel_scale_ = features.scale
+        self.pixel_threshold_ = tau = self.pixel_threshold * features.scale
+        pairs = [_same_value_pairs(features.digest)]
         if n >= 2:
             from samplescope.analysis.neighbors import NeighborIndex
 
             k = min(self.n_candidates, n - 1)
-            pos, dist = NeighborIndex("l2", graph_k=k, random_state=seed).fit(z).kneighbors(k=k)
+            # tuned to pairs within tau, not to ordinary 10-NN queries: few lists hold them
+            index = NeighborIndex("l2", graph_k=k, random_state=seed, recall_radius=tau)
+            pos, dist = index.fit(features.z).kneighbors(k=k)
             # ||x - y||^2 >= ||P(x - y)||^2 + (||Rx|| - ||Ry||)^2: a tighter lower bound
+            residual = features.residual
             gap = residual[:, None] - residual[np.maximum(pos, 0)]
             close = (dist.astype(np.float64) ** 2 + gap**2 <= tau**2) & (pos >= 0)
-            i = np.repeat(all_rows, k)[close.ravel()]
+            i = np.repeat(np.arange(n), k)[close.ravel()]
             pairs.append(np.stack([i, pos.ravel()[close.ravel()]], axis=1))
         return _ordered(np.concatenate(pairs))
 

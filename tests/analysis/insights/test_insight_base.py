@@ -151,6 +151,6 @@ def test_reading_insights_does_not_import_the_finders_libraries():
         "import sys; from samplescope.analysis.insights import Insight; "
         "assert 'sklearn' not in sys.modules, 'sklearn imported'; "
         "from samplescope.analysis.insights import Duplicates; "
-        "assert 'sklearn' in sys.modules and Duplicates.__name__ == 'Duplicates'"
+        "assert 'samplescope.analysis.insights.duplicates' in sys.modules and Duplicates.__name__ == 'Duplicates'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
