@@ -9,8 +9,12 @@ loopback:
 - the map payload: bytes, bytes per point, time to fetch it;
 - navigation -> every point drawn, in headless Chromium (``window.__mapDrawnAt``);
 - the first similar and heatmap (the heavy libraries load lazily or in a prewarm thread);
-- latency p50/p99 of similars and heatmaps with N concurrent clients for T seconds,
-  and the error count (should be zero);
+- latency p50/p99 per route with N concurrent clients for T seconds (a sample's row, its
+  picture, its similars, a table page, a Grad-CAM PNG), while the worst requests the
+  server's limits allow run beside them without pause (an aggregate of MAX_GROUPS series
+  x MAX_BINS bins, similars of MAX_SET_IDS ids with k=MAX_K, a selection of MAX_IDS ids,
+  an Integrated Gradients heatmap); the errors, the 503s of the bounded heavy lanes, and
+  the load average beside the figures (the target: p99 of /api/samples/<id> under 200 ms);
 - the server's resident memory after the load (psutil).
 """
 
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import httpx
 
+from samplescope.server import limits
 from samplescope.testing import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,36 +102,101 @@ def bench_browser(base: str, repeats: int = 3) -> list[tuple[float, str, int]]:
     return out
 
 
-async def load(base: str, n: int, clients: int, seconds: float, k: int, n_classes: int):
-    latencies: dict[str, list[float]] = {"similar": [], "heatmap": []}
+#: the routes the clients call, in turn
+ROUTES = ("sample", "image", "similar", "table", "heatmap")
+
+
+def route_url(kind: str, rng: random.Random, n: int, n_classes: int, k: int) -> str:
+    sid = rng.randrange(n)
+    return {
+        "sample": f"/api/samples/{sid}",
+        "image": f"/api/samples/{sid}/image.png",
+        "similar": f"/api/samples/{sid}/similar?k={k}",
+        "table": f"/api/samples?sort=loss&order=desc&limit=50&offset={rng.randrange(n)}",
+        "heatmap": f"/api/samples/{sid}/heatmap.png?target={rng.randrange(n_classes)}",
+    }[kind]
+
+
+def worst_requests(base: str, n: int) -> list[tuple[str, str, dict]]:
+    """The heaviest requests within the server's limits: (name, method + url, request kwargs)."""
+    doc = httpx.get(base + "/openapi.json").json()
+
+    def enum(path: str, name: str) -> list[str]:
+        op = doc["paths"][path]["get"]
+        return next(p for p in op["parameters"] if p["name"] == name)["schema"]["enum"]
+
+    info = httpx.get(base + "/api/run").json()
+    numeric = {c["name"] for c in info["columns"] if c["kind"] == "numeric"}
+    x = "loss" if "loss" in numeric else min(numeric)
+
+    def groups(column: str) -> int:  # distinct values, as an aggregate over it counts them
+        params = {"x": column, "y": "count", "bins": limits.MAX_BINS}
+        return len(httpx.get(base + "/api/aggregate", params=params).json()["data"])
+
+    by = max((c for c in enum("/api/aggregate", "by") if c), key=groups)
+    ids = ",".join(str(i) for i in range(min(n, limits.MAX_SET_IDS)))
+    return [
+        ("aggregate", f"GET /api/aggregate?x={x}&by={by}&bins={limits.MAX_BINS}", {}),
+        ("similar-set", f"GET /api/similar?ids={ids}&k={limits.MAX_K}", {}),
+        (
+            "selection",
+            "POST /api/selection",
+            {"json": {"ids": list(range(min(n, limits.MAX_IDS)))}},
+        ),
+        # a new sample each time ({sid}), so no cache answers it
+        ("ig-heatmap", "GET /api/samples/{sid}/heatmap.png?method=integrated_gradients", {}),
+    ]
+
+
+async def load(base: str, n: int, clients: int, seconds: float, k: int, n_classes: int,
+               worst: list[tuple[str, str, dict]]):  # fmt: skip
+    latencies: dict[str, list[float]] = {kind: [] for kind in (*ROUTES, *(w[0] for w in worst))}
     errors: list[str] = []
+    busy: dict[str, int] = {}
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients)
+    limits_ = httpx.Limits(max_connections=clients + len(worst))
+
+    async def call(http: httpx.AsyncClient, kind: str, method: str, url: str, **kw) -> None:
+        t = time.perf_counter()
+        try:
+            r = await http.request(method, url, **kw)
+            status = r.status_code
+        except httpx.HTTPError as exc:
+            status = type(exc).__name__
+        latencies[kind].append(time.perf_counter() - t)
+        if status == 503:
+            busy[kind] = busy.get(kind, 0) + 1
+        elif status not in (200, 304):
+            errors.append(f"{kind} {url[:80]}: {status}")
 
     async def client(seed: int, http: httpx.AsyncClient) -> None:
         rng = random.Random(seed)
-        turn = seed % 2
+        turn = seed
         while time.perf_counter() < deadline:
-            sid = rng.randrange(n)
-            kind = "similar" if turn % 2 else "heatmap"
+            kind = ROUTES[turn % len(ROUTES)]
             turn += 1
-            if kind == "similar":
-                url = f"/api/samples/{sid}/similar?k={k}"
-            else:
-                url = f"/api/samples/{sid}/heatmap.png?target={rng.randrange(n_classes)}"
-            t = time.perf_counter()
-            try:
-                r = await http.get(url)
-                ok = r.status_code == 200
-            except httpx.HTTPError as exc:
-                ok, r = False, exc
-            latencies[kind].append(time.perf_counter() - t)
-            if not ok:
-                errors.append(f"{url}: {getattr(r, 'status_code', r)}")
+            await call(http, kind, "GET", route_url(kind, rng, n, n_classes, k))
 
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
-        await asyncio.gather(*(client(i, http) for i in range(clients)))
-    return latencies, errors
+    async def heavy(name: str, target: str, kw: dict, http: httpx.AsyncClient) -> None:
+        method, url = target.split(" ", 1)
+        rng = random.Random(name)
+        while time.perf_counter() < deadline:  # one after another, without pause
+            await call(http, name, method, url.replace("{sid}", str(rng.randrange(n))), **kw)
+
+    async with httpx.AsyncClient(base_url=base, limits=limits_, timeout=120) as http:
+        await asyncio.gather(
+            *(client(i, http) for i in range(clients)),
+            *(heavy(name, target, kw, http) for name, target, kw in worst),
+        )
+    return latencies, errors, busy
+
+
+def load_average() -> str:
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load average: n/a"
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min, {os.cpu_count()} CPUs)"
 
 
 def main() -> None:
@@ -138,6 +208,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument(
+        "--no-worst", action="store_true", help="no worst-allowed requests beside the clients"
+    )
     args = parser.parse_args()
 
     port = free_port()
@@ -177,19 +250,28 @@ def main() -> None:
                 f"first {name} (loads torch/faiss unless prewarm did): {time.perf_counter() - t:.2f} s"
             )
 
+        worst = [] if args.no_worst else worst_requests(base, n)
         print(
-            f"load: {args.clients} clients for {args.seconds:.0f} s (similar k={args.k}, gradcam png)"
+            f"load: {args.clients} clients for {args.seconds:.0f} s over {', '.join(ROUTES)} "
+            f"(similar k={args.k}, gradcam png), with the worst allowed requests beside them:"
         )
-        latencies, errors = asyncio.run(
-            load(base, n, args.clients, args.seconds, args.k, n_classes)
+        for name, target, _ in worst:
+            print(f"  {name:12s} {target[:100]}")
+        print(f"  before: {load_average()}")
+        latencies, errors, busy = asyncio.run(
+            load(base, n, args.clients, args.seconds, args.k, n_classes, worst)
         )
         for kind, values in latencies.items():
             ms = [v * 1000 for v in values]
+            extra = f"  ({busy[kind]} answered 503 busy)" if busy.get(kind) else ""
             print(
-                f"  {kind:8s} {len(ms):6d} requests  p50 {percentile(ms, 50):7.1f} ms  "
-                f"p99 {percentile(ms, 99):7.1f} ms  ({len(ms) / args.seconds:.0f}/s)"
+                f"  {kind:12s} {len(ms):6d} requests  p50 {percentile(ms, 50):8.1f} ms  "
+                f"p99 {percentile(ms, 99):8.1f} ms  ({len(ms) / args.seconds:5.1f}/s){extra}"
             )
+        p99 = percentile([v * 1000 for v in latencies["sample"]], 99)
+        print(f"  /api/samples/<id> p99 {p99:.0f} ms: {p99 / 200:.2f}x the 200 ms target")
         print(f"  errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
+        print(f"  after: {load_average()}")
 
         try:
             import psutil

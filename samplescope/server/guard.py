@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from samplescope.errors import ParameterError, RequestRefusedError, SamplescopeError
@@ -197,15 +197,20 @@ class RequestGuard:
 
 
 def allowed_methods(routes: Iterable[object], path: str) -> set[str]:
+    """The methods some route answers at ``path``, OPTIONS included (empty: no such path).
+
+    Asks each route whether it matches (Starlette's ``matches``), so routes of included
+    routers count too; a mount (the static files) takes GET and HEAD.
+    """
     methods: set[str] = set()
-    for route in routes:
-        if isinstance(route, Mount):
-            if path.startswith(route.path.rstrip("/") + "/"):
-                methods |= {"GET", "HEAD"}
-            continue
-        regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(path):
-            methods |= set(getattr(route, "methods", None) or ())
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {"type": "http", "path": path, "method": method, "root_path": "", "headers": []}
+        for route in routes:
+            match, _ = route.matches(scope)  # type: ignore[attr-defined]
+            if match is Match.FULL:
+                if not isinstance(route, Mount) or method in ("GET", "HEAD"):
+                    methods.add(method)
+                break
     return methods | {"OPTIONS"} if methods else methods
 
 

@@ -76,18 +76,19 @@ def run_values(state: ServerState) -> dict[tuple[str, str], dict[str, Any]]:
     columns = list(state.kinds)
     class_values = _unique([*state.classes, *map(str, range(len(state.classes)))])
     numeric = [c for c, k in state.kinds.items() if k in ("numeric", "bool")]
+    # "" is the same as leaving an optional parameter out, so its enum or pattern takes it
     return {
-        ("*", "subset"): _enum([*state.subsets, "all"]),
-        ("*", "target"): _enum(class_values),
+        ("*", "subset"): _enum(["", *state.subsets, "all"]),
+        ("*", "target"): _enum(["", *class_values]),
         ("*", "label"): _enum(class_values),
         ("*", "prediction"): _enum(class_values),
-        ("/api/map", "color"): _enum(columns),
+        ("/api/map", "color"): _enum(["", *columns]),
         ("/api/map", "columns"): _list_pattern(columns, most=MAX_SERIES - 1),  # + color
-        ("/api/samples", "sort"): _enum(columns),
+        ("/api/samples", "sort"): _enum(["", *columns]),
         ("/api/samples", "columns"): _list_pattern(columns, star=True),
         ("/api/aggregate", "x"): _enum(state.aggregate_x_columns()),
         ("/api/aggregate", "y"): _enum(_unique([*numeric, "accuracy", "count"])),
-        ("/api/aggregate", "by"): _enum(state.aggregate_by_columns()),
+        ("/api/aggregate", "by"): _enum(["", *state.aggregate_by_columns()]),
         ("/api/samples", "ids"): {"type": "string", "pattern": IDS_PATTERN},
         ("/api/selection", "ids"): {"type": "string", "pattern": IDS_PATTERN},
         ("/api/similar", "ids"): {"type": "string", "pattern": NONEMPTY_IDS_PATTERN},
@@ -105,7 +106,7 @@ def _list_pattern(
     one = "(?:" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + ")"
     repeat = "*" if most is None else f"{{0,{most - 1}}}"
     body = f"{one}(?:,{one}){repeat}"
-    pattern = f"^(?:\\*|{body})$" if star else f"^{body}$"
+    pattern = f"^(?:\\*|{body})?$" if star else f"^(?:{body})?$"  # "": no more columns
     return {"type": "string", "pattern": pattern}
 
 

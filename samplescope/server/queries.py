@@ -69,7 +69,8 @@ def select_columns(state: ServerState, frame: pd.DataFrame, extra: Sequence[str]
     if "*" in extra:
         return frame
     base = [c for c in state.row_columns if c in frame.columns]
-    return frame[base + [c for c in state.check_columns(extra) if c not in base]]
+    wanted = dict.fromkeys(state.check_columns(extra))  # a column named twice is sent once
+    return frame[base + [c for c in wanted if c not in base]]
 
 
 def selection_stats(state: ServerState, sample_ids: Sequence[int]) -> dict[str, Any]:

@@ -172,6 +172,8 @@ def test_samples_filter_operators(client, frame):
     assert [r["sample_id"] for r in body.json()["data"]] == sorted(ids)
     assert "cluster" in body.json()["data"][0]
     every = client.get("/api/samples", params={"columns": "*", "limit": 1}).json()["data"][0]
+    twice = client.get("/api/samples", params={"columns": "cluster,cluster,loss", "limit": 2})
+    assert twice.status_code == 200 and "cluster" in twice.json()["data"][0]
     assert set(frame.columns) <= set(every)
     cls = str(frame["label"].iloc[0])
     by_name = client.get("/api/samples", params={"label": cls, "limit": 0}).json()["count"]

