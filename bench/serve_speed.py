@@ -253,7 +253,12 @@ def main() -> None:
         worst = [] if args.no_worst else worst_requests(base, n)
         print(
             f"load: {args.clients} clients for {args.seconds:.0f} s over {', '.join(ROUTES)} "
-            f"(similar k={args.k}, gradcam png), with the worst allowed requests beside them:"
+            f"(similar k={args.k}, gradcam png), "
+            + (
+                "alone (--no-worst)"
+                if args.no_worst
+                else "with the worst allowed requests beside them:"
+            )
         )
         for name, target, _ in worst:
             print(f"  {name:12s} {target[:100]}")
