@@ -1,0 +1,244 @@
+"""How do samplescope's stages grow from 100k to 10M samples?
+
+    python bench/scale_speed.py [--sizes 100000,1000000,10000000] [--out DIR] [--skip-serve]
+
+The synthetic integration in bench/synthetic.py (32-D class mixture, 2% flipped
+labels, planted leakage) with a small MLP trained once here on 100k samples and
+brought in with ``create_run``. For each size, each stage runs in a fresh process:
+
+- ``create``: the run folder (labels and metadata of every sample, weights);
+- ``analyze``: the whole analysis, with its own per-stage seconds (inference, map,
+  neighbours, insights, writes), and the planted faults the insights find: recall (and
+  precision) of the 2% flipped labels among likely mislabels, recall of the N // 1000
+  leaked validation copies among the leakage pairs (pairs listed: at most 1,000);
+- ``query``: similars p50/p99 over 200 random samples and recall@10 against brute force;
+- ``serve``: seconds until the server answers, its RSS, and p50/p99 of a page of samples.
+
+Each process's peak RSS is printed beside its time, and each stage's ratio against
+the previous size (the target: 10x the samples costs at most 12x the time). The load
+average is printed before and after. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+INTEGRATION = HERE / "synthetic.py"
+
+
+def _env(n: int, out: Path) -> dict[str, str]:
+    return {**os.environ, "SAMPLESCOPE_SYNTH_N": str(n), "SAMPLESCOPE_CONFIG_DIR": str(out / "config")}
+
+
+def _peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1000, q))
+
+
+# ---------------------------------------------------------------------------- children
+
+
+def child_train(out: Path) -> dict:
+    """Train the MLP once on 100k synthetic samples; its weights are shared by every size."""
+    import torch
+
+    import samplescope
+
+    integ = samplescope.load_integration(str(INTEGRATION))
+    module = sys.modules[integ.module]
+    rows = np.arange(len(integ.get_subset("train")))
+    x = torch.from_numpy(integ.encode_inputs("train", rows))
+    y = torch.from_numpy(integ.encode_labels("train", rows))
+    torch.manual_seed(0)
+    model = module.MLP()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    t = time.perf_counter()
+    for _ in range(3):
+        for batch in torch.randperm(len(rows)).split(512):
+            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    torch.save(model.state_dict(), out / "mlp-state.pt")
+    return {"seconds": time.perf_counter() - t, "loss": float(loss)}
+
+
+def child_create(out: Path, n: int) -> dict:
+    import torch
+
+    import samplescope
+
+    integ = samplescope.load_integration(str(INTEGRATION))
+    model = sys.modules[integ.module].MLP()
+    model.load_state_dict(torch.load(out / "mlp-state.pt", weights_only=True))
+    t = time.perf_counter()
+    samplescope.create_run(integ, model, out / f"run-{n}", overwrite=True, progress=False)
+    return {"seconds": time.perf_counter() - t}
+
+
+def child_analyze(out: Path, n: int) -> dict:
+    import samplescope
+
+    t = time.perf_counter()
+    summary = samplescope.analyze_run(out / f"run-{n}", progress=False)
+    seconds = time.perf_counter() - t
+    return {"seconds": seconds, "stages": summary.get("seconds", {}),
+            "recall@10": (summary.get("neighbors") or {}).get("recall_at_10"), **planted_recall(out, n)}
+
+
+def planted_recall(out: Path, n: int) -> dict:
+    """How many of bench/synthetic.py's planted faults the insights find (and how many they list)."""
+    import samplescope
+
+    run = samplescope.open_run(out / f"run-{n}")
+    n_train = n * 9 // 10
+    ids = np.arange(n)
+    rows = np.where((ids >= n_train) & (ids < n_train + n // 1000), ids - n_train, ids)  # as synthetic._rows
+    flipped = set(np.flatnonzero(rows % 50 == 7).tolist())
+    flagged = set(run.samples(["mislabel_score"], where={"mislabel_score": (0.75, None)})["sample_id"].tolist())
+    leaked = set(range(n_train, n_train + n // 1000))
+    found: set[int] = set()
+    for insight in run.insights("leakage"):
+        found |= {int(b) for _a, b, _d in insight.details["pairs"]}
+    return {"mislabel_recall": len(flipped & flagged) / len(flipped),
+            "mislabel_precision": len(flipped & flagged) / max(1, len(flagged)),
+            "leak_recall": len(leaked & found) / max(1, len(leaked)), "leak_pairs_listed": len(found)}
+
+
+def child_query(out: Path, n: int) -> dict:
+    import samplescope
+
+    run = samplescope.open_run(out / f"run-{n}")
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, n, size=200)
+    run.similar(int(ids[0]), k=10)  # the first query loads the engine
+    times = []
+    found = {}
+    for sid in ids:
+        t = time.perf_counter()
+        found[int(sid)] = run.similar(int(sid), k=10)["sample_id"].to_numpy()
+        times.append(time.perf_counter() - t)
+    # recall@10 against brute-force cosine search, on 50 of the queries
+    latent = run.latent()
+    hits = 0
+    for sid in ids[:50]:
+        q = np.asarray(latent[int(sid)], np.float32)
+        q = q / (np.linalg.norm(q) + 1e-12)
+        best = np.full(11, -np.inf)
+        best_ids = np.zeros(11, np.int64)
+        for start in range(0, n, 1_000_000):
+            block = np.asarray(latent[start : start + 1_000_000], np.float32)
+            sims = block @ q / (np.linalg.norm(block, axis=1) + 1e-12)
+            top = np.argpartition(-sims, 11)[:11]
+            merged_s = np.concatenate([best, sims[top]])
+            merged_i = np.concatenate([best_ids, top + start])
+            keep = np.argsort(-merged_s)[:11]
+            best, best_ids = merged_s[keep], merged_i[keep]
+        exact = set(best_ids.tolist()) - {int(sid)}
+        hits += len(exact & (set(found[int(sid)].tolist()) - {int(sid)}))
+    return {"p50_ms": _pct(times, 50), "p99_ms": _pct(times, 99), "recall@10": hits / (50 * 10)}
+
+
+def child_serve(out: Path, n: int) -> dict:
+    import httpx
+    import psutil
+
+    from samplescope.testing import free_port
+
+    port = free_port()
+    t = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "samplescope", "serve", str(out / f"run-{n}"), "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            if proc.poll() is not None:
+                return {"error": f"server exited with {proc.returncode}"}
+            try:
+                if httpx.get(base + "/api/run", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        ready = time.perf_counter() - t
+        times = []
+        for i in range(50):
+            t = time.perf_counter()
+            httpx.get(base + f"/api/samples?limit=50&offset={i * 50}", timeout=60).raise_for_status()
+            times.append(time.perf_counter() - t)
+        rss = psutil.Process(proc.pid).memory_info().rss / 2**30
+        return {"ready_s": ready, "rss_gib": rss, "page_p50_ms": _pct(times, 50), "page_p99_ms": _pct(times, 99)}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+CHILDREN = {"train": child_train, "create": child_create, "analyze": child_analyze, "query": child_query,
+            "serve": child_serve}
+
+
+def _child(stage: str, out: Path, n: int) -> dict:
+    """Run one stage in a fresh process; its JSON result plus its wall time and peak RSS."""
+    t = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", stage, "--out", str(out), "--sizes", str(n)],
+        env=_env(n, out), capture_output=True, text=True, check=False,
+    )
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["wall_s"] = time.perf_counter() - t
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="100000,1000000", help="comma-separated sample counts")
+    p.add_argument("--out", help="folder for the runs (default: a temporary folder)")
+    p.add_argument("--skip-serve", action="store_true")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    out = Path(args.out or tempfile.mkdtemp(prefix="samplescope-scale-"))
+    out.mkdir(parents=True, exist_ok=True)
+
+    if args.child:
+        result = CHILDREN[args.child](out, *([] if args.child == "train" else [sizes[0]]))
+        result["peak_rss_gib"] = _peak_gib()
+        print(json.dumps(result, default=float))
+        return
+
+    print(f"load average before: {os.getloadavg()}; runs in {out}")
+    trained = _child("train", out, 100_000)
+    print(f"trained the MLP on 100k samples: {trained}")
+    stages = ["create", "analyze", "query"] + ([] if args.skip_serve else ["serve"])
+    previous: dict[str, float] = {}
+    for n in sizes:
+        for stage in stages:
+            r = _child(stage, out, n)
+            seconds = r.get("seconds", r.get("wall_s", float("nan")))
+            ratio = f"{seconds / previous[stage]:.1f}x" if stage in previous else "-"
+            previous[stage] = seconds
+            print(f"n={n:>10,}  {stage:<8} {seconds:8.1f} s  (x{ratio} the previous size)  "
+                  f"peak RSS {r.get('peak_rss_gib', float('nan')):.2f} GiB  {json.dumps(r, default=float)}",
+                  flush=True)
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
