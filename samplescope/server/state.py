@@ -383,7 +383,8 @@ def load_run(
             "(`samplescope train ...` then `samplescope analyze ...`)"
         )
     run = open_run(path, trust=trust, integration=integration, device=device)
-    run.device  # noqa: B018 - an unknown device fails before listening
+    if device not in ("auto", "cpu"):  # a device that may be missing fails before listening
+        run.device  # noqa: B018 - (resolving imports torch, which start-up otherwise avoids)
     check_servable(run)
     return run
 
