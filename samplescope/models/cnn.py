@@ -42,6 +42,10 @@ class CNNConfig:
     # convs per stage: one count for all, one per stage, or None = 1 in the first, 2 in the others
     convs_per_stage: int | tuple[int, ...] | None = None
     kernel_size: int = 3
+    # stride of the very first conv: 2 halves the input there, in place of the first stage's max-pool
+    first_stride: int = 1
+    first_kernel: int | None = None  # kernel size of the very first conv; None = kernel_size
+    bn_momentum: float = 0.1  # BatchNorm running-statistics momentum (torch's default 0.1)
     pool_size: int = 1  # the last feature map is average-pooled to pool_size x pool_size
     hidden: int = 0  # width of a Linear-ReLU layer before the classifier; 0 = none
     dropout: float = 0.0  # before the classifier
@@ -88,19 +92,26 @@ class SmallCNN(nn.Module):
                 f"CNNConfig.convs_per_stage must be one count >= 1 or one per stage "
                 f"({stages} stages), got {config.convs_per_stage!r}"
             )
+        if config.first_stride not in (1, 2):
+            raise ValueError(f"CNNConfig.first_stride must be 1 or 2, got {config.first_stride!r}")
         layers: list[nn.Module] = []
         in_ch = config.in_channels
         last_stage = stages - 1
         for i, out_ch in enumerate(config.channels):
             for j in range(convs[i]):
                 self._last_conv = len(layers)
-                pad = config.kernel_size // 2
+                first = not layers
+                kernel = (config.first_kernel or config.kernel_size) if first else config.kernel_size
+                stride = config.first_stride if first else 1
                 # no conv bias: the BatchNorm that follows has its own
-                layers.append(nn.Conv2d(in_ch, out_ch, config.kernel_size, padding=pad, bias=False))
-                if i < last_stage and j == convs[i] - 1:
+                layers.append(
+                    nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False)
+                )
+                strided_stage = i == 0 and config.first_stride > 1
+                if i < last_stage and j == convs[i] - 1 and not strided_stage:
                     # pool before BatchNorm and ReLU: 4x less elementwise work (see top)
                     layers.append(nn.MaxPool2d(2))
-                layers.append(nn.BatchNorm2d(out_ch))
+                layers.append(nn.BatchNorm2d(out_ch, momentum=config.bn_momentum))
                 layers.append(nn.ReLU(inplace=False))
                 in_ch = out_ch
         self.normalize = Normalize(config.input_mean, config.input_std)

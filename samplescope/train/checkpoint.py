@@ -63,6 +63,7 @@ def save_checkpoint(path: str | Path, state: TrainState) -> None:
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict(),
+        "ema": state.ema.state_dict() if state.ema is not None else None,
         "epochs_done": state.epoch + 1,  # saved at the end of epoch `state.epoch` (0-based)
         "step": state.step,
         "elapsed_s": state.elapsed_s,
@@ -118,8 +119,9 @@ def load_checkpoint(checkpoint_dir: str | Path | None, state: TrainState) -> Non
     if not diffs and saved_model["shapes"] != model_info["shapes"]:
         diffs.append("model parameter names or shapes differ")
     current_config = dataclasses.asdict(state.config)
-    for key in RESUME_FIELDS:
-        compare(f"train config {key}", payload["train_config"].get(key), current_config[key])
+    for key in RESUME_FIELDS:  # a field newer than the checkpoint held its default then
+        saved = payload["train_config"].get(key, type(state.config).__dataclass_fields__[key].default)
+        compare(f"train config {key}", saved, current_config[key])
     for key, value in state.data_info.items():
         compare(f"training data {key}", payload["data_info"].get(key), value)
     if diffs:
@@ -134,6 +136,8 @@ def load_checkpoint(checkpoint_dir: str | Path | None, state: TrainState) -> Non
     state.model.load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
     state.scheduler.load_state_dict(payload["scheduler"])
+    if state.ema is not None:  # config.ema matched above, so the checkpoint holds an average
+        state.ema.load_state_dict(payload.get("ema") or {})
     torch.set_rng_state(payload["rng"]["torch"])
     state.generator.set_state(payload["rng"]["generator"])
     state.epoch = payload["epochs_done"]

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samplescope.train.callbacks import Callback
+from samplescope.train.ema import WeightEMA
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class TrainConfig:
     pct_start: float = 0.25  # fraction of the steps spent warming up to `lr`
     weight_decay: float = 0.0  # AdamW (decoupled) weight decay
     label_smoothing: float = 0.0
+    ema: float = 0.0  # decay of an EMA of the weights that is evaluated and kept at the end; 0 = off
     augment_shift: int = 2  # shift each training image by up to this many pixels; 0 = off
     eval_every: int = 200  # steps between validation evaluations; 0 = only at epoch ends
     eval_batch_size: int = 2000
@@ -62,6 +64,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"TrainConfig.ema must be in [0, 1) (0 = off), got {self.ema}")
         if self.augment_shift < 0 or self.eval_every < 0:
             raise ValueError("TrainConfig.augment_shift and eval_every must be >= 0")
 
@@ -69,7 +73,7 @@ class TrainConfig:
 #: TrainConfig fields that change the weights a run produces: a checkpoint can only
 #: be resumed with the same values. (threads, eval_every, eval_batch_size may differ.)
 RESUME_FIELDS = (
-    "epochs", "batch_size", "lr", "pct_start", "weight_decay", "label_smoothing",
+    "epochs", "batch_size", "lr", "pct_start", "weight_decay", "label_smoothing", "ema",
     "augment_shift", "seed",
 )  # fmt: skip
 
@@ -142,6 +146,7 @@ class TrainState:
     data_info: dict[str, Any]  # what a checkpoint must match: sizes, shapes, label counts
     steps_per_epoch: int
     history: History = field(default_factory=History)
+    ema: WeightEMA | None = None  # the averaged weights, when config.ema > 0
     epoch: int = 0  # 0-based epoch being trained (at on_epoch_end: the one just finished)
     step: int = 0  # optimizer steps done
     elapsed_s: float = 0.0  # training time so far, evaluation excluded
@@ -227,6 +232,9 @@ def train(
 ) -> History:
     """Train ``model`` in place with Adam(W) and a one-cycle schedule; return its History.
 
+    With ``config.ema`` the history's validation figures are those of the averaged
+    weights, and the model ends with them.
+
     The model's initial weights are the caller's (seed before building it for a
     reproducible run). With ``checkpoint_dir`` a checkpoint is written atomically
     at every epoch end; ``resume=True`` continues from it, ending with the same
@@ -269,7 +277,9 @@ def train(
             "label_counts": torch.bincount(y_train).cpu().tolist(),
         },
         steps_per_epoch=steps_per_epoch,
+        ema=WeightEMA(model, config.ema) if config.ema else None,
     )  # fmt: skip
+    evaluated = state.ema.model if state.ema is not None else model  # what validation measures
     callbacks = list(callbacks)
     if checkpoint_dir is not None:
         # first, so the checkpoint is on disk before any other on_epoch_end runs
@@ -280,7 +290,7 @@ def train(
 
     def record(kind: Literal["step", "epoch"], sums: list[float]) -> dict[str, Any]:
         """Evaluate on the validation set; append and return the history row."""
-        val_loss, val_acc = evaluate(model, x_val, y_val, config.eval_batch_size)
+        val_loss, val_acc = evaluate(evaluated, x_val, y_val, config.eval_batch_size)
         loss_sum, correct, seen, steps = sums
         row = {
             "kind": kind, "epoch": state.epoch + 1, "step": state.step,
@@ -320,6 +330,8 @@ def train(
                 scheduler.step()
 
                 state.step += 1
+                if state.ema is not None:
+                    state.ema.update(model, state.step)
                 if config.label_smoothing:  # history reports plain cross-entropy, like validation
                     loss = F.cross_entropy(logits.detach(), yb)
                 state.loss = loss.item()
@@ -342,6 +354,8 @@ def train(
             for cb in callbacks:
                 cb.on_epoch_end(state, row)
         state.epoch = config.epochs
+        if state.ema is not None:  # the run keeps the weights validation measured
+            model.load_state_dict(state.ema.state_dict())
         for cb in callbacks:
             cb.on_train_end(state)
     finally:
