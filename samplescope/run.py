@@ -571,6 +571,115 @@ class Run:
         loss_n[losses["label"].to_numpy(np.int64)] = losses["n"].to_numpy(np.float64)
         return metrics_from_counts(cm, loss_sum, loss_n)
 
+    # -- tags, selections and exports (store/annotations.py) -------------------
+
+    @functools.cached_property
+    def annotations(self):
+        """The run's tags and saved selections (kept across re-analyses)."""
+        from samplescope.store.annotations import Annotations
+
+        return Annotations(self.path, self._n())
+
+    def tags(self) -> pd.DataFrame:
+        """Every tag with its sample count: columns ``tag``, ``count``."""
+        found = self.annotations.tags()
+        return pd.DataFrame({"tag": list(found), "count": [len(v) for v in found.values()]})
+
+    def tagged(self, name: str) -> np.ndarray:
+        """The sample ids carrying tag ``name``, sorted."""
+        return self.annotations.tagged(name)
+
+    def tag(self, sample_ids: Any, name: str) -> int:
+        """Tag samples (``"mislabeled"``, ``"relabel:7"``, ``"exclude"``, any word); returns the tag's size."""
+        return self.annotations.tag(sample_ids, name)
+
+    def untag(self, name: str, sample_ids: Any = None) -> int:
+        """Remove a tag from some samples, or from all (``sample_ids=None``); returns how many keep it."""
+        return self.annotations.untag(name, sample_ids)
+
+    def rename_tag(self, old: str, new: str) -> None:
+        self.annotations.rename_tag(old, new)
+
+    def selections(self) -> list[Any]:
+        """Saved selections (name, note, created, ids), by name."""
+        return self.annotations.selections()
+
+    def selection(self, name: str) -> Any:
+        return self.annotations.selection(name)
+
+    def save_selection(self, name: str, sample_ids: Any, note: str = "", overwrite: bool = False) -> Any:
+        """Save a named set of samples with a note (a lasso region, an insight, a confusion cell...)."""
+        return self.annotations.save_selection(name, sample_ids, note=note, overwrite=overwrite)
+
+    def delete_selection(self, name: str) -> None:
+        self.annotations.delete_selection(name)
+
+    def rename_selection(self, old: str, new: str) -> None:
+        self.annotations.rename_selection(old, new)
+
+    def export(
+        self,
+        path: str | Path,
+        sample_ids: Any = None,
+        *,
+        tag: str | None = None,
+        selection: str | None = None,
+        format: Literal["csv", "parquet", "json"] | None = None,
+    ) -> Path:
+        """Write samples (ids, a tag or a saved selection) to CSV, Parquet or JSON (by suffix or ``format``).
+
+        Columns: sample_id, subset, key, label (and its class name), prediction (and its
+        name), loss, then the metadata columns. Written atomically.
+        """
+        import os
+        import tempfile
+
+        given = [x is not None for x in (sample_ids, tag, selection)]
+        if sum(given) != 1:
+            raise ParameterError("export() needs exactly one of sample_ids, tag= or selection=.")
+        if tag is not None:
+            ids = self.tagged(tag)
+        elif selection is not None:
+            ids = self.selection(selection).ids
+        else:
+            ids = self.annotations._ids(sample_ids)
+        path = Path(path)
+        fmt = format or path.suffix.lstrip(".").lower()
+        if fmt not in ("csv", "parquet", "json"):
+            raise ParameterError(f"Cannot export to {path.name!r}: name a .csv, .parquet or .json file (or format=).")
+        frame = self._export_frame(np.asarray(ids, np.int64))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            if fmt == "csv":
+                frame.to_csv(tmp, index=False)
+            elif fmt == "parquet":
+                frame.to_parquet(tmp, index=False)
+            else:
+                frame.to_json(tmp, orient="records", indent=1)
+            os.replace(tmp, path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise RunError(f"Cannot write {path} ({exc.strerror}); nothing was written.") from exc
+        return path
+
+    def _export_frame(self, ids: np.ndarray) -> pd.DataFrame:
+        available = self.db.columns()
+        first = [c for c in ("subset", "key", "label", "prediction", "loss") if c in available]
+        columns = [*first, *[c for c in self.metadata_columns() if c not in first]]
+        from samplescope.store.query import MAX_IN
+
+        parts = [self.samples(columns=columns, where=[("sample_id", "in", ids[i : i + MAX_IN].tolist())])
+                 for i in range(0, len(ids), MAX_IN)] or [self.samples(columns=columns, limit=0)]
+        frame = pd.concat(parts, ignore_index=True)
+        names = np.asarray([*self.classes, ""], dtype=object)
+        for c in ("label", "prediction"):
+            if c in frame.columns:
+                idx = frame[c].fillna(-1).astype(np.int64).to_numpy()
+                frame.insert(frame.columns.get_loc(c) + 1, f"{c}_name", names[np.where(idx >= 0, idx, -1)])
+        return frame
+
     def close(self) -> None:
         self.db.close()
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from samplescope.errors import RunError
-from samplescope.store.layout import RUN_JSON
+from samplescope.store.layout import ANNOTATIONS, RUN_JSON
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,10 @@ def atomic_folder(
     the bytes the block will write; by default as much as ``final`` holds now
     (a new version is about the size of the old), so adding to a run in place
     asks for twice its size: the copy and the new version.
+
+    Adding to a run in place (``start_from`` is ``final``: ``analyze``) keeps the user's
+    annotations (tags, selections) as they are at the moment of the swap, so tags
+    written while the job ran are not lost.
     """
     final = Path(final)
     if final.exists() and not overwrite:
@@ -71,9 +75,36 @@ def atomic_folder(
             if start_from is not None:
                 shutil.copytree(start_from, tmp, dirs_exist_ok=True)
             yield tmp
-            _swap_into_place(tmp, final)
+            in_place = start_from is not None and Path(start_from).resolve() == final.resolve()
+            _carry_and_swap(tmp, final, (ANNOTATIONS,) if in_place else ())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when the swap succeeded
+
+
+def _carry_and_swap(tmp: Path, final: Path, carry: tuple[str, ...]) -> None:
+    """Copy ``final``'s ``carry`` subfolders into ``tmp`` as they are now, then swap.
+
+    Each carried folder's ``.lock`` (the one its writers flock) is held from the copy
+    until after the swap: a writer waits, then writes into the new folder.
+    """
+    import fcntl
+
+    held = []
+    try:
+        for name in carry:
+            src = final / name
+            if not src.is_dir():
+                continue
+            fd = os.open(src / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held.append(fd)
+            shutil.rmtree(tmp / name, ignore_errors=True)
+            shutil.copytree(src, tmp / name)
+        _swap_into_place(tmp, final)
+    finally:
+        for fd in held:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
 
 def _swap_into_place(tmp: Path, final: Path) -> None:

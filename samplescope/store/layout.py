@@ -19,6 +19,8 @@ LEGACY_WEIGHTS = "model.pt"
 LATENT = "latent.npy"
 GRADCAM = "heatmaps_gradcam.npy"
 HEATMAP_CACHE = "heatmaps"  # on-demand heatmaps, one .npy per (method, sample, target)
+#: tags and saved selections: the user's decisions, kept apart from the analysis (re-analysing keeps them)
+ANNOTATIONS = "annotations"
 CHECKPOINT = "checkpoint.pt"  # in the hidden .<name>.partial folder of an unfinished training
 #: The latent kNN graph written by analyze: (N, k) int32 neighbour rows, nearest first, self excluded ...
 NEIGHBOR_ROWS = "knn_rows.npy"
