@@ -18,9 +18,10 @@ from starlette.exceptions import HTTPException
 from samplescope.errors import SamplescopeError
 from samplescope.server import openapi
 from samplescope.server.guard import RequestGuard, allow_header, allowed_methods
+from samplescope.server.reload import ServedRun
 from samplescope.server.routes import insights, map, metrics, run, samples, selection, similar
 from samplescope.server.settings import Settings
-from samplescope.server.state import ServerState, check_servable, load_run
+from samplescope.server.state import check_servable, load_run
 
 if TYPE_CHECKING:
     from samplescope.run import Run
@@ -37,17 +38,19 @@ def create_app(run_or_path: Run | str | Path, settings: Settings | None = None) 
         the_run = load_run(
             run_or_path, trust=settings.trust, integration=settings.integration, device=settings.device
         )
+        owned = True
     else:
         the_run = run_or_path
         check_servable(the_run)
+        owned = False
     settings = settings or Settings(run_path=Path(the_run.path))
-    state = ServerState(the_run, settings)
+    served = ServedRun(the_run, settings, owned=owned)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.prewarm:
             threading.Thread(
-                target=state.prewarm,
+                target=served.state.prewarm,
                 args=(settings.prewarm_delay,),
                 name="samplescope-prewarm",
                 daemon=True,
@@ -60,7 +63,7 @@ def create_app(run_or_path: Run | str | Path, settings: Settings | None = None) 
         version="1",
         lifespan=lifespan,
     )
-    app.state.samplescope = state
+    app.state.samplescope = served
     app.add_exception_handler(SamplescopeError, _samplescope_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
@@ -72,7 +75,7 @@ def create_app(run_or_path: Run | str | Path, settings: Settings | None = None) 
     app.add_middleware(
         RequestGuard, host=settings.host, allowed_hosts=settings.allowed_hosts, routes=app.routes
     )
-    openapi.install(app, state)
+    openapi.install(app, served)
     return app
 
 

@@ -17,7 +17,8 @@ NONEMPTY_IDS_PATTERN = r"^\s*[0-9]{1,18}\s*(?:,\s*[0-9]{1,18}\s*)*$"
 
 
 def get_state(request: Request) -> ServerState:
-    return request.app.state.samplescope
+    """The state of the run as it is now (a re-analysed run is reopened first)."""
+    return request.app.state.samplescope.current()
 
 
 def get_subset(

@@ -24,6 +24,12 @@ MAX_BINS = 200
 MAX_GROUPS = 50
 #: extra columns one /api/map request adds (``color`` and ``columns``)
 MAX_SERIES = 16
+#: points one /api/map/viewport answer carries (``limit``); more inside are sampled
+MAX_VIEWPORT = 250_000
+#: values of a column /api/map/counts counts by
+MAX_LEGEND = 1000
+#: vertices of a lasso in POST /api/selection
+MAX_POLYGON = 2000
 #: column filters (``?column__op=value``) one /api/samples request applies
 MAX_FILTERS = 32
 #: bytes of one request body (POST /api/selection with MAX_IDS ids takes under 1.3 MB)

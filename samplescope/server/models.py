@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 
-from samplescope.server.limits import MAX_IDS, MAX_SAMPLE_ID
+from samplescope.server.limits import MAX_IDS, MAX_POLYGON, MAX_SAMPLE_ID
 
 #: The largest id the schema states: the largest double below 2**63, so that a client that
 #: writes its numbers as doubles cannot round a valid id up past the server's 2**63 - 1.
@@ -62,6 +62,16 @@ class TrustPublic(BaseModel):
     hint: str | None = Field(description="what needs trust and how to grant it; null when trusted")
 
 
+class MapInfoPublic(BaseModel):
+    sampled: bool = Field(
+        description="true when the run is larger than full_max: GET /api/map sends a density-aware "
+        "overview (with sample_id) and /api/map/viewport every sample of a rectangle"
+    )
+    full_max: int = Field(description="runs of at most this many samples send their whole map")
+    overview_points: int = Field(description="points of the overview when sampled")
+    viewport_points: int = Field(description="most points one /api/map/viewport answer carries")
+
+
 class RunPublic(BaseModel):
     name: str
     path: str
@@ -72,6 +82,7 @@ class RunPublic(BaseModel):
     class_columns: list[str] = Field(description="columns holding a class index (an index into classes)")
     latent_layer: str | None
     has_map: bool
+    map: MapInfoPublic
     info: dict[str, Any]
     trust: TrustPublic = Field(description="which features the run's code (not trusted by default) allows")
 
@@ -129,6 +140,50 @@ class SelectionQuery(BaseModel):
     )
 
 
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class MapFilterPublic(BaseModel):
+    """What the map shows (the page's filters): only samples matching all of these count."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subset: str | None = Field(None, description="train, validation, ... (null, '' or all: every subset)")
+    fcol: str | None = Field(None, description="a numeric column that fmin and fmax bound")
+    fmin: FiniteFloat | None = None
+    fmax: FiniteFloat | None = None
+    ccol: str | None = Field(None, description="a column whose legend value cval is shown alone")
+    cval: str | None = Field(None, description="the legend value: a class name, true/false, or a value as text")
+
+
+class BoxSelection(BaseModel):
+    """Every sample inside a rectangle of the map (edges included), not only the drawn ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    box: Annotated[list[FiniteFloat], Field(min_length=4, max_length=4)] = Field(
+        description="x0, x1, y0, y1 in map coordinates (either order)"
+    )
+    filters: MapFilterPublic = Field(default_factory=MapFilterPublic)
+
+
+Vertex = Annotated[list[FiniteFloat], Field(min_length=2, max_length=2)]
+
+
+class PolygonSelection(BaseModel):
+    """Every sample inside a lasso (even-odd rule), not only the drawn ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    polygon: list[Vertex] = Field(
+        min_length=3, max_length=MAX_POLYGON,
+        description=f"[x, y] vertices in map coordinates, 3 to {MAX_POLYGON:,}",
+    )  # fmt: skip
+    filters: MapFilterPublic = Field(default_factory=MapFilterPublic)
+
+
+class ShapeQuery(RootModel[SelectionQuery | BoxSelection | PolygonSelection]):
+    """A selection by ids, by a box or by a lasso."""
 class ClassCount(BaseModel):
     class_index: int
     name: str
@@ -180,3 +235,11 @@ class HeatmapPublic(BaseModel):
     min: float
     max: float
     values: list[list[float]]
+
+
+class MapCountsPublic(BaseModel):
+    column: str
+    categories: list[str] = Field(description="the column's values, in the map payload's code order")
+    counts: list[int] = Field(description="samples per category, for every sample the filters keep")
+    missing: int = Field(description="samples with no value")
+    total: int = Field(description="samples the filters keep")

@@ -22,6 +22,7 @@ from samplescope.server.limits import MAX_SERIES
 from samplescope.server.models import ErrorPublic
 
 if TYPE_CHECKING:
+    from samplescope.server.reload import ServedRun
     from samplescope.server.state import ServerState
 
 DESCRIPTIONS = {
@@ -40,19 +41,24 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: {"model": ErrorPublic, "description": DESCRIPTIONS[c]} for c in (*ALWAYS, *codes)}
 
 
-def install(app: FastAPI, state: ServerState) -> None:
-    """Make ``app.openapi()`` return the document with the run's values filled in."""
+def install(app: FastAPI, served: ServedRun) -> None:
+    """Make ``app.openapi()`` return the document with the run's values filled in (made again
+    when a re-analysis changed the run)."""
+    made_for: list[str] = []
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
+        state = served.current()
+        if app.openapi_schema is None or made_for != [state.tag]:
             schema = get_openapi(
                 title=app.title,
                 version=app.version,
                 summary=app.summary,
                 routes=app.routes,
             )
+            _add_bodies(schema)
             describe_run(schema, state)
             app.openapi_schema = schema
+            made_for[:] = [state.tag]
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -68,7 +74,26 @@ def describe_run(schema: dict[str, Any], state: ServerState) -> None:
                 found = values.get(key) or values.get(("*", param["name"]))
                 if found is not None:
                     param["schema"] = {**found, "title": param["schema"].get("title", "")}
+    filters = schema.get("components", {}).get("schemas", {}).get("MapFilterPublic")
+    if filters is not None:  # the selection body's map filters take the run's values too
+        props = filters["properties"]
+        for name, found in (
+            ("subset", values[("*", "subset")]),
+            ("fcol", values[("*", "fcol")]),
+            ("ccol", values[("*", "ccol")]),
+        ):
+            props[name] = {"anyOf": [found, {"type": "null"}], "default": None}
     _drop_unused_components(schema)
+
+
+def _add_bodies(schema: dict[str, Any]) -> None:
+    """The request bodies declared by ``$ref`` (POST /api/selection), with their parts."""
+    from samplescope.server.models import ShapeQuery
+
+    body = ShapeQuery.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(body.pop("$defs", {}))
+    components["ShapeQuery"] = body
 
 
 def run_values(state: ServerState) -> dict[tuple[str, str], dict[str, Any]]:
@@ -84,6 +109,11 @@ def run_values(state: ServerState) -> dict[tuple[str, str], dict[str, Any]]:
         ("*", "prediction"): _enum(class_values),
         ("/api/map", "color"): _enum(["", *columns]),
         ("/api/map", "columns"): _list_pattern(columns, most=MAX_SERIES - 1),  # + color
+        ("/api/map/viewport", "color"): _enum(["", *columns]),
+        ("/api/map/viewport", "columns"): _list_pattern(columns, most=MAX_SERIES - 1),
+        ("/api/map/counts", "column"): _enum(state.legend_columns()),
+        ("*", "fcol"): _enum(["", *[c for c, k in state.kinds.items() if k == "numeric"]]),
+        ("*", "ccol"): _enum(["", *columns]),
         ("/api/samples", "sort"): _enum(["", *columns]),
         ("/api/samples", "columns"): _list_pattern(columns, star=True),
         ("/api/aggregate", "x"): _enum(state.aggregate_x_columns()),

@@ -1,30 +1,37 @@
-"""Filtering, sorting and summarising the in-memory samples table.
+"""Request filters as store conditions, and the summary of a selection.
 
 Filters follow datasette's habit: ``?label=3`` matches exactly, ``?loss__gte=1.5``
 applies an operator. Operators: exact, not, gt, gte, lt, lte, in (comma list),
 isnull (true/false). Class columns (label, prediction, nearest_centroid) take a
-class index or name.
+class index or name. Each becomes a :class:`samplescope.store.serving.Condition`, so
+the filtering runs in DuckDB, never over a copy of the table here.
+
+The map's own filters (the page's subset, value range and legend value: ``fcol``,
+``fmin``, ``fmax``, ``ccol``, ``cval``) are :class:`MapFilter`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from samplescope.errors import ParameterError
 from samplescope.server.state import CLASS_COLUMNS, ServerState
+from samplescope.store.serving import Condition
 
 OPERATORS = ("exact", "not", "gt", "gte", "lt", "lte", "in", "isnull")
+_OPS = {"exact": "==", "not": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+#: Columns a selection's summary reads.
+STAT_COLUMNS = ("label", "correct", "loss", "subset")
 
 
-def apply_filters(
-    state: ServerState, frame: pd.DataFrame, filters: Iterable[tuple[str, str]]
-) -> pd.DataFrame:
-    """Keep the rows matching every ``(key, value)`` filter (see the module docstring)."""
-    mask = np.ones(len(frame), dtype=bool)
+def conditions_of(state: ServerState, filters: Iterable[tuple[str, str]]) -> list[Condition]:
+    """``(key, value)`` query filters (see the module docstring) as store conditions."""
+    out = []
     for key, value in filters:
         column, _, op = key.partition("__")
         op = op or "exact"
@@ -33,56 +40,73 @@ def apply_filters(
                 f"unknown filter operator {op!r} in {key!r}; use one of {', '.join(OPERATORS)}"
             )
         state.check_columns([column])
-        values = frame[column]
         if op == "isnull":
-            mask &= values.isna().to_numpy() == _parse_bool(key, value)
-            continue
-        if op == "in":
+            out.append(Condition(column, "is null" if _parse_bool(key, value) else "is not null"))
+        elif op == "in":
             wanted = [_parse(state, column, key, v) for v in value.split(",") if v.strip()]
-            mask &= values.isin(wanted).to_numpy()
-            continue
-        v = _parse(state, column, key, value)
-        if op == "exact":
-            mask &= (values == v).to_numpy()
-        elif op == "not":
-            mask &= (values != v).to_numpy()
+            out.append(Condition(column, "in", wanted))
         else:
-            if state.kinds[column] != "numeric":
+            if op in ("gt", "gte", "lt", "lte") and state.kinds[column] != "numeric":
                 raise ParameterError(f"{key}: {op} needs a numeric column; {column} is not")
-            cmp = {"gt": values.gt, "gte": values.ge, "lt": values.lt, "lte": values.le}[op]
-            mask &= cmp(v).fillna(False).to_numpy(dtype=bool)
-    return frame[mask]
+            out.append(Condition(column, _OPS[op], _parse(state, column, key, value)))
+    return out
 
 
-def sort_frame(
-    state: ServerState, frame: pd.DataFrame, sort: str | None, descending: bool
-) -> pd.DataFrame:
-    if not sort:
-        return frame
-    state.check_columns([sort])
-    return frame.sort_values(
-        [sort, "sample_id"], ascending=[not descending, True], na_position="last", kind="stable"
-    )
+@dataclass(frozen=True)
+class MapFilter:
+    """What the page's map shows: a subset, a value range of a numeric column, a legend value."""
+
+    subset: str | None = None
+    fcol: str | None = None
+    fmin: float | None = None
+    fmax: float | None = None
+    ccol: str | None = None
+    cval: str | None = None
+
+    def conditions(self, state: ServerState) -> list[Condition]:
+        out = []
+        subset = state.check_subset(self.subset)
+        if subset is not None:
+            out.append(Condition("subset", "==", subset))
+        for name, v in (("fmin", self.fmin), ("fmax", self.fmax)):
+            if v is not None and not math.isfinite(v):
+                raise ParameterError(f"{name}={v!r} is not a finite number; give one, or leave it out")
+        if self.fcol and (self.fmin is not None or self.fmax is not None):
+            state.check_columns([self.fcol])
+            if state.kinds[self.fcol] != "numeric":
+                raise ParameterError(f"fcol={self.fcol!r} is not numeric; a range needs a numeric column")
+            lo = -math.inf if self.fmin is None else self.fmin
+            hi = math.inf if self.fmax is None else self.fmax
+            out.append(Condition(self.fcol, "between", (lo, hi)))
+        if self.ccol and self.cval not in (None, ""):
+            state.check_columns([self.ccol])
+            out.append(legend_condition(state, self.ccol, str(self.cval)))
+        return out
 
 
-def select_columns(state: ServerState, frame: pd.DataFrame, extra: Sequence[str]) -> pd.DataFrame:
-    if "*" in extra:
-        return frame
-    base = [c for c in state.row_columns if c in frame.columns]
-    wanted = dict.fromkeys(state.check_columns(extra))  # a column named twice is sent once
-    return frame[base + [c for c in wanted if c not in base]]
+def legend_condition(state: ServerState, column: str, value: str) -> Condition:
+    """Samples whose ``column`` shows as ``value`` in the legend (a value not in the run
+    matches nothing, as clicking a legend entry that has no samples would)."""
+    if column in CLASS_COLUMNS:
+        index = state.find_class(value)
+        return Condition(column, "false") if index is None else Condition(column, "==", index)
+    if state.kinds[column] == "bool":
+        if value not in ("true", "false"):
+            return Condition(column, "false")
+        return Condition(column, "==", value == "true")
+    return Condition(column, "text ==", value)
 
 
-def selection_stats(state: ServerState, sample_ids: Sequence[int]) -> dict[str, Any]:
-    """Count, accuracy, mean loss and class mix of a set of samples."""
-    rows = state.frame.iloc[np.unique(state.rows_of(sample_ids))] if sample_ids else state.frame[:0]
+def selection_stats(state: ServerState, rows: pd.DataFrame) -> dict[str, Any]:
+    """Count, accuracy, mean loss and class mix of a selection's rows (``STAT_COLUMNS``)."""
     labelled = rows[rows["label"].notna()] if "label" in rows else rows
     correct = labelled["correct"].astype(float) if "correct" in labelled else pd.Series(dtype=float)
     mix = []
     if len(labelled):
-        counts = labelled.groupby(labelled["label"].astype(int)).agg(
-            count=("sample_id", "size"), errors=("correct", lambda s: int((~s.astype(bool)).sum()))
-        )
+        wrong = ~labelled["correct"].astype(bool)
+        counts = pd.DataFrame({"label": labelled["label"].astype(int), "wrong": wrong}).groupby(
+            "label"
+        )["wrong"].agg(["size", "sum"])
         mix = [
             {
                 "class_index": int(c),
@@ -90,9 +114,10 @@ def selection_stats(state: ServerState, sample_ids: Sequence[int]) -> dict[str, 
                 "count": int(n),
                 "errors": int(e),
             }
-            for c, n, e in counts.sort_values("count", ascending=False).itertuples()
+            for c, n, e in counts.sort_values("size", ascending=False, kind="stable").itertuples()
         ]
-    top = rows.sort_values(["loss", "sample_id"], ascending=[False, True]).head(60)
+    loss = rows["loss"].where(rows["loss"].notna(), -math.inf) if "loss" in rows else None
+    top = rows.assign(_l=loss).sort_values(["_l", "sample_id"], ascending=[False, True]).head(60)
     return {
         "count": len(rows),
         "accuracy": _mean(correct),
@@ -115,11 +140,13 @@ def _parse(state: ServerState, column: str, key: str, value: str) -> Any:
         return _parse_bool(key, value)
     if kind == "numeric":
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             raise ParameterError(f"{key}={value!r}: {column} is numeric") from None
-    dtype = state.frame[column].dtype
-    if pd.api.types.is_integer_dtype(dtype):
+        if not math.isfinite(number):
+            raise ParameterError(f"{key}={value!r}: give a finite number")
+        return number
+    if state.columns[column].upper() in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"):
         try:
             return int(value)
         except ValueError:

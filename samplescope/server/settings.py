@@ -43,6 +43,13 @@ class Settings:
     heavy_queue: int = 32
     #: seconds a heavy request may take, waiting included, before it is answered 503
     heavy_timeout: float = 30.0
+    #: runs of at most this many samples send their whole map; larger ones send an overview
+    #: sample and, when the page zooms in, every sample of its viewport
+    map_full_max: int = 500_000
+    #: points in the overview of a larger run (a density-aware sample, see store/map_queries.py)
+    map_overview_points: int = 250_000
+    #: seconds between checks of run.json for a new analysis (0: on every request)
+    reload_interval: float = 2.0
 
     @property
     def url(self) -> str:

@@ -1,10 +1,13 @@
 """What the server holds for one run, and the reads the routes share.
 
-Routes never open files or database connections: every read goes through the
-run's Python API (``samplescope.run.Run``); this module only caches what the
-API returns (the samples table, encoded map payloads, heatmaps) and keeps the
-heatmaps one at a time: attribution methods hook into the shared model, so two
-at once would mix their activations.
+Routes never open files or database connections: every read goes through the run
+(``samplescope.run.Run``) or the store's queries (``samplescope.store.serving``,
+``samplescope.store.map_queries``). Nothing here holds the samples table: a page, a row,
+a count or a selection is one DuckDB query. What is cached is small or bounded: the
+columns and their kinds, per-subset counts, distinct counts, the categories of a column,
+the encoded map columns (at most ``Settings.map_full_max`` rows each, or the overview
+sample above that) and heatmaps. Heatmaps go one at a time: attribution methods hook
+into the shared model, so two at once would mix their activations.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -28,6 +32,7 @@ from samplescope.server import encoding, limits
 from samplescope.server.encoding import ColumnKind
 from samplescope.server.heavy import Lane
 from samplescope.server.settings import Settings
+from samplescope.store import map_queries, serving
 
 if TYPE_CHECKING:
     from samplescope.run import Run
@@ -47,12 +52,31 @@ ROW_COLUMNS = (
 )  # fmt: skip
 #: Columns the map payload always carries.
 MAP_COLUMNS = ("label", "prediction", "loss", "subset", "correct")
+NUMERIC_TYPES = (
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+    "UBIGINT", "FLOAT", "DOUBLE", "REAL",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Lanes:
+    """The heavy-work lanes; shared by every run a server serves in turn."""
+
+    heatmap: Lane
+    compute: Lane
+
+    @classmethod
+    def of(cls, s: Settings) -> Lanes:
+        def lane(name: str) -> Lane:
+            return Lane(name, workers=s.heavy_workers, queue=s.heavy_queue, timeout=s.heavy_timeout)
+
+        return cls(lane("heatmap"), lane("compute"))
 
 
 class ServerState:
-    """One run, its samples table in memory, and caches keyed by the request."""
+    """One run, the small facts about its table, and caches keyed by the request."""
 
-    def __init__(self, run: Run, settings: Settings) -> None:
+    def __init__(self, run: Run, settings: Settings, lanes: Lanes | None = None) -> None:
         self.run = run
         self.settings = settings
         # One heatmap at a time: attribution hooks into the shared model.
@@ -60,27 +84,26 @@ class ServerState:
         self._neighbor_lock = threading.Lock()
         self._neighbors_ready = False
         self._cache_lock = threading.Lock()
-        self.frame: pd.DataFrame = run.samples()
+        self._map_lock = threading.Lock()
+        self.n = len(run)
+        self.columns: dict[str, str] = run.db.columns()  # name -> DuckDB type
         self.classes: list[str] = [str(c) for c in run.classes]
-        self.kinds: dict[str, ColumnKind] = {
-            c: column_kind(c, self.frame[c]) for c in self.frame.columns
-        }
-        ids = self.frame["sample_id"].to_numpy()
-        self.ids_are_rows = bool(np.array_equal(ids, np.arange(len(ids))))
-        self.id_index = pd.Index(ids)
-        self.row_columns = [c for c in ROW_COLUMNS if c in self.frame.columns]
-        self.subsets: list[str] = [str(s) for s in pd.unique(self.frame["subset"])]
+        self.kinds: dict[str, ColumnKind] = {c: column_kind(c, t) for c, t in self.columns.items()}
+        self.row_columns = [c for c in ROW_COLUMNS if c in self.columns]
+        summary = serving.subset_summary(run.db)
+        self.subset_rows = summary.to_dict("records")
+        self.subsets: list[str] = [str(s) for s in summary["subset"]]
         self.tag = _run_tag(run)
         self._map_cache: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
+        self._columns: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
         self._heatmaps: OrderedDict[tuple[int, int, str], np.ndarray] = OrderedDict()
-        # heavy work in bounded lanes; heatmaps have their own (they go one at a time anyway)
-        s = settings
-        self.heatmap_lane = Lane(
-            "heatmap", workers=s.heavy_workers, queue=s.heavy_queue, timeout=s.heavy_timeout
-        )
-        self.compute_lane = Lane(
-            "compute", workers=s.heavy_workers, queue=s.heavy_queue, timeout=s.heavy_timeout
-        )
+        lanes = lanes or Lanes.of(settings)
+        self.heatmap_lane = lanes.heatmap
+        self.compute_lane = lanes.compute
+
+    @property
+    def lanes(self) -> Lanes:
+        return Lanes(self.heatmap_lane, self.compute_lane)
 
     # --- calls into the run -----------------------------------------------------------------
 
@@ -101,19 +124,18 @@ class ServerState:
         with importing torch for the interpreter.
         """
         time.sleep(delay)
-        if len(self.frame) == 0:
+        if self.n == 0:
             return
         import torch
 
         # One thread per request: concurrent heatmap requests on few cores are faster
         # (and their latency steadier) than each one spreading over every core.
         torch.set_num_threads(1)
-        first = int(self.frame["sample_id"].iloc[0])
         try:
-            self.similar([first], k=1)
+            self.similar([0], k=1)
             if self.run.trusted:  # an untrusted run's code is never imported, not even to warm up
-                self.image(first)
-                self.heatmap(first, None, "gradcam")
+                self.image(0)
+                self.heatmap(0, None, "gradcam")
         except Exception:  # a failure here shows again, with its message, on the real request
             log.debug("prewarm failed", exc_info=True)
         else:
@@ -122,25 +144,29 @@ class ServerState:
     # --- samples ----------------------------------------------------------------------------
 
     def rows_of(self, sample_ids: Sequence[int]) -> np.ndarray:
-        """Row positions of ``sample_ids`` in :attr:`frame`; NotFoundError names unknown ids."""
+        """``sample_ids`` as an array (ids are rows 0..N-1); NotFoundError names unknown ids."""
         out_of_range = [i for i in sample_ids if not 0 <= int(i) <= limits.MAX_SAMPLE_ID]
         if out_of_range:  # the routes check this first; a 422, not numpy's OverflowError
             raise ParameterError(
                 f"sample id {out_of_range[0]} is not a sample id; ids are integers "
                 f"from 0 to {limits.MAX_SAMPLE_ID}"
             )
-        ids = np.asarray(sample_ids, dtype=np.int64)
-        pos = self.id_index.get_indexer(ids)
-        if (pos < 0).any():
-            bad = ids[pos < 0][:5].tolist()
+        ids = np.asarray([int(i) for i in sample_ids], dtype=np.int64)
+        bad = ids[ids >= self.n]
+        if bad.size:
             raise NotFoundError(
-                f"no sample with id {', '.join(map(str, bad))} in run {self.run.name!r}; "
-                f"sample ids run from {int(self.id_index.min())} to {int(self.id_index.max())}"
+                f"no sample with id {', '.join(map(str, bad[:5].tolist()))} in run "
+                f"{self.run.name!r}; sample ids run from 0 to {self.n - 1}"
             )
-        return pos
+        return ids
 
-    def row(self, sample_id: int) -> pd.Series:
-        return self.frame.iloc[int(self.rows_of([sample_id])[0])]
+    def rows(self, sample_ids: Sequence[int], columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The rows of these samples (checked), in ``sample_id`` order: one query."""
+        ids = self.rows_of(sample_ids)
+        return serving.rows(self.run.db, ids.tolist(), columns)
+
+    def row(self, sample_id: int, columns: Sequence[str] | None = None) -> pd.Series:
+        return self.rows([sample_id], columns).iloc[0]
 
     def check_subset(self, subset: str | None) -> str | None:
         if subset in (None, "", "all"):
@@ -173,18 +199,26 @@ class ServerState:
         """Columns /api/aggregate splits by: those with at most ``MAX_GROUPS`` values."""
         return [c for c in self.kinds if self.distinct_counts[c] <= limits.MAX_GROUPS]
 
+    def legend_columns(self) -> list[str]:
+        """Columns /api/map/counts counts by: categories and yes/no with at most MAX_LEGEND values."""
+        return [
+            c for c, k in self.kinds.items()
+            if k != "numeric" and self.distinct_counts[c] <= limits.MAX_LEGEND
+        ]  # fmt: skip
+
     @functools.cached_property
     def distinct_counts(self) -> dict[str, int]:
-        """Distinct values per column (NaN counts as one), for the aggregate limits."""
-        return {c: int(self.frame[c].nunique(dropna=False)) for c in self.frame.columns}
+        """Distinct values per column (a missing value counts as one), for the limits: one query."""
+        return serving.distinct_counts(self.run.db, list(self.columns))
 
     def aggregate(
         self, x: str, y: str, by: str | None, subset: str | None, bins: int
     ) -> pd.DataFrame:
-        """``analysis.metrics.aggregate`` over the table in memory, within the server's limits."""
+        """``analysis.metrics.aggregate`` over the (at most three) columns it needs, read from
+        DuckDB for ``subset`` only, within the server's limits."""
         from samplescope.analysis.metrics import aggregate
 
-        frame = self.frame if subset is None else self.frame[self.frame["subset"] == subset]
+        frame = self.run.samples(columns=list(dict.fromkeys([x, y, *([by] if by else [])])), subset=subset)
         return aggregate(
             frame, x, y=y, by=by, bins=bins,
             max_bins=limits.MAX_BINS, max_groups=limits.MAX_GROUPS, max_values=limits.MAX_BINS,
@@ -192,19 +226,23 @@ class ServerState:
 
     def class_index(self, value: str | int) -> int:
         """A class given by index or by name."""
+        found = self.find_class(value)
+        if found is None:
+            raise ParameterError(
+                f"class {value!r} is neither a class name nor an index below {len(self.classes)}; "
+                f"classes: {', '.join(self.classes)}"
+            )
+        return found
+
+    def find_class(self, value: str | int) -> int | None:
         text = str(value)
         if text in self.classes:
             return self.classes.index(text)
         try:
             index = int(text)
         except ValueError:
-            index = -1
-        if not 0 <= index < len(self.classes):
-            raise ParameterError(
-                f"class {value!r} is neither a class name nor an index below {len(self.classes)}; "
-                f"classes: {', '.join(self.classes)}"
-            )
-        return index
+            return None
+        return index if 0 <= index < len(self.classes) else None
 
     def records(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         """Rows as JSON-ready dicts (NaN -> None) with class names beside class indices."""
@@ -220,6 +258,33 @@ class ServerState:
 
     # --- the map ----------------------------------------------------------------------------
 
+    @property
+    def has_map(self) -> bool:
+        return "map_x" in self.columns and "map_y" in self.columns
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the map is too large to send whole: the page gets an overview and viewports."""
+        return self.n > self.settings.map_full_max
+
+    def require_map(self) -> None:
+        if not self.has_map:
+            raise RunError(
+                f"run {self.run.name!r} has no 2-D map (map_x, map_y); "
+                f"analyse it again with `samplescope analyze {self.run.path}`"
+            )
+
+    @functools.cached_property
+    def map_rows(self) -> np.ndarray | None:
+        """The sample ids the map payload carries: None for every sample, else the overview."""
+        if not self.sampled:
+            return None
+        started = time.perf_counter()
+        ids = map_queries.overview_ids(self.run.db, self.settings.map_overview_points)
+        log.info("map overview: %d of %d samples in %.2f s", len(ids), self.n,
+                 time.perf_counter() - started)  # fmt: skip
+        return ids
+
     def map_payload(self, color: str | None, columns: Sequence[str]) -> bytes:
         key = (color or "", *sorted(set(columns)))
         with self._cache_lock:
@@ -234,40 +299,98 @@ class ServerState:
         return payload
 
     def _encode_map(self, color: str | None, columns: Sequence[str]) -> bytes:
-        f = self.frame
-        if "map_x" not in f.columns or "map_y" not in f.columns:
-            raise RunError(
-                f"run {self.run.name!r} has no 2-D map (map_x, map_y); "
-                f"analyse it again with `samplescope analyze {self.run.path}`"
-            )
-        arrays: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
-            "x": (f["map_x"].to_numpy(dtype="<f4"), {"kind": "numeric", "dtype": "float32"}),
-            "y": (f["map_y"].to_numpy(dtype="<f4"), {"kind": "numeric", "dtype": "float32"}),
-        }
-        if not self.ids_are_rows:
-            arrays["sample_id"] = (
-                f["sample_id"].to_numpy(dtype="<u4"),
-                {"kind": "numeric", "dtype": "uint32"},
-            )
-        wanted = [c for c in MAP_COLUMNS if c in f.columns]
-        wanted += [c for c in [color, *columns] if c and c not in wanted]
-        for name in wanted:
-            arrays[name] = self.encode_column(name)
+        self.require_map()
+        with self._map_lock:  # one reader of whole columns at a time
+            rows = self.map_rows
+            arrays = {"x": self.map_column("map_x"), "y": self.map_column("map_y")}
+            if rows is not None:
+                arrays["sample_id"] = (rows.astype("<u4"), {"kind": "numeric", "dtype": "uint32"})
+            wanted = [c for c in MAP_COLUMNS if c in self.columns]
+            wanted += [c for c in [color, *columns] if c and c not in wanted]
+            for name in wanted:
+                arrays[name] = self.map_column(name)
         meta = {
-            "ids": "rows" if self.ids_are_rows else "sample_id",
+            "ids": "rows" if rows is None else "sample_id",
             "color": color,
             "classes": self.classes,
+            "total": self.n,
+            "sampled": rows is not None,
         }
-        return encoding.pack_columns(arrays, len(f), meta)
+        return encoding.pack_columns(arrays, self.n if rows is None else len(rows), meta)
 
-    def encode_column(self, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+    def map_column(self, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+        """One column encoded for the map payload's rows (every sample, or the overview),
+        read from DuckDB once and kept (a few bytes per row)."""
+        if name not in self._columns:
+            values = self.run.samples(columns=[name])[name]
+            if self.map_rows is not None:
+                values = values.iloc[self.map_rows].reset_index(drop=True)
+            if name in ("map_x", "map_y"):
+                arr = values.to_numpy(dtype="<f4", na_value=np.nan)
+                self._columns[name] = (arr, {"kind": "numeric", "dtype": "float32"})
+            else:
+                self._columns[name] = self.encode_values(name, values)
+        return self._columns[name]
+
+    def encode_values(self, name: str, values: pd.Series) -> tuple[np.ndarray, dict[str, Any]]:
+        """Values of a column coded against the whole column's categories, so the overview, a
+        viewport and the whole map agree on every code."""
         kind = self.kinds[name]
-        cats = self.classes if name in CLASS_COLUMNS else None
+        if kind != "categorical":
+            arr, entry = encoding.encode_column(values, kind)
+            if kind == "numeric":  # the range of the whole column, not of these rows
+                entry = {**entry, **self.numeric_range(name)}
+            return arr, entry
+        cats = self.categories(name)
+        if name in CLASS_COLUMNS:
+            return encoding.encode_column(values, "categorical", cats)
+        codes = pd.Series(pd.Categorical(values.map(_text, na_action="ignore"), categories=cats).codes)
+        return encoding.encode_column(codes.where(codes >= 0), "categorical", cats)
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one state per run; a few entries
+    def categories(self, name: str) -> list[str]:
+        """The names of a categorical column's values: class names, subsets, or its distinct
+        values as text, sorted."""
+        if name in CLASS_COLUMNS:
+            return self.classes
         if name == "subset":
-            cats = self.subsets
-            codes = pd.Series(pd.Categorical(self.frame["subset"], categories=cats).codes)
-            return encoding.encode_column(codes.where(codes >= 0), "categorical", cats)
-        return encoding.encode_column(self.frame[name], kind, cats)
+            return self.subsets
+        if self.kinds[name] == "bool":
+            return ["false", "true"]
+        return [_text(v) for v in serving.distinct_values(self.run.db, name)]
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019
+    def numeric_range(self, name: str) -> dict[str, float | None]:
+        """``min`` and ``max`` of a numeric column over every sample (NaN left out)."""
+        lo, hi = serving.value_range(self.run.db, name)
+        return {"min": lo, "max": hi}
+
+    def viewport_payload(
+        self,
+        box: tuple[float, float, float, float],
+        conditions: Sequence[serving.Condition],
+        color: str | None,
+        columns: Sequence[str],
+        limit: int,
+    ) -> bytes:
+        """Every sample inside ``box`` (x0, x1, y0, y1) matching ``conditions``, as a map payload
+        with ``sample_id``; a seeded random ``limit`` of them when there are more."""
+        self.require_map()
+        wanted = [c for c in MAP_COLUMNS if c in self.columns]
+        wanted += [c for c in [color, *columns] if c and c not in wanted]
+        rows, total = map_queries.in_box(self.run.db, box, conditions, wanted, limit)
+        arrays: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
+            "x": (rows["map_x"].to_numpy(dtype="<f4", na_value=np.nan), {"kind": "numeric", "dtype": "float32"}),
+            "y": (rows["map_y"].to_numpy(dtype="<f4", na_value=np.nan), {"kind": "numeric", "dtype": "float32"}),
+            "sample_id": (rows["sample_id"].to_numpy(dtype="<u4"), {"kind": "numeric", "dtype": "uint32"}),
+        }
+        for name in wanted:
+            arrays[name] = self.encode_values(name, rows[name])
+        meta = {
+            "ids": "sample_id", "color": color, "classes": self.classes, "total": total,
+            "complete": total <= limit, "box": list(box),
+        }  # fmt: skip
+        return encoding.pack_columns(arrays, len(rows), meta)
 
     # --- heatmaps and neighbours ------------------------------------------------------------
 
@@ -281,9 +404,10 @@ class ServerState:
         return None
 
     def heatmap(self, sample_id: int, target: int | None, method: HeatmapMethod) -> np.ndarray:
-        row = self.row(sample_id)
         if target is None:
-            target = int(row["prediction"])
+            target = int(self.row(sample_id, ["prediction"])["prediction"])
+        else:
+            self.rows_of([sample_id])
         key = (int(sample_id), int(target), method)
         found = self.cached_heatmap(*key)
         if found is not None:
@@ -308,8 +432,9 @@ class ServerState:
             found = self._neighbors(self.run.similar, ids[0], k=k, subset=subset)
         else:
             found = self._neighbors(self.run.similar_to_set, ids, k=k, subset=subset)
-        rows = self.frame.iloc[self.rows_of(found["sample_id"].to_numpy())]
-        rows = rows[[c for c in ROW_COLUMNS if c in rows.columns]].reset_index(drop=True)
+        order = found["sample_id"].to_numpy(np.int64)
+        rows = self.rows(order.tolist(), self.row_columns).set_index("sample_id", drop=False)
+        rows = rows.loc[order].reset_index(drop=True)
         rows["similarity"] = found["similarity"].to_numpy(dtype=float)
         return rows
 
@@ -331,8 +456,16 @@ class ServerState:
 
     @functools.cached_property
     def image_shape(self) -> tuple[int, int]:
-        first = int(self.frame["sample_id"].iloc[0])
-        return tuple(self.image(first).shape[:2])  # type: ignore[return-value]
+        return tuple(self.image(0).shape[:2])  # type: ignore[return-value]
+
+
+def _text(value: Any) -> str:
+    """A category's name: the value as text (``3``, not ``3.0``, for whole numbers)."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, np.generic):
+        return str(value.item())
+    return str(value)
 
 
 def jsonable(value: Any) -> Any:
@@ -352,17 +485,13 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def column_kind(name: str, values: pd.Series) -> ColumnKind:
-    """How the page should treat a column: a quantity, a group or a yes/no."""
-    if pd.api.types.is_bool_dtype(values):
+def column_kind(name: str, dtype: str) -> ColumnKind:
+    """How the page should treat a column of DuckDB type ``dtype``: a quantity, a group or a yes/no."""
+    if dtype.upper() == "BOOLEAN":
         return "bool"
-    if values.dtype == object:
-        present = values.dropna()
-        if len(present) and all(isinstance(v, bool | np.bool_) for v in present.head(1000)):
-            return "bool"  # a yes/no column with gaps (e.g. correct on unlabeled samples)
     if name in CLASS_COLUMNS or name in GROUP_COLUMNS:
         return "categorical"
-    if pd.api.types.is_numeric_dtype(values):
+    if dtype.upper() in NUMERIC_TYPES or dtype.upper().startswith("DECIMAL"):
         return "numeric"
     return "categorical"
 

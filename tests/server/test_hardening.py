@@ -50,7 +50,7 @@ def test_aggregate_blow_up_is_refused_naming_the_limit(client):
 
 
 def test_worst_allowed_aggregate_is_bounded(client, app):
-    state = app.state.samplescope
+    state = app.state.samplescope.current()
     by = max(state.aggregate_by_columns(), key=lambda c: state.distinct_counts[c])
     assert state.distinct_counts[by] <= limits.MAX_GROUPS
     r = client.get("/api/aggregate", params={"x": "loss", "by": by, "bins": limits.MAX_BINS})
@@ -85,7 +85,7 @@ def test_aggregate_function_limits():
 
 
 def test_map_series_limit(client, app):
-    columns = list(app.state.samplescope.kinds)[: limits.MAX_SERIES + 1]
+    columns = list(app.state.samplescope.current().kinds)[: limits.MAX_SERIES + 1]
     body = error_of(client.get("/api/map", params={"columns": ",".join(columns)}), 422)
     assert "MAX_SERIES" in body["detail"]
     assert client.get("/api/map", params={"columns": ",".join(columns[:8])}).status_code == 200
@@ -315,7 +315,7 @@ def test_openapi_declares_the_error_body_for_every_error_status(client):
 
 
 def test_openapi_enums_are_the_runs_values(client, app):
-    state = app.state.samplescope
+    state = app.state.samplescope.current()
     doc = client.get("/openapi.json").json()
 
     def schema_of(path: str, name: str) -> dict:
@@ -362,7 +362,7 @@ def test_lane_refuses_when_full_and_times_out():
 def test_a_slow_aggregate_does_not_starve_cheap_routes(tiny_run, monkeypatch):
     """While aggregates fill their lane, a sample's row still answers; more aggregates are 503."""
     app = create_app(tiny_run, Settings(prewarm=False, heavy_queue=0, heavy_timeout=20))
-    state = app.state.samplescope
+    state = app.state.samplescope.current()
     started, release = threading.Event(), threading.Event()
     real = state.aggregate
 
@@ -392,7 +392,7 @@ def test_a_slow_aggregate_does_not_starve_cheap_routes(tiny_run, monkeypatch):
 
 def test_heavy_timeout_is_503(tiny_run, monkeypatch):
     app = create_app(tiny_run, Settings(prewarm=False, heavy_timeout=0.2))
-    state = app.state.samplescope
+    state = app.state.samplescope.current()
     release = threading.Event()
     monkeypatch.setattr(state, "heatmap", lambda *a, **k: release.wait(10))
     with client_class()(app, base_url=LOCAL) as c:

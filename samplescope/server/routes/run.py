@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import APIRouter
 
 from samplescope.server.deps import State
-from samplescope.server.models import ColumnPublic, RunPublic, SubsetPublic, TrustPublic
+from samplescope.server.limits import MAX_VIEWPORT
+from samplescope.server.models import (
+    ColumnPublic,
+    MapInfoPublic,
+    RunPublic,
+    SubsetPublic,
+    TrustPublic,
+)
 from samplescope.server.openapi import errors
 from samplescope.server.state import CLASS_COLUMNS
 
@@ -15,29 +24,38 @@ router = APIRouter(prefix="/api", tags=["run"])
 @router.get("/run", response_model=RunPublic, responses=errors())
 def read_run(state: State) -> RunPublic:
     """Name, classes, subsets with their accuracy, and every column with its kind."""
-    f = state.frame
-    subsets = []
-    for name in state.subsets:
-        rows = f[f["subset"] == name]
-        labelled = rows[rows["label"].notna()]
-        subsets.append(
-            SubsetPublic(
-                name=name,
-                count=len(rows),
-                accuracy=float(labelled["correct"].mean()) if len(labelled) else None,
-                mean_loss=float(labelled["loss"].mean()) if len(labelled) else None,
-            )
+    subsets = [
+        SubsetPublic(
+            name=str(r["subset"]),
+            count=int(r["count"]),
+            accuracy=_float(r["accuracy"]),
+            mean_loss=_float(r["mean_loss"]),
         )
+        for r in state.subset_rows
+    ]
     return RunPublic(
         name=state.run.name,
         path=str(state.run.path),
         classes=state.classes,
         subsets=subsets,
-        count=len(f),
+        count=state.n,
         columns=[ColumnPublic(name=c, kind=k) for c, k in state.kinds.items()],
-        class_columns=[c for c in CLASS_COLUMNS if c in f.columns],
+        class_columns=[c for c in CLASS_COLUMNS if c in state.columns],
         latent_layer=getattr(state.run, "latent_layer", None),
-        has_map="map_x" in f.columns and "map_y" in f.columns,
+        has_map=state.has_map,
+        map=MapInfoPublic(
+            sampled=state.sampled,
+            full_max=state.settings.map_full_max,
+            overview_points=state.settings.map_overview_points,
+            viewport_points=MAX_VIEWPORT,
+        ),
         info=state.run.info,
         trust=TrustPublic(**state.run.trust_status()),
     )
+
+
+def _float(value: object) -> float | None:
+    if value is None:
+        return None
+    v = float(value)  # type: ignore[arg-type]
+    return None if math.isnan(v) else v

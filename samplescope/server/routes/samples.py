@@ -16,6 +16,8 @@ from samplescope.server.models import ClassValue, HeatmapPublic, SampleDetail, S
 from samplescope.server.openapi import errors
 from samplescope.server.responses import cached
 from samplescope.server.state import HeatmapMethod, ServerState
+from samplescope.store import serving
+from samplescope.store.serving import Condition
 
 router = APIRouter(prefix="/api/samples", tags=["samples"])
 
@@ -53,30 +55,37 @@ def list_samples(
     """Rows matching the filters: ``?column=value`` or ``?column__op=value`` (gt, gte, lt,
     lte, not, in, isnull) on any column, e.g. ``?label=5&prediction=6&sort=loss&order=desc``.
     """
-    frame = state.frame
-    if subset:
-        frame = frame[frame["subset"] == subset]
+    conditions = [Condition("subset", "==", subset)] if subset else []
     if ids is not None:
         wanted = parse_ids(ids, max_ids=MAX_IDS)
         state.rows_of(wanted)  # unknown ids are a 404
-        frame = frame[frame["sample_id"].isin(wanted)]
+        conditions.append(Condition("sample_id", "in", wanted))
     filters = [(k, v) for k, v in request.query_params.multi_items() if k not in RESERVED]
     if len(filters) > MAX_FILTERS:
         raise ParameterError(
             too_many("the number of column filters", len(filters), MAX_FILTERS, "MAX_FILTERS",
                      "filter in fewer steps")
         )  # fmt: skip
-    frame = queries.apply_filters(state, frame, filters)
-    frame = queries.sort_frame(state, frame, sort, order == "desc")
-    page = queries.select_columns(state, frame.iloc[offset : offset + limit], parse_names(columns))
-    return SamplesPublic(data=state.records(page), count=len(frame))  # type: ignore[arg-type]
+    conditions += queries.conditions_of(state, filters)
+    if sort:
+        state.check_columns([sort])
+    extra = parse_names(columns)
+    if "*" in extra:
+        wanted_columns = list(state.columns)
+    else:
+        extra = list(dict.fromkeys(state.check_columns(extra)))  # a column named twice is sent once
+        wanted_columns = state.row_columns + [c for c in extra if c not in state.row_columns]
+    page, count = serving.page(
+        state.run.db, wanted_columns, conditions,
+        order=sort or None, descending=order == "desc", limit=limit, offset=offset,
+    )  # fmt: skip
+    return SamplesPublic(data=state.records(page), count=count)  # type: ignore[arg-type]
 
 
 @router.get("/{sample_id}", response_model=SampleDetail, responses=errors(404, 422))
 def read_sample(state: State, sample_id: SampleIdPath) -> SampleDetail:
     """Every column of one sample, its class probabilities and centroid distances."""
-    row = state.frame.iloc[[int(state.rows_of([sample_id])[0])]]
-    record = state.records(row)[0]
+    record = state.records(state.rows([sample_id]))[0]
     names = state.classes
 
     def per_class(prefix: str) -> list[ClassValue]:
@@ -164,5 +173,7 @@ async def read_heatmap_json(
 
 
 def _target(state: State, sample_id: int, target: str | None) -> int:
-    row = state.row(sample_id)
-    return int(row["prediction"]) if target in (None, "") else state.class_index(target)
+    if target in (None, ""):
+        return int(state.row(sample_id, ["prediction"])["prediction"])
+    state.rows_of([sample_id])
+    return state.class_index(target)

@@ -1,0 +1,142 @@
+"""Queries on the 2-D map (``map_x``, ``map_y``): the overview sample, viewports, shapes.
+
+A run of millions of samples cannot be drawn whole in a browser, so the server sends a
+density-aware **overview** (:func:`overview_ids`) and, when the page zooms in, every sample
+of its **viewport** (:func:`in_box`). Box and lasso selections are resolved here over every
+sample inside the shape (:func:`in_shape`), not only over the drawn ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from samplescope.store.database import RunDatabase
+from samplescope.store.query import quote
+from samplescope.store.serving import Condition, where_sql
+
+#: the overview's grid: cells per side (each class in each cell is capped alone)
+GRID = 128
+#: share of each cell's cap kept for its highest-loss samples (the rest is a seeded random draw)
+LOSS_SHARE = 0.25
+_ON_MAP = '"map_x" IS NOT NULL AND "map_y" IS NOT NULL AND NOT isnan("map_x") AND NOT isnan("map_y")'
+
+
+def bounds(db: RunDatabase) -> tuple[float, float, float, float]:
+    """``(x0, x1, y0, y1)`` of every placed sample (0, 1, 0, 1 when none is)."""
+    b = db.fetch(
+        f'SELECT min("map_x") AS x0, max("map_x") AS x1, min("map_y") AS y0, max("map_y") AS y1 '
+        f"FROM {{source}} WHERE {_ON_MAP}"
+    ).iloc[0]
+    if pd.isna(b["x0"]):
+        return 0.0, 1.0, 0.0, 1.0
+    return float(b["x0"]), float(b["x1"]), float(b["y0"]), float(b["y1"])
+
+
+def _cells(db: RunDatabase, grid: int) -> str:
+    """SQL of (sample_id, cell, class, loss without NaN) for every placed sample."""
+    x0, x1, y0, y1 = bounds(db)
+    fx, fy = grid / ((x1 - x0) or 1.0), grid / ((y1 - y0) or 1.0)
+    has_loss = "loss" in db.columns()
+    loss = 'CASE WHEN isnan("loss") THEN NULL ELSE "loss" END' if has_loss else "NULL"
+    label = '"label"' if "label" in db.columns() else "NULL"
+    cx = f'least({grid - 1}, greatest(0, CAST(floor(("map_x" - {x0!r}) * {fx!r}) AS INTEGER)))'
+    cy = f'least({grid - 1}, greatest(0, CAST(floor(("map_y" - {y0!r}) * {fy!r}) AS INTEGER)))'
+    return (
+        f'SELECT "sample_id", {cy} * {grid} + {cx} AS cell, {label} AS cls, {loss} AS l '
+        f"FROM {{source}} WHERE {_ON_MAP}"
+    )
+
+
+def overview_ids(db: RunDatabase, budget: int, grid: int = GRID, seed: int = 0) -> np.ndarray:
+    """At most ``budget`` sample ids, sorted, that draw the map's shape faithfully.
+
+    Every (grid cell, class) pair keeps up to the same cap ``c`` of its samples, the largest
+    ``c`` whose total fits the budget (water-filling): sparse regions and rare classes keep
+    every sample, dense ones are thinned. Of each pair's cap, ``LOSS_SHARE`` goes to its
+    highest-loss samples (the errors people look for), the rest to a seeded random draw.
+    """
+    cells = _cells(db, grid)
+    counts = db.fetch(f"SELECT count(*) AS n FROM ({cells}) GROUP BY cell, cls")["n"].to_numpy(np.int64)
+    if counts.sum() <= budget:
+        cap = int(counts.max()) if counts.size else 0
+    else:
+        lo, hi = 0, int(counts.max())  # the largest cap whose total fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if np.minimum(counts, mid).sum() <= budget else (lo, mid - 1)
+        cap = max(lo, 1)
+    by_loss = int(np.ceil(cap * LOSS_SHARE))
+    by_draw = cap - by_loss
+    found = db.fetch(
+        f"SELECT sample_id FROM (SELECT sample_id, "
+        f"row_number() OVER (PARTITION BY cell, cls ORDER BY hash(sample_id + {int(seed)})) AS r_draw, "
+        f"row_number() OVER (PARTITION BY cell, cls ORDER BY l DESC NULLS LAST, sample_id) AS r_loss "
+        f"FROM ({cells})) WHERE r_draw <= ? OR r_loss <= ? "
+        f"ORDER BY hash(sample_id + {int(seed)}) LIMIT ?",  # the LIMIT only bites when pairs > budget
+        [by_draw, by_loss, int(budget)],
+    )
+    return np.sort(found["sample_id"].to_numpy(np.int64))
+
+
+def box_conditions(x0: float, x1: float, y0: float, y1: float) -> list[Condition]:
+    """The samples inside a rectangle of the map, edges included."""
+    return [
+        Condition("map_x", "between", (min(x0, x1), max(x0, x1))),
+        Condition("map_y", "between", (min(y0, y1), max(y0, y1))),
+    ]
+
+
+def in_box(
+    db: RunDatabase,
+    box: tuple[float, float, float, float],
+    conditions: Sequence[Condition],
+    columns: Sequence[str],
+    limit: int,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, int]:
+    """Rows (``sample_id``, ``map_x``, ``map_y`` and ``columns``) inside ``box`` (x0, x1, y0, y1)
+    and how many there are; when more than ``limit``, a seeded random ``limit`` of them."""
+    available = db.columns()
+    clause, params = where_sql([*box_conditions(*box), *conditions], available)
+    total = int(db.fetch(f"SELECT count(*) FROM {{source}} {clause}", params).iloc[0, 0])
+    select = ", ".join(quote(c) for c in dict.fromkeys(["sample_id", "map_x", "map_y", *columns]))
+    order = f'ORDER BY hash("sample_id" + {int(seed)}) LIMIT {int(limit)}' if total > limit else ""
+    rows = db.fetch(f"SELECT {select} FROM {{source}} {clause} {order}", params)
+    if order:
+        rows = rows.sort_values("sample_id", kind="stable").reset_index(drop=True)
+    return rows, total
+
+
+def in_shape(
+    db: RunDatabase,
+    polygon: Sequence[tuple[float, float]],
+    conditions: Sequence[Condition],
+    columns: Sequence[str],
+) -> pd.DataFrame:
+    """Every sample inside ``polygon`` (data coordinates), ``columns`` only, in ``sample_id``
+    order: its bounding box in SQL, then an exact even-odd test in numpy on those candidates."""
+    pts = np.asarray(polygon, dtype=np.float64)  # (V, 2)
+    box = box_conditions(pts[:, 0].min(), pts[:, 0].max(), pts[:, 1].min(), pts[:, 1].max())
+    clause, params = where_sql([*box, *conditions], db.columns())
+    select = ", ".join(quote(c) for c in dict.fromkeys(["sample_id", "map_x", "map_y", *columns]))
+    found = db.fetch(f'SELECT {select} FROM {{source}} {clause} ORDER BY "sample_id"', params)
+    keep = points_in_polygon(found["map_x"].to_numpy(np.float64), found["map_y"].to_numpy(np.float64), pts)
+    return found[keep].reset_index(drop=True)
+
+
+def points_in_polygon(x: np.ndarray, y: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd rule (the page's lasso uses the same): a boolean per point, (N,)."""
+    inside = np.zeros(len(x), dtype=bool)
+    xa, ya = polygon[:, 0], polygon[:, 1]
+    xb, yb = np.roll(xa, 1), np.roll(ya, 1)
+    for i in range(len(polygon)):  # one pass per edge, vectorised over the points
+        crosses = (ya[i] > y) != (yb[i] > y)
+        if not crosses.any():
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = (xb[i] - xa[i]) * (y - ya[i]) / (yb[i] - ya[i]) + xa[i]
+        inside ^= crosses & (x < at)
+    return inside

@@ -1,0 +1,176 @@
+"""The reads behind the web server's routes, as DuckDB queries over a run's samples table.
+
+The server holds no copy of the table: a page of rows, a count, the summary of a subset
+or of a selection is one query here. Conditions are ``(column, op, value)`` triples
+(:class:`Condition`), every value bound as a parameter; their meaning follows pandas on
+the same table, so the routes can be tested against it:
+
+- ``==``, ``<``, ``<=``, ``>``, ``>=``, ``between`` never match a missing value (NULL, or NaN
+  in a float column; DuckDB orders NaN above every number, pandas leaves it out);
+- ``!=`` matches missing values (``IS DISTINCT FROM``, as pandas' ``!=`` does);
+- ``in`` takes a list, bound as one list parameter (100,000 ids bind in milliseconds, where
+  as many ``?`` placeholders take seconds);
+- ``is null`` / ``is not null`` count NaN as missing (pandas' ``isna``);
+- ``text ==`` compares the value's text (``CAST(col AS VARCHAR)``), for legend categories;
+- ``false`` matches nothing (a category that is not in the run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from samplescope.errors import ParameterError
+from samplescope.store.database import RunDatabase
+from samplescope.store.query import quote
+
+FLOAT_TYPES = ("FLOAT", "DOUBLE", "REAL")
+_CMP = {"==": "=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+@dataclass(frozen=True)
+class Condition:
+    column: str
+    op: str
+    value: Any = None
+
+
+def where_sql(conditions: Sequence[Condition], columns: Mapping[str, str]) -> tuple[str, list[Any]]:
+    """``WHERE ...`` (or "") and its parameters; see the module docstring for each op."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for c in conditions:
+        if c.column not in columns:
+            raise ParameterError(f"no column {c.column!r} in the samples table; GET /api/run lists them")
+        col = quote(c.column)
+        is_float = columns[c.column].upper() in FLOAT_TYPES
+        number = f" AND NOT isnan({col})" if is_float else ""
+        if c.op in _CMP:
+            parts.append(f"({col} {_CMP[c.op]} ?{number})")
+            params.append(_plain(c.value))
+        elif c.op == "!=":
+            parts.append(f"({col} IS DISTINCT FROM ?)")
+            params.append(_plain(c.value))
+        elif c.op == "between":
+            low, high = c.value
+            parts.append(f"({col} BETWEEN ? AND ?{number})")
+            params += [_plain(low), _plain(high)]
+        elif c.op == "in":
+            parts.append(f"({col} IN (SELECT unnest(?)))")
+            params.append([_plain(v) for v in c.value])
+        elif c.op in ("is null", "is not null"):
+            missing = f"({col} IS NULL OR isnan({col}))" if is_float else f"({col} IS NULL)"
+            parts.append(missing if c.op == "is null" else f"(NOT coalesce({missing}, FALSE))")
+        elif c.op == "text ==":
+            parts.append(f"(CAST({col} AS VARCHAR) = ?)")
+            params.append(str(c.value))
+        elif c.op == "false":
+            parts.append("FALSE")
+        else:
+            raise ParameterError(f"condition op {c.op!r} on {c.column!r} is not one the store knows")
+    return ("WHERE " + " AND ".join(parts)) if parts else "", params
+
+
+def order_sql(column: str | None, descending: bool, columns: Mapping[str, str]) -> str:
+    """``ORDER BY``: missing values (NULL and NaN) last either way, ties by ``sample_id``."""
+    if not column or column == "sample_id":
+        return f"ORDER BY \"sample_id\" {'DESC' if descending and column else 'ASC'}"
+    col = quote(column)
+    if columns[column].upper() in FLOAT_TYPES:
+        col = f"(CASE WHEN isnan({col}) THEN NULL ELSE {col} END)"
+    return f"ORDER BY {col} {'DESC' if descending else 'ASC'} NULLS LAST, \"sample_id\" ASC"
+
+
+def page(
+    db: RunDatabase,
+    columns: Sequence[str],
+    conditions: Sequence[Condition],
+    *,
+    order: str | None = None,
+    descending: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[pd.DataFrame, int]:
+    """One page of rows (``columns`` only) and how many rows match in all."""
+    available = db.columns()
+    clause, params = where_sql(conditions, available)
+    select = ", ".join(quote(c) for c in dict.fromkeys(["sample_id", *columns]))
+    total = int(db.fetch(f"SELECT count(*) AS n FROM {{source}} {clause}", params).iloc[0, 0])
+    if limit == 0 or offset >= total:
+        return db.fetch(f"SELECT {select} FROM {{source}} LIMIT 0"), total
+    rows = db.fetch(
+        f"SELECT {select} FROM {{source}} {clause} {order_sql(order, descending, available)} "
+        f"LIMIT {int(limit)} OFFSET {int(offset)}",
+        params,
+    )
+    return rows, total
+
+
+def rows(db: RunDatabase, sample_ids: Sequence[int], columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The rows of ``sample_ids`` (every column, or ``columns``), in ``sample_id`` order."""
+    wanted = "*" if columns is None else ", ".join(quote(c) for c in dict.fromkeys(["sample_id", *columns]))
+    return db.fetch(
+        f'SELECT {wanted} FROM {{source}} WHERE "sample_id" IN (SELECT unnest(?)) ORDER BY "sample_id"',
+        [[int(i) for i in sample_ids]],
+    )
+
+
+def subset_summary(db: RunDatabase) -> pd.DataFrame:
+    """Per subset, in sample-id order: count, and over labelled samples accuracy and mean loss."""
+    return db.fetch(
+        'SELECT "subset", count(*) AS count, '
+        'avg(CAST("correct" AS DOUBLE)) FILTER (WHERE "label" IS NOT NULL) AS accuracy, '
+        'avg("loss") FILTER (WHERE "label" IS NOT NULL AND NOT isnan("loss")) AS mean_loss, '
+        'min("sample_id") AS first FROM {source} GROUP BY "subset" ORDER BY first'
+    )
+
+
+def distinct_counts(db: RunDatabase, names: Sequence[str]) -> dict[str, int]:
+    """Distinct values per column, a missing value counting as one (pandas' ``nunique(dropna=False)``)."""
+    if not names:
+        return {}
+    parts = [
+        f'count(DISTINCT {quote(c)}) + CAST(count(*) > count({quote(c)}) AS INTEGER) AS "{i}"'
+        for i, c in enumerate(names)
+    ]
+    found = db.fetch(f"SELECT {', '.join(parts)} FROM {{source}}").iloc[0]
+    return {c: int(found[str(i)]) for i, c in enumerate(names)}
+
+
+def distinct_values(db: RunDatabase, column: str) -> list[Any]:
+    """The column's values, each once, sorted (missing left out)."""
+    col = quote(column)
+    found = db.fetch(f"SELECT DISTINCT {col} AS v FROM {{source}} WHERE {col} IS NOT NULL ORDER BY v")
+    return found["v"].tolist()
+
+
+def value_range(db: RunDatabase, column: str) -> tuple[float | None, float | None]:
+    """``(min, max)`` of a numeric column, NaN and missing values left out."""
+    col = quote(column)
+    nan = f" WHERE NOT isnan({col})" if db.columns()[column].upper() in FLOAT_TYPES else ""
+    found = db.fetch(f"SELECT min({col}) AS lo, max({col}) AS hi FROM {{source}}{nan}").iloc[0]
+    return tuple(None if pd.isna(v) else float(v) for v in (found["lo"], found["hi"]))  # type: ignore[return-value]
+
+
+def group_counts(db: RunDatabase, column: str, conditions: Sequence[Condition]) -> pd.DataFrame:
+    """``value, n`` per value of ``column`` over the rows matching ``conditions``."""
+    clause, params = where_sql(conditions, db.columns())
+    col = quote(column)
+    return db.fetch(f"SELECT {col} AS value, count(*) AS n FROM {{source}} {clause} GROUP BY ALL", params)
+
+
+def frame(db: RunDatabase, columns: Sequence[str], conditions: Sequence[Condition]) -> pd.DataFrame:
+    """The rows matching ``conditions``, ``columns`` only, in ``sample_id`` order."""
+    clause, params = where_sql(conditions, db.columns())
+    select = ", ".join(quote(c) for c in dict.fromkeys(["sample_id", *columns]))
+    return db.fetch(f'SELECT {select} FROM {{source}} {clause} ORDER BY "sample_id"', params)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
