@@ -56,8 +56,12 @@ def train_run(
     overwrite: bool = False,
     progress: bool = True,
     device: str | None = "auto",
+    recipe: str = "default",
 ) -> Path:
     """Train the default CNN on an integration and write the run folder ``out``.
+
+    ``recipe``: ``default`` or ``fast`` (samplescope/train/recipes.py): the model's shape and
+    the training settings; ``epochs``, ``batch_size`` and ``lr`` override the recipe's.
 
     ``device``: ``auto`` (CUDA when there is one), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     """
@@ -66,10 +70,12 @@ def train_run(
     from samplescope.device import resolve_device
     from samplescope.models.cnn import CNNConfig, SmallCNN
     from samplescope.train.callbacks import ProgressBar
-    from samplescope.train.loop import TrainConfig, train
+    from samplescope.train.loop import train
+    from samplescope.train.recipes import get_recipe
 
     out = Path(out)
     where = resolve_device(device)  # an unknown device fails before any work
+    chosen_recipe = get_recipe(recipe, "train_run()")
     chosen = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "threads": threads}
     for name, value in {**chosen, "seed": seed, "limit": limit}.items():
         check_option(name, value, "train_run()")
@@ -82,7 +88,7 @@ def train_run(
         raise IntegrationError(report.summary_line(_check_spec(integration, integ)))
 
     overrides = {k: v for k, v in chosen.items() if v is not None}
-    config = dataclasses.replace(TrainConfig(), seed=seed, **overrides)
+    config = chosen_recipe.train_config(seed=seed, **overrides)
     if config.threads:
         torch.set_num_threads(config.threads)
 
@@ -98,7 +104,8 @@ def train_run(
             f"{x_train.shape[1:]}. Bring your own model with samplescope.create_run()."
         )
     model_config = CNNConfig(
-        in_channels=x_train.shape[1], num_classes=len(integ.classes), input_size=x_train.shape[2]
+        **chosen_recipe.model,
+        in_channels=x_train.shape[1], num_classes=len(integ.classes), input_size=x_train.shape[2],
     )
     torch.manual_seed(seed)
     model = SmallCNN(model_config)
@@ -130,6 +137,7 @@ def train_run(
         "latent_layer": getattr(model, "latent_layer", None),
         "gradcam_layer": getattr(model, "gradcam_layer", None),
         "input_shape": list(x_train.shape[1:]),
+        "recipe": chosen_recipe.name,
         "train_config": dataclasses.asdict(config),
         "subsets": sizes,
         "limit": limit,
