@@ -47,6 +47,13 @@ def create_run(*args: Any, **kwargs: Any) -> Any:
     return _create_run(*args, **kwargs)
 
 
+def compare(a: Any, b: Any) -> Any:
+    """What run ``b`` fixed, broke and kept against run ``a``; see :func:`samplescope.compare.compare`."""
+    from samplescope.compare import compare as _compare
+
+    return _compare(a, b)
+
+
 def analyze_run(*args: Any, **kwargs: Any) -> Any:
     """Analyse a run in place; see :func:`samplescope.pipeline.analyze.analyze_run`."""
     from samplescope.pipeline.analyze import analyze_run as _analyze_run
@@ -62,6 +69,7 @@ __all__ = [
     "Subset",
     "analyze_run",
     "check_integration",
+    "compare",
     "create_run",
     "load_integration",
     "open_run",

@@ -79,6 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("trust", help="trust the code a run names (its integration file and model class)")
     tr.add_argument("run", help="run folder")
 
+    cp = sub.add_parser("compare", help="what run B fixed, broke and kept against run A (same integration)")
+    cp.add_argument("run_a", help="the earlier run")
+    cp.add_argument("run_b", help="the later run")
+    cp.add_argument("--out", help="also write comparison.json, samples.parquet and summary.txt into this folder")
+
+    te = sub.add_parser("test", help="population tests: exit 1 when a check of the spec fails")
+    te.add_argument("run", help="run folder")
+    how = te.add_mutually_exclusive_group(required=True)
+    how.add_argument("--spec", help="TOML file of [[check]] tables (see docs/cli.md)")
+    how.add_argument("--suggest", action="store_true", help="print a spec made from the run's insights")
+
     ls = sub.add_parser("runs", help="list runs with their accuracy")
     ls.add_argument("folder", nargs="?", default="runs", help="folder holding runs (default runs)")
 
@@ -217,6 +228,27 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from samplescope.compare import compare
+
+    result = compare(args.run_a, args.run_b)
+    print(result.text())
+    if args.out:
+        print(f"wrote {result.write(args.out)}")
+    return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    from samplescope import checks
+
+    if args.suggest:
+        print(checks.suggest(args.run))
+        return 0
+    results = checks.evaluate(args.run, checks.load_spec(args.spec))
+    print(checks.table(results))
+    return 0 if all(r.passed for r in results) else 1
+
+
 def _trust(args: argparse.Namespace) -> int:
     from samplescope.trust import trust_run
 
@@ -287,6 +319,7 @@ def _demo(args: argparse.Namespace) -> int:
 COMMANDS = {
     "fetch": _fetch, "check": _check, "train": _train, "analyze": _analyze, "serve": _serve,
     "report": _report, "runs": _runs, "demo": _demo, "trust": _trust,
+    "compare": _compare, "test": _test,
 }
 
 if __name__ == "__main__":
