@@ -38,13 +38,11 @@ def create_app(run_or_path: Run | str | Path, settings: Settings | None = None) 
         the_run = load_run(
             run_or_path, trust=settings.trust, integration=settings.integration, device=settings.device
         )
-        owned = True
     else:
         the_run = run_or_path
         check_servable(the_run)
-        owned = False
     settings = settings or Settings(run_path=Path(the_run.path))
-    served = ServedRun(the_run, settings, owned=owned)
+    served = ServedRun(the_run, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

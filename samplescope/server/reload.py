@@ -4,9 +4,13 @@
 served run can change under the server. :class:`ServedRun` looks at ``run.json`` (its inode,
 size and mtime; one ``stat``) at most every ``Settings.reload_interval`` seconds, and when
 its contents changed it opens the run again and serves the new one: every request gets
-the state current when it arrived, whole (a request never mixes two analyses). The old
-run stays open until requests that began on it are done (DuckDB reads the renamed-away
-file through its open handle) and is closed a while after.
+the state current when it arrived, whole (a request never mixes two analyses).
+
+The old run's database is closed *before* the new one opens: DuckDB keeps one database
+instance per file path in a process, so opening the same path while the old connection
+lives would hand back the old (renamed-away) file. A request still reading the old run
+in that instant fails once, with a 400 naming the re-analysis; the next one is answered
+from the new analysis.
 """
 
 from __future__ import annotations
@@ -28,17 +32,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: seconds an old run stays open after a new one replaced it (its requests finish first)
-CLOSE_AFTER = 60.0
-
-
 class ServedRun:
     """The run a server serves now; :meth:`current` reopens it after a re-analysis."""
 
-    def __init__(self, run: Run, settings: Settings, *, owned: bool) -> None:
+    def __init__(self, run: Run, settings: Settings) -> None:
         self.settings = settings
         self.state = ServerState(run, settings)
-        self._owned = owned  # a Run the caller passed in is the caller's to close
         self._lock = threading.Lock()
         self._checked = time.monotonic()
         self._stamp = _stamp(run.path)
@@ -57,14 +56,16 @@ class ServedRun:
     def current(self) -> ServerState:
         """The state to answer a request with (reopened first when run.json changed)."""
         now = time.monotonic()
-        if now - self._checked < self.settings.reload_interval:
+        if now - self._checked < self.settings.reload_interval and not self.problem:
             return self.state
         with self._lock:
             if now - self._checked >= self.settings.reload_interval:
                 self._checked = now
                 stamp = _stamp(self.path)
-                if stamp != self._stamp:
+                if stamp != self._stamp or self.problem:
                     self._reload(stamp)
+        if self.problem:
+            raise RunError(self.problem)
         return self.state
 
     def _reload(self, stamp: tuple[int, int, int] | None) -> None:
@@ -78,22 +79,21 @@ class ServedRun:
 
         old = self.state
         s = self.settings
+        old.run.close()  # (a Run given to create_app too: its folder now holds another analysis)
         try:
             run = open_run(self.path, trust=s.trust, integration=s.integration, device=s.device)
             check_servable(run)
             state = ServerState(run, s, Lanes(old.heatmap_lane, old.compute_lane))
         except (RunError, OSError, ValueError) as exc:
-            self.problem = f"run.json of {self.path} changed but the run could not be reopened: {exc}"
-            log.warning("%s; still serving the earlier analysis", self.problem)
+            self.problem = (
+                f"run {self.path} was analysed again but could not be reopened ({exc}); "
+                "wait for the analysis to finish, or restart `samplescope serve`"
+            )
+            log.warning("%s", self.problem)
             return
         self.state, self._stamp, self._text, self.problem = state, stamp, text, None
         self.reloads += 1
         log.warning("run %r was analysed again; serving the new analysis", run.name)
-        if self._owned:
-            timer = threading.Timer(CLOSE_AFTER, old.run.close)
-            timer.daemon = True
-            timer.start()
-        self._owned = True
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:

@@ -1,0 +1,192 @@
+"""The server at scale, checked on the tiny run: no copy of the table, the map's overview,
+viewport queries and shape selections over every sample, and a re-analysis noticed.
+
+Each answer is compared with pandas (or matplotlib's point-in-polygon) over the same table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.path import Path as MplPath
+
+from samplescope.server import Settings, create_app
+from samplescope.server.encoding import decode_map
+from samplescope.store import RunDatabase, layout
+
+from .conftest import LOCAL
+from .conftest import test_client_class as client_class
+
+
+@pytest.fixture(scope="module")
+def frame(tiny_run) -> pd.DataFrame:
+    return tiny_run.samples()
+
+
+@pytest.fixture(scope="module")
+def sampled_client(tiny_run):
+    """The tiny run served as if it were large: at most 300 points in the overview."""
+    settings = Settings(prewarm=False, map_full_max=500, map_overview_points=300)
+    with client_class()(create_app(tiny_run, settings), base_url=LOCAL) as c:
+        yield c
+
+
+def test_the_server_holds_no_copy_of_the_table(app):
+    state = app.state.samplescope.current()
+    assert not any(isinstance(v, pd.DataFrame) for v in vars(state).values())
+
+
+def test_a_page_with_filters_and_offset_equals_pandas(client, frame):
+    cut = float(frame["loss"].quantile(0.3))
+    params = {"loss__gte": str(cut), "subset": "train", "sort": "loss", "order": "desc",
+              "limit": "25", "offset": "10", "prediction__not": "3"}  # fmt: skip
+    body = client.get("/api/samples", params=params).json()
+    want = frame[(frame["loss"] >= cut) & (frame["subset"] == "train") & (frame["prediction"] != 3)]
+    want = want.sort_values(["loss", "sample_id"], ascending=[False, True], kind="stable")
+    assert body["count"] == len(want)
+    assert [r["sample_id"] for r in body["data"]] == want["sample_id"].iloc[10:35].tolist()
+
+
+def test_viewport_returns_exactly_the_samples_in_the_rectangle(client, frame):
+    x0, x1 = np.quantile(frame["map_x"], [0.2, 0.6])
+    y0, y1 = np.quantile(frame["map_y"], [0.3, 0.9])
+    r = client.get("/api/map/viewport", params={"x0": x0, "x1": x1, "y0": y0, "y1": y1, "color": "cluster"})
+    assert r.status_code == 200, r.text
+    header, arrays = decode_map(r.content)
+    inside = frame[frame["map_x"].between(x0, x1) & frame["map_y"].between(y0, y1)]
+    assert len(inside) > 50 and header["complete"] and header["total"] == len(inside)
+    assert sorted(arrays["sample_id"].tolist()) == inside["sample_id"].tolist()
+    by_id = frame.set_index("sample_id").loc[arrays["sample_id"].astype(np.int64)]
+    np.testing.assert_allclose(arrays["x"], by_id["map_x"].to_numpy(np.float32))
+    np.testing.assert_array_equal(arrays["label"], by_id["label"].to_numpy())
+    cats = header["columns"]["cluster"]["categories"]
+    assert [cats[c] for c in arrays["cluster"]] == by_id["cluster"].astype(str).tolist()
+
+
+def test_viewport_with_filters_and_a_limit_says_it_is_incomplete(client, frame):
+    box = {"x0": frame["map_x"].min() - 1, "x1": frame["map_x"].max() + 1,
+           "y0": frame["map_y"].max() + 1, "y1": frame["map_y"].min() - 1}  # fmt: skip  (either order)
+    r = client.get("/api/map/viewport", params={**box, "subset": "train", "limit": 100})
+    header, arrays = decode_map(r.content)
+    train = frame[frame["subset"] == "train"]
+    assert header["total"] == len(train) and not header["complete"] and header["n"] == 100
+    assert set(arrays["sample_id"].tolist()) <= set(train["sample_id"])
+    assert len(set(arrays["sample_id"].tolist())) == 100
+
+
+def test_counts_are_for_every_sample_the_filters_keep(sampled_client, frame):
+    cut = float(frame["loss"].median())
+    params = {"column": "label", "fcol": "loss", "fmin": cut, "subset": "validation"}
+    body = sampled_client.get("/api/map/counts", params=params).json()
+    keep = frame[(frame["loss"] >= cut) & (frame["subset"] == "validation")]
+    want = keep["label"].value_counts()
+    assert body["counts"] == [int(want.get(i, 0)) for i in range(len(body["categories"]))]
+    assert body["total"] == len(keep)
+    even = sampled_client.get("/api/map/counts", params={"column": "even_odd", "ccol": "label", "cval": "3"})
+    assert even.json()["total"] == int((frame["label"] == 3).sum())
+    assert sampled_client.get("/api/map/counts", params={"column": "loss"}).status_code == 422
+
+
+def test_overview_never_sends_more_points_than_the_cap(sampled_client, frame):
+    run = sampled_client.get("/api/run").json()
+    assert run["map"]["sampled"] and run["count"] == len(frame)
+    r = sampled_client.get("/api/map", params={"color": "cluster"})
+    header, arrays = decode_map(r.content)
+    assert header["sampled"] and header["total"] == len(frame)
+    assert 0 < header["n"] <= 300 and header["ids"] == "sample_id"
+    ids = arrays["sample_id"].astype(np.int64)
+    assert len(np.unique(ids)) == len(ids)
+    rows = frame.set_index("sample_id").loc[ids]
+    np.testing.assert_allclose(arrays["y"], rows["map_y"].to_numpy(np.float32))
+    np.testing.assert_array_equal(arrays["prediction"], rows["prediction"].to_numpy())
+    # every class is drawn, and the errors are kept before the rest
+    assert set(arrays["label"].tolist()) == set(frame["label"])
+    wrong = frame[~frame["correct"]]
+    assert rows["correct"].eq(False).mean() > len(wrong) / len(frame)
+    # a column asked for later comes for the same points
+    _, more = decode_map(sampled_client.get("/api/map", params={"columns": "ink"}).content)
+    np.testing.assert_array_equal(more["sample_id"], arrays["sample_id"])
+
+
+def _lasso(frame: pd.DataFrame) -> list[list[float]]:
+    """A concave star over the middle of the map."""
+    cx, cy = frame["map_x"].median(), frame["map_y"].median()
+    rx, ry = frame["map_x"].std(), frame["map_y"].std()
+    angles = np.linspace(0, 2 * np.pi, 14, endpoint=False)
+    radius = np.where(np.arange(14) % 2 == 0, 1.2, 0.45)
+    return [[float(cx + rx * r * np.cos(a)), float(cy + ry * r * np.sin(a))] for a, r in zip(angles, radius)]
+
+
+@pytest.mark.parametrize("served", ["client", "sampled_client"])
+def test_lasso_selection_equals_point_in_polygon_over_every_sample(served, request, frame):
+    http = request.getfixturevalue(served)
+    polygon = _lasso(frame)
+    body = http.post("/api/selection", json={"polygon": polygon}).json()
+    xy = frame[["map_x", "map_y"]].to_numpy(np.float64)
+    inside = frame[MplPath(np.asarray(polygon)).contains_points(xy)]
+    assert body["count"] == len(inside) > 100
+    mix = {c["class_index"]: (c["count"], c["errors"]) for c in body["class_mix"]}
+    want = inside.groupby("label").agg(n=("sample_id", "size"), e=("correct", lambda s: int((~s).sum())))
+    assert mix == {int(k): (int(v.n), int(v.e)) for k, v in want.iterrows()}
+    assert body["accuracy"] == pytest.approx(inside["correct"].mean())
+    top = inside.sort_values(["loss", "sample_id"], ascending=[False, True])["sample_id"].head(60)
+    assert body["examples"] == top.tolist()
+
+
+def test_box_selection_with_the_maps_filters(client, frame):
+    x0, x1 = np.quantile(frame["map_x"], [0.1, 0.7])
+    y0, y1 = np.quantile(frame["map_y"], [0.1, 0.8])
+    filters = {"subset": "train", "ccol": "even_odd", "cval": "even"}
+    body = client.post("/api/selection", json={"box": [x1, x0, y0, y1], "filters": filters}).json()
+    keep = frame[frame["map_x"].between(x0, x1) & frame["map_y"].between(y0, y1)
+                 & (frame["subset"] == "train") & (frame["even_odd"] == "even")]  # fmt: skip
+    assert body["count"] == len(keep) > 20 and body["subsets"] == {"train": len(keep)}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"polygon": [[0, 0], [1, 1]]},
+        {"box": [0, 1, 2]},
+        {"box": [0, 1, 0, 1], "filters": {"subset": "nope"}},
+        {"box": [0, 1, 0, 1], "filters": {"fcol": "subset", "fmin": 1}},
+        {"ids": [1], "box": [0, 1, 0, 1]},
+    ],
+)
+def test_bad_shapes_are_422(client, body):
+    r = client.post("/api/selection", json=body)
+    assert r.status_code == 422 and r.json()["detail"], r.text
+
+
+def test_a_reanalysed_run_is_served_anew(tiny_run_path: Path, tmp_path: Path):
+    served = tmp_path / "served"
+    shutil.copytree(tiny_run_path, served)
+    settings = Settings(run_path=served, prewarm=False, reload_interval=0)
+    with client_class()(create_app(served, settings), base_url=LOCAL) as http:
+        before = http.get("/api/run").json()
+        assert http.get("/api/insights").json()["count"] > 0
+        # another analysed copy, with its own analysis and insights, renamed into place the
+        # way `samplescope analyze` swaps a run
+        fresh = tmp_path / "fresh"
+        shutil.copytree(tiny_run_path, fresh)
+        info = json.loads((fresh / layout.RUN_JSON).read_text())
+        info["analysis"]["marker"] = "second analysis"
+        (fresh / layout.RUN_JSON).write_text(json.dumps(info))
+        with RunDatabase(fresh / layout.DATABASE, writable=True) as db:
+            db.write_insights([{"kind": "outlier", "severity": 0.9, "title": "planted",
+                                "text": "one planted card", "sample_ids": [1, 2, 3]}])  # fmt: skip
+        os.rename(served, tmp_path / "old")
+        os.rename(fresh, served)
+        after = http.get("/api/run").json()
+        assert after["info"]["analysis"].get("marker") == "second analysis"
+        assert "marker" not in before["info"]["analysis"]
+        cards = http.get("/api/insights").json()
+        assert "data" in cards, cards
+        assert [c["title"] for c in cards["data"]] == ["planted"]
+        assert http.get("/api/samples", params={"limit": 1}).json()["count"] == before["count"]
