@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _CACHE: dict[tuple[int, int, str], Path] = {}
@@ -46,3 +52,43 @@ def make_tiny_run(
         shutil.copytree(path, keep)
         _CACHE[key] = keep
     return path
+
+
+@contextmanager
+def serving(run_path: str | Path, *args: str, log: Path | None = None, timeout: float = 60.0) -> Iterator[str]:
+    """Run ``samplescope serve RUN_PATH *args`` in a subprocess on a free port; yield its base URL.
+
+    Waits until ``/api/run`` answers (or fails with the server's output); stops the server
+    on exit. ``log`` keeps the server's output in that file.
+    """
+    import httpx
+
+    port = free_port()
+    log_path = Path(log) if log is not None else Path(tempfile.mkstemp(prefix="samplescope-serve-", suffix=".log")[1])
+    with log_path.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "samplescope", "serve", str(run_path), "--port", str(port), *args],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text()}")
+            try:
+                if httpx.get(base + "/api/run", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not answer within {timeout:.0f} s: {log_path.read_text()}")
+            time.sleep(0.05)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import samplescope
 from samplescope.cli import main
 from samplescope.errors import IntegrationError, RunError, TrustError
 from samplescope.store import layout
-from samplescope.testing import free_port, make_tiny_run
+from samplescope.testing import make_tiny_run, serving
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -163,24 +161,7 @@ def test_serving_untrusted_runs_runs_none_of_their_code(pickle_run, integration_
     # the pickled run's integration is built in (its images are fine), its model is not
     expected = {pickle_run[0]: (200, 403), integration_run[0]: (403, 403)}
     for path, marker in (pickle_run, integration_run):
-        port = free_port()
-        log = (tmp_path / f"{path.name}.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "samplescope", "serve", str(path), "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, (tmp_path / f"{path.name}.log").read_text()
-                try:
-                    if httpx.get(base + "/api/run", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.1)
+        with serving(path, log=tmp_path / f"{path.name}.log") as base:
             assert httpx.get(base + "/api/samples/0", timeout=10).status_code == 200
             assert httpx.get(base + "/api/samples/0/similar?k=3", timeout=10).status_code == 200
             routes = ("/api/samples/0/image.png", "/api/samples/0/heatmap.png?method=saliency")
@@ -190,10 +171,6 @@ def test_serving_untrusted_runs_runs_none_of_their_code(pickle_run, integration_
                 if status == 403:
                     assert "samplescope trust" in r.json()["detail"]
             time.sleep(3.5)  # past the start-up prewarm (2 s after start)
-        finally:
-            proc.terminate()
-            proc.wait(10)
-            log.close()
         markers.append(marker)
     assert not any(m.exists() for m in markers)
 

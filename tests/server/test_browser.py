@@ -563,33 +563,10 @@ def untrusted_server(tiny_run_path: Path, tmp_path_factory: pytest.TempPathFacto
     info["integration"].update({"source": str(evil), "hash": hashlib.sha256(evil.read_bytes()).hexdigest(),
                                 "module": "samplescope_user_integration_0000000000"})
     (run / "run.json").write_text(json.dumps(info))
-    port = free_port()
-    log_path = root / "server.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "samplescope", "serve", str(run), "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text()}")
-            try:
-                if httpx.get(base + "/api/run", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not answer within 60 s: {log_path.read_text()}")
-            time.sleep(0.05)
+    from samplescope.testing import serving
+
+    with serving(run, log=root / "server.log") as base:
         yield base, marker
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_an_untrusted_run_opens_read_only_and_says_how_to_trust_it(browser, untrusted_server):
@@ -615,3 +592,73 @@ def test_an_untrusted_run_opens_read_only_and_says_how_to_trust_it(browser, untr
     assert not [u for u in asked if "/image.png" in u or "/heatmap.png" in u], "the page asked for code-made pictures"
     assert errors == [], f"console errors: {errors}"
     assert not marker.exists()
+
+
+# --- a run too large to draw whole (the threshold forced small) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def sampled_server(tiny_run_path, tmp_path_factory):
+    """The tiny run served as if it were large: its map is a 300-point overview."""
+    port = free_port()
+    code = textwrap.dedent(
+        """
+        import sys, uvicorn
+        from samplescope.server import Settings, create_app
+        settings = Settings(prewarm=False, map_full_max=500, map_overview_points=300, port=int(sys.argv[2]))
+        uvicorn.run(create_app(sys.argv[1], settings), host="127.0.0.1", port=int(sys.argv[2]),
+                    log_level="warning")
+        """
+    )
+    log_path = tmp_path_factory.mktemp("sampled") / "server.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-c", code, str(tiny_run_path), str(port)],
+                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/api/run", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"sampled server did not start: {log_path.read_text()}")
+            time.sleep(0.05)
+        yield base
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_sampled_map_draws_an_overview_and_every_sample_when_zoomed(browser, sampled_server):
+    context = browser.new_context(viewport={"width": 1400, "height": 860}, base_url=sampled_server)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    total = httpx.get(sampled_server + "/api/run").json()["count"]
+    open_map(page)
+    assert attr(page, "map-status", "data-sampled") == "1"
+    assert 0 < int(attr(page, "map", "data-point-count")) <= 300
+    # the legend counts every sample, not the drawn ones
+    page.wait_for_selector(f"[data-testid=legend][data-total='{total}']")
+    # a box over the whole map selects every sample, drawn or not
+    page.click("[data-testid=tool-box]")
+    box = page.locator("[data-testid=map]").bounding_box()
+    page.mouse.move(box["x"] + 2, box["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=6)
+    page.mouse.up()
+    page.wait_for_selector(f"[data-testid=selection-stats][data-count='{total}']")
+    page.click("[data-testid=close-selection]")
+    # zoomed in, the page asks for its viewport and draws every sample in it
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(8):
+        page.mouse.wheel(0, -240)
+    page.wait_for_selector("[data-testid=map-status][data-detail=complete]")
+    drawn = page.evaluate("window.samplescope.drawnIds().length")
+    assert drawn > 0
+    shot(page, "map-sampled-zoomed")
+    context.close()
+    assert errors == []
