@@ -35,6 +35,14 @@ export async function fetchMap(params) {
   return decodeMap(await response.arrayBuffer());
 }
 
+/** Fetch /api/map/viewport: every sample in a rectangle (header.total, header.complete). */
+export async function fetchViewport(params) {
+  const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v !== null && v !== undefined)).toString();
+  const response = await fetch(`/api/map/viewport?${query}`);
+  if (!response.ok) throw new ApiError(`viewport: ${response.status}`);
+  return decodeMap(await response.arrayBuffer());
+}
+
 export function decodeMap(buffer) {
   const view = new DataView(buffer);
   const magic = String.fromCharCode(...new Uint8Array(buffer, 0, 4));

@@ -1,6 +1,6 @@
 // a. The population map: filters, colour, size, legend, hover, selection panel.
 
-import { fetchMap, imageUrl, missingCode, postJSON, getJSON } from "./api.js";
+import { fetchMap, fetchViewport, imageUrl, missingCode, postJSON, getJSON } from "./api.js";
 import { CORRECT, MISSING, categoryColor, hexToRgb, ramp, rampCss } from "./colors.js";
 import { Scatter } from "./scatter.js";
 import { fmt } from "./charts.js";
@@ -27,8 +27,9 @@ export class MapView {
       renderer,
       onHover: (i, x, y) => this.hover(i, x, y),
       onClick: (i) => { if (i >= 0) update({ sample: this.idOf(i) }, { push: true }); },
-      onSelect: (rows) => this.select(rows, `${state.tool === "box" ? "Box" : "Lasso"} selection`),
+      onSelect: (rows, polygon) => this.select(rows, `${state.tool === "box" ? "Box" : "Lasso"} selection`, polygon),
       onDraw: (n) => this.drawn(n),
+      onView: () => this.viewMoved(),
     });
     this.scatter.setTool(state.tool);
   }
@@ -37,27 +38,90 @@ export class MapView {
 
   async load(mapPromise) {
     const data = await mapPromise;
-    this.n = data.n;
     this.header = data.header;
     this.bytes = data.bytes;
-    Object.assign(this.cols, data.columns);
-    if (data.header.ids === "sample_id") {
-      this.ids = data.columns.sample_id.values;
-      this.rowById = new Map(Array.from(this.ids, (id, row) => [id, row]));
-    }
-    this.scatter.setPositions(data.columns.x.values, data.columns.y.values);
+    // A large run sends an overview (header.sampled) and, zoomed in, its viewport's samples.
+    this.sampled = Boolean(data.header.sampled);
+    this.total = data.header.total ?? data.n;
+    this.base = { n: data.n, cols: { ...data.columns } };
+    this.detail = null;
+    this.merge(false);
     if (state.insight !== "") await this.applyInsight();
     await this.restyle();
+  }
+
+  /** this.cols, this.ids and the scatter's points: the overview plus the viewport's samples. */
+  merge(keepView = true) {
+    const base = this.base, detail = this.detail;
+    let extra = [];
+    if (detail) {
+      const have = new Set(base.cols.sample_id.values);
+      const ids = detail.cols.sample_id.values;
+      for (let j = 0; j < detail.n; j++) if (!have.has(ids[j])) extra.push(j);
+    }
+    this.n = base.n + extra.length;
+    const cols = {};
+    for (const [name, col] of Object.entries(base.cols)) {
+      if (!extra.length) { cols[name] = col; continue; }
+      const more = detail.cols[name];
+      if (!more) continue; // asked for after the viewport came: dropped until it comes again
+      const values = new col.values.constructor(this.n);
+      values.set(col.values);
+      for (let k = 0; k < extra.length; k++) values[base.n + k] = more.values[extra[k]];
+      cols[name] = { ...col, values };
+    }
+    this.cols = cols;
+    if (this.cols.sample_id) {
+      this.ids = this.cols.sample_id.values;
+      this.rowById = new Map(Array.from(this.ids, (id, row) => [id, row]));
+    } else {
+      this.ids = null;
+    }
+    this.scatter.setPositions(this.cols.x.values, this.cols.y.values, keepView);
   }
 
   idOf(row) { return this.ids ? this.ids[row] : row; }
   rowOf(id) { return this.ids ? this.rowById.get(id) : (id >= 0 && id < this.n ? id : undefined); }
 
   async ensure(names) {
-    const missing = [...new Set(names.filter((c) => c && !this.cols[c] && this.ctx.kinds[c]))];
+    const missing = [...new Set(names.filter((c) => c && !this.base.cols[c] && this.ctx.kinds[c]))];
     if (!missing.length) return;
     const data = await fetchMap({ columns: missing.join(",") });
-    for (const c of missing) this.cols[c] = data.columns[c];
+    for (const c of missing) this.base.cols[c] = data.columns[c];
+    if (this.detail) await this.fetchDetail(); else this.merge();
+  }
+
+  /** The page's map filters, as the server takes them (/api/map/viewport, counts, selection). */
+  filters() {
+    const numeric = state.fcol && this.ctx.kinds[state.fcol] === "numeric";
+    return {
+      subset: state.subset === "all" ? "" : state.subset,
+      fcol: numeric && (state.fmin !== "" || state.fmax !== "") ? state.fcol : "",
+      fmin: numeric ? state.fmin : "", fmax: numeric ? state.fmax : "",
+      ccol: state.cval !== "" ? state.ccol : "", cval: state.ccol ? state.cval : "",
+    };
+  }
+
+  // --- detail: every sample of the viewport, when a sampled map is zoomed in ---------------
+
+  viewMoved() {
+    if (!this.sampled) return;
+    clearTimeout(this.viewTimer);
+    this.viewTimer = setTimeout(() => this.fetchDetail().then(() => this.restyle()), 200);
+  }
+
+  async fetchDetail() {
+    const token = (this.detailToken = (this.detailToken || 0) + 1);
+    if (this.scatter.zoom() < 1.5) {
+      this.detail = null;
+    } else {
+      const [x0, x1, y0, y1] = this.scatter.visibleBox();
+      const columns = Object.keys(this.base.cols).filter((c) => !["x", "y", "sample_id"].includes(c) && this.ctx.kinds[c]);
+      const data = await fetchViewport({ x0, x1, y0, y1, columns: columns.join(","), ...this.filters() });
+      if (token !== this.detailToken) return;
+      this.detail = { n: data.n, cols: data.columns, total: data.header.total, complete: data.header.complete };
+    }
+    this.merge();
   }
 
   // --- styling ----------------------------------------------------------------------------
@@ -67,6 +131,7 @@ export class MapView {
     if (changed.has("sample")) { this.similar = []; this.updateHighlight(); }
     if (STYLE_KEYS.some((k) => changed.has(k))) {
       if (changed.has("insight")) await this.applyInsight();
+      if (this.detail) await this.fetchDetail(); // the viewport's samples under the new filters
       await this.restyle();
     }
   }
@@ -105,7 +170,25 @@ export class MapView {
     this.renderChips();
     this.updateHighlight();
     if (this.ctx.onStyled) this.ctx.onStyled();
-    this.status.textContent = `${order.length.toLocaleString()} of ${this.n.toLocaleString()} samples · ${this.scatter.kind}`;
+    if (!this.sampled) {
+      this.status.textContent = `${order.length.toLocaleString()} of ${this.n.toLocaleString()} samples · ${this.scatter.kind}`;
+      return;
+    }
+    const d = this.detail;
+    const where = d ? (d.complete ? `every one of the ${d.total.toLocaleString()} in view` : `${d.total.toLocaleString()} in view, zoom in for all`) : "overview, zoom in for every sample";
+    this.status.textContent = `${order.length.toLocaleString()} drawn of ${this.total.toLocaleString()} samples (${where}) · ${this.scatter.kind}`;
+    this.status.dataset.sampled = "1";
+    this.status.dataset.detail = d ? (d.complete ? "complete" : "partial") : "";
+    if (legend.kind === "categorical") await this.countLegend(color, token);
+  }
+
+  /** A sampled map's legend counts every sample the filters keep (one GROUP BY on the server). */
+  async countLegend(color, token) {
+    const counts = await getJSON(`/api/map/counts?${new URLSearchParams({ column: color, ...clean(this.filters()) })}`);
+    if (token !== this.styleToken) return;
+    const items = this.legend.querySelectorAll("[data-testid=legend-item] .n");
+    counts.counts.forEach((n, k) => { if (items[k]) items[k].textContent = n.toLocaleString(); });
+    this.legend.dataset.total = String(counts.total);
   }
 
   visibleMask() {
@@ -136,7 +219,7 @@ export class MapView {
   selectedMask() {
     if (!this.selection || state.insight) return null;
     const m = new Uint8Array(this.n);
-    for (const r of this.selection.rows) m[r] = 1;
+    for (const id of this.selection.ids) { const r = this.rowOf(id); if (r !== undefined) m[r] = 1; }
     return m;
   }
 
@@ -252,13 +335,16 @@ export class MapView {
     const card = await this.ctx.insight(+state.insight);
     if (!card) { this.insightRows = null; return; }
     this.insightRows = card.sample_ids.map((id) => this.rowOf(id)).filter((r) => r !== undefined);
-    this.selection = { rows: this.insightRows, title: card.title };
+    this.selection = { ids: card.sample_ids, title: card.title };
     this.showPanel();
   }
 
-  select(rows, title) {
-    if (!rows.length) { this.selection = null; this.closePanel(); this.restyle(); return; }
-    this.selection = { rows, title };
+  select(rows, title, polygon = null) {
+    // a sampled map resolves the shape on the server, over every sample inside it
+    const shape = this.sampled && polygon ? polygon : null;
+    if (!rows.length && !shape) { this.selection = null; this.closePanel(); this.restyle(); return; }
+    // kept as ids: rows move when the viewport's samples change
+    this.selection = { ids: rows.map((r) => this.idOf(r)), title, shape, filters: shape ? this.filters() : null };
     this.restyle();
     this.showPanel();
   }
@@ -266,13 +352,14 @@ export class MapView {
   async showPanel() {
     const sel = this.selection;
     if (!sel) return;
-    const ids = sel.rows.map((r) => this.idOf(r));
+    const ids = sel.ids;
     this.panel.hidden = false;
     this.panel.innerHTML = `<div class="card-head"><h2>${esc(sel.title)}</h2><button class="ghost" data-testid="close-selection">×</button></div><div class="hint">Loading…</div>`;
     this.panel.querySelector("[data-testid=close-selection]").onclick = () => {
       if (state.insight !== "") update({ insight: "" }); else this.select([], "");
     };
-    const stats = await postJSON("/api/selection", { ids });
+    const body = sel.shape ? { polygon: sel.shape, filters: clean(sel.filters) } : { ids };
+    const stats = await postJSON("/api/selection", body);
     if (this.selection !== sel) return;
     const classes = this.ctx.classes;
     const max = Math.max(1, ...stats.class_mix.map((c) => c.count));
@@ -313,6 +400,16 @@ export class MapView {
     if (state.sample !== "") ids.push(+state.sample);
     this.scatter.setHighlight(ids.map((id) => this.rowOf(id)).filter((r) => r !== undefined));
   }
+}
+
+/** Map filters as a JSON body: numbers as numbers, empty ones left out. */
+function clean(filters) {
+  const out = {};
+  for (const [k, v] of Object.entries(filters)) {
+    if (v === "" || v === null || v === undefined) continue;
+    out[k] = k === "fmin" || k === "fmax" ? +v : v;
+  }
+  return out;
 }
 
 /**

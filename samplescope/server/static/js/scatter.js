@@ -171,9 +171,11 @@ export class Scatter {
 
   // --- data -------------------------------------------------------------------------------
 
-  /** x, y: Float32Array of every point, in data coordinates. */
-  setPositions(x, y) {
+  /** x, y: Float32Array of every point, in data coordinates; keepView: do not refit the view
+   * (new detail points joined the same map). */
+  setPositions(x, y, keepView = false) {
     this.x = x; this.y = y; this.n = x.length;
+    if (keepView && this.bounds) { this.el.dataset.total = String(this.n); return; }
     let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
     for (let i = 0; i < this.n; i++) {
       const a = x[i], b = y[i];
@@ -193,7 +195,18 @@ export class Scatter {
     this.view = { ...this.home };
   }
 
-  resetView() { this.fit(); this.requestDraw(); }
+  resetView() { this.fit(); this.requestDraw(); this.viewChanged(); }
+
+  /** The data rectangle on screen: [x0, x1, y0, y1]. */
+  visibleBox() {
+    const [x0, y1] = this.toData(0, 0), [x1, y0] = this.toData(this.width, this.height);
+    return [x0, x1, y0, y1];
+  }
+
+  /** How far the view is zoomed in from the whole map (1: the whole map). */
+  zoom() { return this.view.scale / this.home.scale; }
+
+  viewChanged() { if (this.options.onView) this.options.onView(); }
 
   /**
    * order: Uint32Array of point indices to draw, in drawing order (later on top);
@@ -382,6 +395,7 @@ export class Scatter {
       if (!drag) return;
       const d = drag; drag = null;
       this.overlay.innerHTML = "";
+      if (d.moved && this.tool === "pan") this.viewChanged();
       if (!d.moved) {
         const i = this.pick(...this.local(e));
         if (this.options.onClick) this.options.onClick(i);
@@ -392,7 +406,9 @@ export class Scatter {
         const poly = this.tool === "box"
           ? [d.start, [end[0], d.start[1]], end, [d.start[0], end[1]]]
           : d.path;
-        if (poly.length >= 3 && this.options.onSelect) this.options.onSelect(this.inside(poly));
+        if (poly.length >= 3 && this.options.onSelect) {
+          this.options.onSelect(this.inside(poly), poly.map(([px, py]) => this.toData(px, py)));
+        }
       }
     });
     el.addEventListener("pointerleave", () => { if (!drag && this.options.onHover) this.options.onHover(-1); });
@@ -407,6 +423,7 @@ export class Scatter {
       this.view.cy = dy + (p[1] - this.height / 2) / scale;
       this.moved = true;
       this.requestDraw();
+      this.viewChanged();
     }, { passive: false });
     el.addEventListener("dblclick", () => this.resetView());
   }
