@@ -7,22 +7,11 @@ picture is drawn as stored, 0 black and 255 white, whatever its content.
 
 from __future__ import annotations
 
-import functools
-import json
-from importlib.resources import files
 from typing import Any
 
 import numpy as np
 
-#: the palette the web page (server/static/js/colors.js) imports
-PALETTE_FILE = ("server", "static", "palette.json")
-
-
-@functools.cache
-def palette() -> dict[str, Any]:
-    """The shared palette: ``categorical`` (hex colours, one per class) and ``missing``."""
-    return json.loads(files("samplescope").joinpath(*PALETTE_FILE).read_text(encoding="utf-8"))
-
+from samplescope.palette import PALETTE_FILE, heatmap_stops, palette  # noqa: F401 - re-exported
 
 #: colour of "everything else" on maps (the page's colour of no value), of markers for confused samples
 GREY = palette()["missing"]
@@ -30,6 +19,13 @@ MARK = "#111111"
 ERROR = "#d62728"
 #: how a grey (H, W) picture is drawn: as the page shows the PNG, 0 black and 255 white
 GREY_IMAGE = {"cmap": "gray", "vmin": 0, "vmax": 255}
+
+
+def heatmap_cmap() -> Any:
+    """The page's heatmap scale (palette.json ``heatmap``) as a matplotlib colormap."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list("samplescope-heatmap", heatmap_stops() / 255.0)
 
 
 def new_figure(width: float, height: float, **kwargs: Any) -> Any:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
 from samplescope.errors import SamplescopeError
 from samplescope.report.context import ReportContext, Section
-from samplescope.report.draw import ERROR, class_colors, new_figure, show_image
+from samplescope.report.draw import ERROR, class_colors, heatmap_cmap, new_figure, show_image
 
 TOP_N = 8
 SIMILAR_K = 15
-HEAT_CMAP = "YlOrRd"
 
 
 def _title(ctx: ReportContext, row: pd.Series) -> str:
@@ -87,10 +85,11 @@ def top_losses(ctx: ReportContext) -> Section | None:
 
 
 def _overlay(heat: np.ndarray, cmap) -> np.ndarray:
-    """RGBA heatmap whose opacity grows with the value: no evidence leaves the picture as it is."""
+    """RGBA heatmap whose opacity grows with the value, as the page draws it (server/encoding.py):
+    no evidence leaves the picture as it is."""
     v = np.clip(np.nan_to_num(heat), 0.0, 1.0)
     rgba = cmap(v)
-    rgba[..., 3] = 0.85 * v**0.7
+    rgba[..., 3] = v**1.5 * 225 / 255
     return rgba
 
 
@@ -117,7 +116,7 @@ def heatmaps(ctx: ReportContext) -> Section | None:
     show_image(axes.flat[0], picture, "input")
     axes.flat[0].axis("on")
     label, pred = int(row["label"]), int(row["prediction"])
-    cmap = colormaps[HEAT_CMAP]
+    cmap = heatmap_cmap()  # the page's heatmap scale
     extent = (-0.5, picture.shape[1] - 0.5, picture.shape[0] - 0.5, -0.5)
     for k in range(ctx.n_classes):
         ax = axes.flat[k + 1]

@@ -23,6 +23,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from samplescope.palette import heatmap_stops, palette, rgb
+
 MAGIC = b"SSM1"
 ColumnKind = Literal["numeric", "categorical", "bool"]
 
@@ -114,12 +116,11 @@ def _aligned(n: int, to: int = 4) -> int:
 
 # --- pictures -------------------------------------------------------------------------------
 
-# Perceptually ordered stops (inferno-like) for one-signed heatmaps.
-_SEQUENTIAL = np.array(
-    [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32
-)
-_POSITIVE = np.array([220, 38, 38], dtype=np.float32)
-_NEGATIVE = np.array([37, 99, 235], dtype=np.float32)
+# The heatmap colours of palette.json (shared with the report): perceptually ordered
+# (inferno-like) stops for one-signed maps, red/blue for signed ones.
+_SEQUENTIAL = heatmap_stops()
+_POSITIVE = rgb(palette()["positive"])
+_NEGATIVE = rgb(palette()["negative"])
 
 
 def png_bytes(image: np.ndarray) -> bytes:

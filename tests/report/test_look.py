@@ -95,3 +95,16 @@ def test_every_picture_in_the_report_has_one_rendering(tiny_run: Path, tmp_path:
     build_report(tiny_run, tmp_path / "report", progress=False)
     assert len(seen) > 20  # top losses, heatmaps, neighbours, insights, the confused pair
     assert set(seen) == {("gray", 0.0, 255.0)}
+
+
+def test_report_heatmaps_use_the_pages_colours():
+    """The report's Grad-CAM overlay and the server's heatmap PNG colour the same value the same way."""
+    from samplescope.report.draw import heatmap_cmap
+    from samplescope.report.figures_errors import _overlay
+    from samplescope.server.encoding import heatmap_rgba
+
+    v = np.linspace(0.0, 1.0, 101, dtype=np.float32).reshape(1, -1)  # (1, 101), min 0 and max 1
+    page = heatmap_rgba(v).astype(np.float32)  # (1, 101, 4) uint8 as the page receives it
+    report = _overlay(v, heatmap_cmap()) * 255.0
+    np.testing.assert_allclose(report[..., :3], page[..., :3], atol=3.0)  # 256-step colormap vs exact stops
+    np.testing.assert_allclose(report[..., 3], page[..., 3], atol=1.0)
