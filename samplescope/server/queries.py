@@ -71,15 +71,16 @@ class MapFilter:
         for name, v in (("fmin", self.fmin), ("fmax", self.fmax)):
             if v is not None and not math.isfinite(v):
                 raise ParameterError(f"{name}={v!r} is not a finite number; give one, or leave it out")
+        for name in (self.fcol, self.ccol):  # named columns are checked even when unused
+            if name:
+                state.check_columns([name])
+        if self.fcol and state.kinds[self.fcol] != "numeric":
+            raise ParameterError(f"fcol={self.fcol!r} is not numeric; a range needs a numeric column")
         if self.fcol and (self.fmin is not None or self.fmax is not None):
-            state.check_columns([self.fcol])
-            if state.kinds[self.fcol] != "numeric":
-                raise ParameterError(f"fcol={self.fcol!r} is not numeric; a range needs a numeric column")
             lo = -math.inf if self.fmin is None else self.fmin
             hi = math.inf if self.fmax is None else self.fmax
             out.append(Condition(self.fcol, "between", (lo, hi)))
         if self.ccol and self.cval not in (None, ""):
-            state.check_columns([self.ccol])
             out.append(legend_condition(state, self.ccol, str(self.cval)))
         return out
 
