@@ -246,3 +246,22 @@ def test_saved_ivf_index_loads_and_agrees_with_exact_search(run, tmp_path):
     assert recall >= 0.95
     with pytest.raises(NotFoundError, match="no saved neighbour graph"):
         NeighborIndex.load(tmp_path / "missing", latent)
+
+
+@pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
+def test_heatmaps_all_come_from_the_one_pass_and_equal_gradcam_batch(run_path, tmp_path):
+    """--heatmaps all: Grad-CAM for the predicted and the true class of every sample, made in the
+    inference pass, equals gradcam_batch called directly on the same inputs."""
+    from samplescope.analysis.attribution import gradcam_batch
+
+    path = tmp_path / "run"
+    shutil.copytree(run_path, path)
+    analyze_run(path, heatmaps="all", projection="pca", progress=False)
+    run = samplescope.open_run(path)
+    cams = np.load(path / layout.GRADCAM)
+    df = run.samples(["label", "prediction"])
+    assert cams.shape == (len(df), 2, *run.info["input_shape"][-2:]) and cams.dtype == np.float16
+    ids = np.array([0, 5, len(df) // 2, len(df) - 1])  # across the subsets, and the last batch
+    targets = np.stack([df["prediction"].to_numpy()[ids], df["label"].to_numpy()[ids]], axis=1)
+    expected = gradcam_batch(run.model(), run.inputs(ids), targets, layer=run.info.get("gradcam_layer"))
+    np.testing.assert_allclose(cams[ids].astype(np.float32), expected, rtol=1e-2, atol=1e-3)
