@@ -37,9 +37,23 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "default": Recipe(
         name="default",
-        summary="70,330-parameter CNN (CNNConfig's defaults), 8 epochs of TrainConfig's defaults",
-        model={},
-        train={},
+        summary="62,970-parameter CNN, 5 epochs of batch 256 at peak lr 0.04, 2-px shifts, EMA",
+        model={
+            "channels": (16, 32, 64),
+            "convs_per_stage": (1, 1, 2),
+            "first_stride": 2,  # the first conv halves 28x28: the same accuracy, 18% less time
+            "bn_momentum": 0.2,
+            "pool_size": 2,  # a 2x2 pooled 256-value latent: +0.14% over global pooling
+        },
+        train={
+            "epochs": 5,
+            "batch_size": 256,
+            "lr": 4e-2,
+            "pct_start": 0.15,
+            "augment_shift": 2,
+            "ema": 0.99,
+            "eval_every": 117,  # twice an epoch on MNIST's 60,000 images
+        },
     ),
     "fast": Recipe(
         name="fast",
