@@ -111,7 +111,7 @@ def _recipe_option(p: argparse.ArgumentParser) -> None:
     from samplescope.train.recipes import RECIPE_NAMES  # imports no torch
 
     p.add_argument("--recipe", choices=RECIPE_NAMES, default="default",
-                   help="training recipe: default (most accurate) or fast (a few times shorter, ~0.5%% less)")
+                   help="training recipe: default (most accurate) or fast (a few times shorter, ~0.4%% less accurate)")
 
 
 def _trust_options(p: argparse.ArgumentParser) -> None:
