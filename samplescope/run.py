@@ -171,7 +171,7 @@ class Run:
 
     def metadata_columns(self) -> list[str]:
         """Columns that came from the integration's metadata functions."""
-        analysis = set(self.info.get("analysis", {}) and self.info["analysis"].get("columns", []))
+        analysis = set((self.info.get("analysis") or {}).get("columns") or [])
         base = {"sample_id", "subset", "index", "key", "label"}
         return [c for c in self.db.columns() if c not in base and c not in analysis]
 
@@ -430,13 +430,12 @@ class Run:
         rows, sims = rows[keep], np.asarray(sims)[: len(keep)][keep]
         available = self.db.columns()
         wanted = [c for c in ("label", "prediction", "loss") if c in available]
-        found = self.db.samples(wanted, where=[("sample_id", "in", rows.tolist())]).set_index("sample_id")
-        out = pd.DataFrame({"sample_id": rows, "similarity": sims.astype(np.float32)})
+        found = self.db.rows(rows, wanted)
         which, _ = self._locate(rows)
-        out["subset"] = np.asarray(self.subsets, dtype=object)[which] if len(rows) else []
-        for c in wanted:
-            out[c] = found[c].reindex(rows).to_numpy()
-        return out
+        return pd.DataFrame({
+            "sample_id": rows, "similarity": sims.astype(np.float32),
+            "subset": np.asarray(self.subsets, dtype=object)[which], **found,
+        })
 
     def heatmap(self, sample_id: int, target: int | None = None, method: HeatmapMethod = "gradcam") -> np.ndarray:
         """Which input pixels push the model towards class ``target`` (default: the prediction): (H, W).
@@ -657,7 +656,7 @@ class Run:
             elif fmt == "parquet":
                 frame.to_parquet(tmp, index=False)
             else:
-                frame.to_json(tmp, orient="records", indent=1)
+                frame.to_json(tmp, orient="records", indent=1, double_precision=15)
             os.replace(tmp, path)
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)

@@ -58,6 +58,8 @@ class RunDatabase:
         except duckdb.Error as exc:
             raise self._failure(exc, "open") from exc
         self._lock = threading.Lock()
+        self._tables: list[str] | None = None  # cached for read-only connections
+        self._columns: dict[str, str] | None = None
         if writable:
             with self._cursor() as cur:
                 cur.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
@@ -107,8 +109,13 @@ class RunDatabase:
         self.close()
 
     def tables(self) -> list[str]:
+        if not self.writable and self._tables is not None:  # a read-only file cannot change under us
+            return self._tables
         with self._cursor() as cur:
-            return [r[0] for r in cur.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+            found = [r[0] for r in cur.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+        if not self.writable:
+            self._tables = found
+        return found
 
     def _replace_table(self, name: str, df: pd.DataFrame) -> None:
         with self._cursor() as cur:
@@ -178,13 +185,17 @@ class RunDatabase:
         return bool(stored and json.loads(stored))
 
     def columns(self) -> dict[str, str]:
-        """Every readable sample column and its DuckDB type."""
+        """Every readable sample column and its DuckDB type (cached when read-only)."""
+        if not self.writable and self._columns is not None:
+            return dict(self._columns)
         out: dict[str, str] = {}
         for table in ("samples", "analysis"):  # "analysis": schema 1
             if table in self.tables():
                 with self._cursor() as cur:
                     for name, dtype, *_ in cur.execute(f'DESCRIBE "{table}"').fetchall():
                         out.setdefault(name, dtype)
+        if not self.writable:
+            self._columns = dict(out)
         return out
 
     def _require_samples(self) -> None:
@@ -247,6 +258,32 @@ class RunDatabase:
             clause = f"{clause} AND subset = ?" if clause else "WHERE subset = ?"
             params = [*params, subset]
         return clause, params
+
+    def rows(self, sample_ids: Any, columns: list[str]) -> dict[str, Any]:
+        """``columns`` of the given samples as numpy arrays, in the order of ``sample_ids``.
+
+        The fast path for a handful of rows (neighbours of a sample): one query with the
+        ids bound as one list, no DataFrame. Unknown ids come back as missing rows.
+        """
+        import numpy as np
+
+        ids = np.asarray(sample_ids, dtype=np.int64)
+        available = self.columns()
+        for c in columns:
+            if c not in available:
+                raise NotFoundError(f"Unknown column {c!r}; available columns: {sorted(available)}.")
+        select = ", ".join(quote(c) for c in ["sample_id", *columns])
+        with self._cursor() as cur:
+            found = cur.execute(
+                f'SELECT {select} FROM {self._source()} WHERE "sample_id" IN (SELECT unnest(?))',
+                [ids.tolist()],
+            ).fetchnumpy()
+        got = np.asarray(found["sample_id"], dtype=np.int64)
+        order = np.argsort(got)
+        pos = order[np.searchsorted(got[order], ids)] if len(got) else np.zeros(0, np.int64)
+        if len(got) != len(np.unique(ids)) or (len(ids) and not np.array_equal(got[pos], ids)):
+            raise NotFoundError(f"Some of the sample ids {ids[:5].tolist()}... do not exist in {self.path}.")
+        return {c: np.asarray(found[c])[pos] for c in columns}
 
     def fetch(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         """A read-only query the store composed itself (aggregations in store/aggregate.py)."""
