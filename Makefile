@@ -7,9 +7,11 @@ PORT ?= 8765
 .PHONY: demo test install browser bench lint clean
 
 $(BIN)/samplescope: pyproject.toml
+	@date +%s > .install-started
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e '.[test]'
+	@echo "$$(( $$(date +%s) - $$(cat .install-started) )) $$(date +%s)" > $(VENV)/samplescope-install-seconds; rm -f .install-started
 	touch $@
 
 install: $(BIN)/samplescope

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from samplescope.errors import ParameterError, SamplescopeError
@@ -300,20 +301,55 @@ def _demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not args.no_serve:
         _require_free_port("127.0.0.1", args.port)  # before minutes of training, not after
+    split: dict[str, float | str] = {"install": _install_seconds()}
+    t = time.perf_counter()
     fetch_mnist()
+    split["fetch"] = time.perf_counter() - t
+    t = time.perf_counter()
     if not is_run(out):
         train_run("mnist", out, device=args.device, recipe=args.recipe)
+        split["train"] = time.perf_counter() - t
     else:
         print(f"{out} exists; reusing it (delete it to train again)")
+        split["train"] = "reused"
+    t = time.perf_counter()
     if not (read_json(out / "run.json").get("analysis")):
         analyze_run(out, device=args.device)
+        split["analyse"] = time.perf_counter() - t
+    else:
+        split["analyse"] = "reused"
     print(summary_text(out))
-    if not args.no_serve:
-        from samplescope.server.serve import serve
+    if args.no_serve:
+        print(_demo_split(split))
+        return 0
+    from samplescope.server.serve import serve
 
-        _require_free_port("127.0.0.1", args.port)
-        serve(out, port=args.port, device=args.device)
+    _require_free_port("127.0.0.1", args.port)
+    t = time.perf_counter()
+
+    def ready(url: str) -> None:
+        split["serve start-up"] = time.perf_counter() - t
+        print(_demo_split(split), flush=True)
+
+    serve(out, port=args.port, device=args.device, on_ready=ready)
     return 0
+
+
+def _install_seconds() -> float | str:
+    """Seconds `make install` took, when the Makefile just ran it (it leaves them in the venv)."""
+    stamp = Path(sys.prefix) / "samplescope-install-seconds"
+    try:
+        seconds, when = stamp.read_text().split()
+        return float(seconds) if time.time() - float(when) < 3600 else "reused"
+    except (OSError, ValueError):
+        return "not measured"
+
+
+def _demo_split(split: dict[str, float | str]) -> str:
+    """One line: where the demo's time went (install, fetch, train, analyse, serve start-up)."""
+    parts = [f"{k} {v:.0f} s" if isinstance(v, float) else f"{k} {v}" for k, v in split.items()]
+    total = sum(v for v in split.values() if isinstance(v, float))
+    return f"demo time: {', '.join(parts)}; {total:.0f} s in all"
 
 
 COMMANDS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import webbrowser
+from collections.abc import Callable
 from pathlib import Path
 
 from samplescope.server.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
@@ -23,6 +24,7 @@ def serve(
     trust: bool = False,
     integration: str | None = None,
     device: str = "auto",
+    on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve an analysed run until interrupted; prints the address once it listens.
 
@@ -56,6 +58,8 @@ def serve(
             url = Settings(host=host, port=int(bound)).url
             name = app.state.samplescope.run.name
             print(f"samplescope: serving run {name!r} at {url}", flush=True)
+            if on_ready is not None:
+                on_ready(url)
             if open_browser:
                 threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
 
