@@ -60,6 +60,10 @@ GRAPH_K = 16
 _SUBSET_CACHE_SIZE = 4  # masked sub-indexes kept per NeighborIndex
 _BATCH = 8192  # queries per faiss call: bounds the (Q, k) temporaries
 _RECALL_SAMPLE = 500  # rows whose exact 10-NN measure the index's recall
+#: the tuning stops only this far above the target: a 500-row estimate of recall@10 has a
+#: standard error of about 0.003, and queries restricted to a subset (a mask) lose a little
+#: more (a masked train-only search measured 0.944 at a sample estimate of 0.95)
+_RECALL_MARGIN = 0.01
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -208,8 +212,9 @@ class NeighborIndex:
         if self.recall_radius is None:
             truth, _ = self._exact_rows(vectors, sample, 10)
             self._recall_truth = (sample, truth)
-            # from 4 probes: MNIST's 70,000 reach 0.958 there (half the graph's scan of 8
-            # probes, 0.994); the synthetic class mixture needs 8 (0.91 at 4, 0.99 at 8)
+            # from 4 probes: a latent that reaches the target plus the margin there scans half
+            # what 8 probes scan (MNIST's 64-value latent: 0.958 at 4, just short, 0.994 at 8;
+            # the synthetic class mixture: 0.91 at 4, 0.99 at 8)
             index.nprobe = min(4, nlist)
 
             def recall() -> float:
@@ -223,7 +228,7 @@ class NeighborIndex:
                 return recall_at(self._search(queries, 1, None)[0], near)
         while True:
             self._radius_recall = recall()
-            if self._radius_recall >= self.target_recall or index.nprobe >= nlist:
+            if self._radius_recall >= min(1.0, self.target_recall + _RECALL_MARGIN) or index.nprobe >= nlist:
                 break
             index.nprobe = min(nlist, index.nprobe * 2)
         self.nprobe_ = int(index.nprobe)
