@@ -397,43 +397,10 @@ def named_server(tmp_path_factory: pytest.TempPathFactory):
     run = root / "run"
     train_run(str(source), run, epochs=1, batch_size=64, progress=False)
     analyze_run(run, projection="pca", progress=False)
-    port = free_port()
-    code = (
-        "import sys; from samplescope.server import serve; "
-        "serve(sys.argv[1], port=int(sys.argv[2]), integration=sys.argv[3], prewarm=False)"
-    )
-    repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
-    log_path = root / "server.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code, str(run), str(port), str(source)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text()}")
-            try:
-                if httpx.get(base + "/api/run", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not answer within 60 s: {log_path.read_text()}")
-            time.sleep(0.05)
+    from samplescope.testing import serving
+
+    with serving(run, "--integration", str(source), log=root / "server.log") as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
