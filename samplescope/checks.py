@@ -141,9 +141,9 @@ def _filters(run: Any, check: Check) -> list[tuple[str, str, Any]]:
 
 def evaluate(run: Any, checks: list[Check]) -> list[Result]:
     """Each check's metric on its population, in DuckDB; an empty population fails its check."""
-    from samplescope.run import Run, open_run
+    from samplescope.run import as_run
 
-    run = run if isinstance(run, Run) else open_run(run)
+    run = as_run(run)
     run.require_analysis()
     results = []
     for check in checks:
@@ -180,9 +180,9 @@ def table(results: list[Result]) -> str:
 
 def suggest(run: Any) -> str:
     """A TOML spec from the run's insights and accuracies, thresholds at today's values."""
-    from samplescope.run import Run, open_run
+    from samplescope.run import as_run
 
-    run = run if isinstance(run, Run) else open_run(run)
+    run = as_run(run)
     run.require_analysis()
     lines = [f"# population tests suggested from run {run.name}: thresholds are today's values,",
              "# so a model passes when it is no worse on each slice. Edit freely.", ""]

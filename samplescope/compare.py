@@ -30,12 +30,6 @@ SAME_FINDING = 0.3
 _COLUMNS = ["subset", "key", "label", "prediction", "loss", "correct"]
 
 
-def _open(run: Any):
-    from samplescope.run import Run, open_run
-
-    return run if isinstance(run, Run) else open_run(run)
-
-
 @dataclass
 class Comparison:
     """Two runs side by side; build it with :func:`compare`."""
@@ -139,7 +133,9 @@ class Comparison:
 
 def compare(a: Any, b: Any) -> Comparison:
     """Compare run ``a`` (before) with run ``b`` (after): paths or open runs, both analysed."""
-    a, b = _open(a), _open(b)
+    from samplescope.run import as_run
+
+    a, b = as_run(a), as_run(b)
     for run in (a, b):
         run.require_analysis()
     ia, ib = a.info["integration"], b.info["integration"]

@@ -51,6 +51,11 @@ def open_run(
     return Run(path, trust=trust, integration=integration, model=model, device=device)
 
 
+def as_run(run: Run | str | Path) -> Run:
+    """``run`` itself when it is an open :class:`Run`, else the run folder it names, opened."""
+    return run if isinstance(run, Run) else open_run(run)
+
+
 class Run:
     """A trained model, its dataset and (after ``analyze``) everything samplescope found."""
 
@@ -132,11 +137,6 @@ class Run:
         if n and not (int(stats["lo"]) == 0 and int(stats["hi"]) == n - 1 and int(stats["distinct_ids"]) == n):
             raise RunError(f"{self.path}: sample ids are not 0..N-1; the run is damaged, train it again.")
         return n
-
-    def _frame(self) -> pd.DataFrame:
-        """The whole table in memory: only for callers that really need every row and column."""
-        self._n()
-        return self.db.samples()
 
     def samples(
         self,

@@ -12,6 +12,7 @@ brings WebGL back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -63,17 +64,26 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, live_server):
-    context = browser.new_context(viewport={"width": 1400, "height": 860}, base_url=live_server)
+@contextlib.contextmanager
+def browser_page(browser, base_url: str):
+    """A page on ``base_url`` in a fresh context; fails when the page logged an error."""
+    context = browser.new_context(viewport={"width": 1400, "height": 860}, base_url=base_url)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
     assert errors == [], f"console errors: {errors}"
+
+
+@pytest.fixture
+def page(browser, live_server):
+    with browser_page(browser, live_server) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
@@ -405,15 +415,8 @@ def named_server(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def named_page(browser, named_server):
-    context = browser.new_context(viewport={"width": 1400, "height": 860}, base_url=named_server)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
-    yield page
-    context.close()
-    assert errors == [], f"console errors: {errors}"
+    with browser_page(browser, named_server) as p:
+        yield p
 
 
 def metadata_cells(page) -> dict[str, str]:
@@ -538,14 +541,9 @@ def untrusted_server(tiny_run_path: Path, tmp_path_factory: pytest.TempPathFacto
 
 def test_an_untrusted_run_opens_read_only_and_says_how_to_trust_it(browser, untrusted_server):
     base, marker = untrusted_server
-    context = browser.new_context(viewport={"width": 1400, "height": 860}, base_url=base)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     asked: list[str] = []
-    page.on("request", lambda r: asked.append(r.url))
-    try:
+    with browser_page(browser, base) as page:
+        page.on("request", lambda r: asked.append(r.url))
         open_map(page, "/#sample=3&k=6")
         notice = page.locator("[data-testid=trust-notice]")
         notice.wait_for(state="visible")
@@ -554,10 +552,7 @@ def test_an_untrusted_run_opens_read_only_and_says_how_to_trust_it(browser, untr
         page.click("[data-testid=fetch-similars]")
         page.wait_for_selector("[data-testid=similar-grid] .thumb")
         shot(page, "untrusted-run")
-    finally:
-        context.close()
     assert not [u for u in asked if "/image.png" in u or "/heatmap.png" in u], "the page asked for code-made pictures"
-    assert errors == [], f"console errors: {errors}"
     assert not marker.exists()
 
 
