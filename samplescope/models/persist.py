@@ -26,8 +26,12 @@ log = logging.getLogger(__name__)
 
 def _builtin_models() -> dict[str, tuple[type, type]]:
     from samplescope.models.cnn import CNNConfig, SmallCNN
+    from samplescope.models.mlp import MLP, MLPConfig
 
-    return {"samplescope.models.cnn.SmallCNN": (SmallCNN, CNNConfig)}
+    return {
+        "samplescope.models.cnn.SmallCNN": (SmallCNN, CNNConfig),
+        "samplescope.models.mlp.MLP": (MLP, MLPConfig),
+    }
 
 
 def class_name(model: Any) -> str:
