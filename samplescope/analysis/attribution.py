@@ -1,8 +1,15 @@
-"""Which input pixels drove a prediction: Grad-CAM, Integrated Gradients, saliency.
+"""Which parts of the input drove a prediction: Grad-CAM, Integrated Gradients, saliency.
 
     attr = Attribution(model, "gradcam")
     heat = attr.attribute(image, target=3)            # (C, H, W) -> (H, W) float32
     heats = gradcam_batch(model, images, targets)     # (B, C, H, W) -> (B, H, W)
+    Attribution(mlp, "integrated_gradients", input_kind="vector").attribute(x, 1)   # (F,) -> (F,)
+    Attribution(tok, "integrated_gradients", input_kind="tokens").attribute(ids, 0) # (T,) -> (T,)
+
+Which methods apply depends on the input kind (:func:`applicable_methods` says
+which, and why the others do not): images take all three; vectors (tabular
+features) take Integrated Gradients and saliency, one value per feature; token
+ids take Integrated Gradients through the embedding layer, one value per token.
 
 Every method is Captum's, called the way the tests call it directly:
 
@@ -18,6 +25,14 @@ Every method is Captum's, called the way the tests call it directly:
     ``n_steps`` Gauss-Legendre steps, summed over channels. Signed.
 ``saliency``
     ``captum.attr.Saliency`` (absolute gradients), max over channels. Values >= 0.
+
+For a vector the same Captum calls give one value per feature (no channel
+reduction); Integrated Gradients starts from ``baseline`` (default all zeros; the
+run passes its MLP's training mean, so a feature's value says how far its
+difference from an average sample moved the output). For tokens,
+``captum.attr.LayerIntegratedGradients`` on the embedding layer (the model's
+``embedding_layer`` attribute, else its last ``nn.Embedding``) from an all-padding
+(id 0) baseline, summed over the embedding's dimensions: one signed value per token.
 
 The model runs in eval mode (its previous mode is restored after) and
 gradients go through ``torch.autograd.grad`` only: parameters' ``.grad`` stay
@@ -35,13 +50,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from samplescope.errors import NotFoundError, SamplescopeError
+from samplescope.errors import NotFoundError, ParameterError, SamplescopeError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ATTRIBUTION_METHODS", "Attribution", "default_gradcam_layer", "gradcam_batch"]
+__all__ = [
+    "ATTRIBUTION_METHODS", "Attribution", "applicable_methods", "default_gradcam_layer", "gradcam_batch",
+]
 
 ATTRIBUTION_METHODS: tuple[str, ...] = ("gradcam", "integrated_gradients", "saliency")
+METHOD_NAMES = {"gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradients", "saliency": "saliency"}
+#: the shape one input of each kind has, without the batch axis
+_SHAPES = {"image": "(C, H, W)", "vector": "(F,)", "tokens": "(T,)"}
+_BATCH_SHAPES = {"image": "(B, C, H, W)", "vector": "(B, F)", "tokens": "(B, T)"}
 
 Targets = int | Sequence[int] | np.ndarray | torch.Tensor
 
@@ -60,11 +81,52 @@ def default_gradcam_layer(model: nn.Module) -> str:
                 return name
     convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
-        raise SamplescopeError(
-            f"{type(model).__name__} has no nn.Conv2d for Grad-CAM; pass layer=... or set a "
-            "`gradcam_layer` attribute on the model"
+        raise ParameterError(
+            f"Grad-CAM needs a convolution layer and {type(model).__name__} has no nn.Conv2d; use "
+            "method='integrated_gradients' or 'saliency', or name a layer with create_run(..., gradcam_layer=...)"
         )
     return convs[-1]
+
+
+def default_embedding_layer(model: nn.Module) -> str:
+    """``model.embedding_layer`` if the model names one, else the last ``nn.Embedding``."""
+    named = getattr(model, "embedding_layer", None)
+    if isinstance(named, str):
+        return named
+    found = [name for name, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    if not found:
+        raise ParameterError(
+            f"attributions for token inputs go through an embedding layer and {type(model).__name__} has no "
+            "nn.Embedding; add one, or set an `embedding_layer` attribute naming the layer"
+        )
+    return found[-1]
+
+
+def applicable_methods(input_kind: str, model: nn.Module | None = None, layer: str | None = None) -> dict[str, str | None]:
+    """``{method: None}`` for each method that applies to ``input_kind`` (and ``model``), else why not.
+
+    ``layer`` is a recorded Grad-CAM layer (it makes Grad-CAM apply to an image model without
+    an ``nn.Conv2d`` attribute search).
+    """
+    if input_kind == "vector":
+        return {
+            "gradcam": "Grad-CAM needs a convolution over an image; a vector's features have no spatial layout",
+            "integrated_gradients": None,
+            "saliency": None,
+        }
+    if input_kind == "tokens":
+        return {
+            "gradcam": "Grad-CAM needs a convolution over an image; token inputs have none",
+            "integrated_gradients": None,
+            "saliency": "token ids are integers, not differentiable; Integrated Gradients goes through the embedding",
+        }
+    out: dict[str, str | None] = {"gradcam": None, "integrated_gradients": None, "saliency": None}
+    if model is not None and layer is None:
+        try:
+            default_gradcam_layer(model)
+        except SamplescopeError:
+            out["gradcam"] = f"Grad-CAM needs a convolution layer and {type(model).__name__} has no nn.Conv2d"
+    return out
 
 
 def _get_layer(model: nn.Module, layer: str) -> nn.Module:
@@ -78,15 +140,20 @@ def _get_layer(model: nn.Module, layer: str) -> nn.Module:
     return modules[layer]
 
 
-def _as_batch(x: np.ndarray | torch.Tensor, device: torch.device) -> tuple[torch.Tensor, bool]:
-    """A fresh float32 (B, C, H, W) tensor, and whether the input was a single (C, H, W)."""
+def _as_batch(
+    x: np.ndarray | torch.Tensor, device: torch.device, kind: str = "image", where: str = "attribution"
+) -> tuple[torch.Tensor, bool]:
+    """A fresh float32 (B, ...) tensor, and whether the input was a single sample of ``kind``."""
     t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x, dtype=np.float32))
-    single = t.ndim == 3
+    ndim = 3 if kind == "image" else 1
+    single = t.ndim == ndim
     if single:
         t = t.unsqueeze(0)
-    if t.ndim != 4:
-        raise SamplescopeError(
-            f"attribution input must be (C, H, W) or (B, C, H, W), got shape {tuple(t.shape)}"
+    if t.ndim != ndim + 1:
+        raise ParameterError(
+            f"{where}: {kind} inputs must be {_SHAPES[kind]} or {_BATCH_SHAPES[kind]}, got shape {tuple(t.shape)}; "
+            + ("pass input_kind='vector' for tabular inputs" if kind == "image" and t.ndim <= 2
+               else "encode every sample to that shape")
         )
     # clone: a fresh leaf outside any inference_mode, never the caller's tensor
     return t.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True), single
@@ -136,14 +203,18 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 class Attribution:
-    """Per-pixel attribution maps for one model, one verb: :meth:`attribute`.
+    """Attributions for one model, one verb: :meth:`attribute`.
 
     Parameters
     ----------
-    model: a classifier taking (B, C, H, W) and returning (B, n_classes) logits.
+    model: a classifier taking (B, *input shape) and returning (B, n_outputs).
     method: ``"gradcam"``, ``"integrated_gradients"`` or ``"saliency"``.
-    layer: Grad-CAM's layer (dotted name); default :func:`default_gradcam_layer`.
+    layer: Grad-CAM's layer (dotted name), default :func:`default_gradcam_layer`; for
+        tokens the embedding layer, default :func:`default_embedding_layer`.
     n_steps: Integrated Gradients' number of steps.
+    input_kind: ``"image"`` (C, H, W), ``"vector"`` (F,) or ``"tokens"`` (T,) ids.
+    baseline: Integrated Gradients' baseline for an image or vector input (one input's
+        shape); default all zeros.
 
     Attributes (after the first :meth:`attribute`)
     ----------------------------------------------
@@ -156,46 +227,72 @@ class Attribution:
         method: Literal["gradcam", "integrated_gradients", "saliency"],
         layer: str | None = None,
         n_steps: int = 50,
+        input_kind: Literal["image", "vector", "tokens"] = "image",
+        baseline: np.ndarray | torch.Tensor | None = None,
     ):
         self.model = model
         self.method = method
         self.layer = layer
         self.n_steps = n_steps
+        self.input_kind = input_kind
+        self.baseline = baseline
 
     def _explainer(self) -> Any:
-        """The Captum object, built once per (method, layer)."""
-        from captum.attr import IntegratedGradients, LayerGradCam, Saliency
+        """The Captum object, built once per (method, layer, input kind)."""
+        from captum.attr import (
+            IntegratedGradients,
+            LayerGradCam,
+            LayerIntegratedGradients,
+            Saliency,
+        )
 
-        key = (self.method, self.layer)
-        cached: tuple[tuple[str, str | None], Any] | None = getattr(self, "_cached", None)
+        key = (self.method, self.layer, self.input_kind)
+        cached: tuple[tuple[str, str | None, str], Any] | None = getattr(self, "_cached", None)
         if cached is not None and cached[0] == key:
             return cached[1]
+        if self.method not in ATTRIBUTION_METHODS:
+            raise ParameterError(
+                f"attribution method {self.method!r} is unknown; use one of {', '.join(ATTRIBUTION_METHODS)}"
+            )
+        if self.input_kind not in _SHAPES:
+            raise ParameterError(f"input_kind={self.input_kind!r} is not one of {', '.join(_SHAPES)}")
+        why = applicable_methods(self.input_kind, self.model, self.layer)[self.method]
+        if why is not None:
+            usable = [METHOD_NAMES[m] for m, r in applicable_methods(self.input_kind, self.model, self.layer).items()
+                      if r is None]
+            raise ParameterError(
+                f"{METHOD_NAMES[self.method]} does not apply to {type(self.model).__name__} on {self.input_kind} "
+                f"inputs: {why}; use {' or '.join(usable)}"
+            )
         if self.method == "gradcam":
             layer = self.layer or default_gradcam_layer(self.model)
             explainer: Any = LayerGradCam(self.model, _get_layer(self.model, layer))
+        elif self.input_kind == "tokens":
+            layer = self.layer or default_embedding_layer(self.model)
+            explainer = LayerIntegratedGradients(self.model, _get_layer(self.model, layer))
         elif self.method == "integrated_gradients":
             explainer = IntegratedGradients(self.model)
-        elif self.method == "saliency":
-            explainer = Saliency(self.model)
         else:
-            raise SamplescopeError(
-                f"attribution method {self.method!r} is unknown; use one of "
-                f"{', '.join(ATTRIBUTION_METHODS)}"
-            )
+            explainer = Saliency(self.model)
         self._cached = (key, explainer)
         return explainer
 
     def attribute(self, x: np.ndarray | torch.Tensor, target: Targets) -> np.ndarray:
-        """Attribution map(s) for ``target``: (C, H, W) -> (H, W); (B, C, H, W) -> (B, H, W).
+        """Attribution(s) for ``target``, one sample or a batch of them.
 
+        Images: (C, H, W) -> (H, W); (B, C, H, W) -> (B, H, W). Vectors: (F,) -> (F,);
+        (B, F) -> (B, F). Tokens: (T,) -> (T,); (B, T) -> (B, T).
         ``target`` is one class index for all inputs, or one per input.
         """
         from captum.attr import LayerAttribution
 
         explainer = self._explainer()
         device = _model_device(self.model)
+        kind = self.input_kind
         with _eval_mode(self.model):
-            inputs, single = _as_batch(x, device)  # (B, C, H, W)
+            inputs, single = _as_batch(x, device, kind, f"Attribution({self.method!r}).attribute()")
+            if kind == "tokens":
+                inputs = inputs.detach()  # ids: the gradient is taken at the embedding
             if not hasattr(self, "n_classes_"):
                 self.n_classes_ = _n_classes(self.model, inputs)
             targets = _targets(target, len(inputs), self.n_classes_, device)
@@ -205,16 +302,30 @@ class Attribution:
             elif self.method == "integrated_gradients":
                 attr = explainer.attribute(
                     inputs,
-                    baselines=torch.zeros_like(inputs),
+                    baselines=self._baselines(inputs),
                     target=targets,
                     n_steps=self.n_steps,
                     method="gausslegendre",
                 )
-                out = attr.sum(dim=1)
+                # image: sum over channels (B, H, W); tokens: over the embedding (B, T); vector as is (B, F)
+                out = attr.sum(dim=1) if kind == "image" else attr.sum(dim=-1) if kind == "tokens" else attr
             else:
-                out = explainer.attribute(inputs, target=targets, abs=True).amax(dim=1)
-        heat = out.detach().cpu().numpy().astype(np.float32)  # (B, H, W)
+                out = explainer.attribute(inputs, target=targets, abs=True)
+                out = out.amax(dim=1) if kind == "image" else out
+        heat = out.detach().cpu().numpy().astype(np.float32)
         return heat[0] if single else heat
+
+    def _baselines(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Integrated Gradients' starting point: zeros (padding ids for tokens) or the given baseline."""
+        if self.baseline is None or self.input_kind == "tokens":
+            return torch.zeros_like(inputs)
+        b = torch.as_tensor(np.asarray(self.baseline, dtype=np.float32)).to(inputs.device)
+        if tuple(b.shape) != tuple(inputs.shape[1:]):
+            raise ParameterError(
+                f"Attribution baseline has shape {tuple(b.shape)}; it must be one input's shape "
+                f"{tuple(inputs.shape[1:])}"
+            )
+        return b.expand_as(inputs).contiguous()
 
 
 def gradcam_batch(

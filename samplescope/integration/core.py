@@ -47,6 +47,7 @@ from typing import Any, Literal
 import numpy as np
 
 from samplescope.errors import IntegrationError
+from samplescope.integration.inputs import InputKind, InputSpec, describe, infer_kind
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,12 @@ class Integration:
         self._preprocess: Callable[[], Any] | None = None
         self._subsets: dict[str, Callable[[Any], Subset]] = {}
         self.inputs: dict[str, Function] = {}
+        #: what each input declared beside its function: kind, feature names, vocabulary
+        self.input_specs: dict[str, InputSpec] = {}
+        #: how samplescope.integrations rebuilds a no-code integration from data (JSON, recorded in
+        #: run.json), and the function that writes its data into a run folder; None for code
+        self.rebuild: dict[str, Any] | None = None
+        self.write_data: Callable[[Any], None] | None = None
         self.ground_truth_fn: Function | None = None
         self.metadata_fns: dict[str, Function] = {}
         self.visualizers: dict[str, Function] = {}
@@ -177,8 +184,17 @@ class Integration:
 
         return register
 
-    def input(self, name: str = "input", *, batched: bool = False) -> Callable[[Callable], Callable]:
-        """Declare an input encoder: sample -> array (the model's input, no batch axis)."""
+    def input(
+        self, name: str = "input", *, batched: bool = False, kind: InputKind | None = None,
+        feature_names: Sequence[str] | None = None, vocabulary: Sequence[str] | None = None,
+    ) -> Callable[[Callable], Callable]:
+        """Declare an input encoder: sample -> array (the model's input, no batch axis).
+
+        ``kind``: ``"image"`` (C, H, W), ``"vector"`` (F,) or ``"tokens"`` (T,) ids; inferred
+        from the first encoded sample when not given (see :mod:`samplescope.integration.inputs`).
+        ``feature_names`` name a vector's values; ``vocabulary`` lists the tokens (id 0 is padding).
+        """
+        self.input_specs[name] = InputSpec.declare(name, kind, feature_names, vocabulary)
         return self._register("input", name, batched, self.inputs)
 
     def metadata(self, name: str, *, batched: bool = False) -> Callable[[Callable], Callable]:
@@ -262,6 +278,25 @@ class Integration:
             )
         return next(iter(self.inputs))
 
+    @property
+    def input_spec(self) -> InputSpec:
+        return self.input_specs.get(self.input_name, InputSpec())
+
+    @property
+    def input_kind(self) -> str:
+        """``image``, ``vector`` or ``tokens``: declared, else inferred from the first train sample."""
+        cached = getattr(self, "_input_kind", None)
+        if cached is None:
+            first = self.subset_names[0] if self.subset_names else "train"
+            fn = self.inputs[self.input_name]
+            raw = self._apply(fn, first, np.arange(1))[0]  # as the function returns it: its dtype tells tokens
+            cached = self._input_kind = infer_kind(self.input_name, raw, self.input_spec)
+        return cached
+
+    def input_description(self, shape: Sequence[int]) -> dict[str, Any]:
+        """What a run records about its input (kind, shape, feature names or vocabulary)."""
+        return describe(self.input_kind, shape, self.input_spec)
+
     def sample(self, subset: str, index: int) -> Sample:
         sub = self.get_subset(subset)
         return Sample(subset, int(index), sub.ids[int(index)], sub.data, self.state)
@@ -299,9 +334,11 @@ class Integration:
     def visualize(self, subset: str, index: int, name: str | None = None) -> np.ndarray:
         """A picture of one sample for people: (H, W) or (H, W, 3) uint8."""
         if not self.visualizers:
-            # Fall back to the input, assumed image-like.
+            # Fall back to the input: an image as it is, a vector as a feature table, tokens as text
+            from samplescope.integration.pictures import default_picture
+
             x = self.encode_inputs(subset, [index])[0]
-            return to_uint8_image(x)
+            return default_picture(self.input_kind, x, self.input_spec)
         fn = self.visualizers[name or next(iter(self.visualizers))]
         return to_uint8_image(np.asarray(_call(fn.name, fn.fn, self.sample(subset, index))))
 
@@ -323,7 +360,7 @@ class Integration:
             "classes": self.classes,
             "source": self.source,
             "hash": source_hash(self.source) if self.source else None,
-        }
+        } | ({"rebuild": self.rebuild} if self.rebuild is not None else {})
 
     def check(self, samples_per_subset: int = 8, seed: int = 0):
         """Exercise every declared function on real samples; see :mod:`samplescope.integration.check`."""

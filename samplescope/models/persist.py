@@ -27,10 +27,12 @@ log = logging.getLogger(__name__)
 def _builtin_models() -> dict[str, tuple[type, type]]:
     from samplescope.models.cnn import CNNConfig, SmallCNN
     from samplescope.models.mlp import MLP, MLPConfig
+    from samplescope.models.tokens import TokenClassifier, TokenConfig
 
     return {
         "samplescope.models.cnn.SmallCNN": (SmallCNN, CNNConfig),
         "samplescope.models.mlp.MLP": (MLP, MLPConfig),
+        "samplescope.models.tokens.TokenClassifier": (TokenClassifier, TokenConfig),
     }
 
 

@@ -127,3 +127,84 @@ def test_errors(model, x) -> None:
         Attribution(model, "occlusion").attribute(x, target=0)  # type: ignore[arg-type]
     with pytest.raises(SamplescopeError, match=r"\(C, H, W\)"):
         Attribution(model, "saliency").attribute(x[0, 0], target=0)
+
+
+# --------------------------------------------------------------------------- vectors and tokens
+
+
+def _mlp():
+    from samplescope.models.mlp import MLP, MLPConfig
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 6, generator=torch.Generator().manual_seed(2)) * 3 + 5
+    return MLP(MLPConfig(in_features=6, num_classes=3, hidden=(8,))).fit_normalization(x).eval(), x[:4]
+
+
+def _tokens():
+    from samplescope.models.tokens import TokenClassifier, TokenConfig
+
+    torch.manual_seed(0)
+    model = TokenClassifier(TokenConfig(vocab_size=12, num_classes=3, embed_dim=5)).eval()
+    ids = torch.tensor([[3, 4, 5, 0, 0], [1, 1, 2, 11, 7], [9, 0, 0, 0, 0]], dtype=torch.float32)
+    return model, ids
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "saliency"])
+def test_vector_matches_captum(method) -> None:
+    model, x = _mlp()
+    baseline = model.normalize.mean.clone()
+    ref_x = x.clone().requires_grad_(True)
+    if method == "integrated_gradients":
+        expected = IntegratedGradients(model).attribute(
+            ref_x, baselines=baseline.expand_as(ref_x), target=1, n_steps=50, method="gausslegendre"
+        )
+    else:
+        expected = Saliency(model).attribute(ref_x, target=1, abs=True)
+    attr = Attribution(model, method, input_kind="vector", baseline=baseline.numpy())
+    got = attr.attribute(x.numpy(), target=1)
+    assert got.shape == (4, 6)
+    np.testing.assert_allclose(got, expected.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(attr.attribute(x[2], target=1), got[2], rtol=1e-5, atol=1e-6)
+    if method == "integrated_gradients":  # completeness: the sum is f(x) - f(baseline)
+        with torch.no_grad():
+            gap = model(x)[:, 1] - model(baseline[None])[0, 1]
+        np.testing.assert_allclose(got.sum(1), gap.numpy(), atol=1e-2)  # 50 steps over ReLU kinks
+
+
+def test_tokens_match_captum_layer_integrated_gradients() -> None:
+    from captum.attr import LayerIntegratedGradients
+
+    model, ids = _tokens()
+    expected = LayerIntegratedGradients(model, model.embedding).attribute(
+        ids, baselines=torch.zeros_like(ids), target=torch.tensor([0, 2, 1]), n_steps=50, method="gausslegendre"
+    ).sum(-1)
+    got = Attribution(model, "integrated_gradients", input_kind="tokens").attribute(ids, target=[0, 2, 1])
+    assert got.shape == (3, 5)
+    np.testing.assert_allclose(got, expected.detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert np.all(got[:, -1][ids[:, -1].numpy() == 0] == 0)  # padding carries nothing
+    one = Attribution(model, "integrated_gradients", input_kind="tokens").attribute(ids[1].numpy(), target=2)
+    np.testing.assert_allclose(one, got[1], rtol=1e-5, atol=1e-6)
+
+
+def test_methods_that_do_not_apply_say_why() -> None:
+    from samplescope.analysis.attribution import applicable_methods
+    from samplescope.errors import ParameterError
+
+    mlp, x = _mlp()
+    assert applicable_methods("vector") == {
+        "gradcam": applicable_methods("vector")["gradcam"], "integrated_gradients": None, "saliency": None,
+    }
+    assert "convolution" in applicable_methods("vector")["gradcam"]
+    assert applicable_methods("tokens")["saliency"] and applicable_methods("tokens")["integrated_gradients"] is None
+    assert applicable_methods("image", mlp)["gradcam"]  # an image model with no conv
+    with pytest.raises(ParameterError, match=r"Grad-CAM does not apply to MLP on vector inputs.*Integrated Gradients"):
+        Attribution(mlp, "gradcam", input_kind="vector").attribute(x, target=0)
+    with pytest.raises(ParameterError, match=r"vector inputs must be \(F,\) or \(B, F\), got shape \(1, 2, 3\)"):
+        Attribution(mlp, "saliency", input_kind="vector").attribute(np.zeros((1, 2, 3)), target=0)
+    with pytest.raises(ParameterError, match="pass input_kind='vector'"):
+        Attribution(mlp, "integrated_gradients").attribute(x, target=0)  # the old image-only error, with its fix
+    model, ids = _tokens()
+    with pytest.raises(ParameterError, match="not differentiable"):
+        Attribution(model, "saliency", input_kind="tokens").attribute(ids, target=0)
+    with pytest.raises(ParameterError, match="baseline has shape"):
+        Attribution(mlp, "integrated_gradients", input_kind="vector", baseline=np.zeros(3)).attribute(x, target=0)
