@@ -61,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="'all' precomputes Grad-CAM for every sample (predicted and true class)")
     a.add_argument("--seed", type=arg_type("seed"), default=0, help="random seed for the map and clustering")
     a.add_argument("--strict", action="store_true", help="refuse when the integration changed since training")
+    a.add_argument("--engine", choices=["embedded", "ray"], default="embedded",
+                   help="where the per-sample pass runs: this process (default) or Ray (docs/scale.md)")
+    a.add_argument("--ray-address", help="with --engine ray: join this cluster (host:port, ray://host:port, "
+                   "auto); default: start a local Ray instance for the job")
+    a.add_argument("--workers", type=arg_type("workers"),
+                   help="with --engine ray: model copies (actors); default: as many as the CPUs (or GPUs) allow")
+    a.add_argument("--gpus-per-worker", type=arg_type("gpus_per_worker"), default=0.0,
+                   help="with --engine ray: GPUs each worker holds (0 = CPU workers; 0.5 = two per GPU)")
+    a.add_argument("--batch-size", type=arg_type("batch_size"), default=2048,
+                   help="with --engine ray: samples per shard, one Ray task (default 2048)")
     _device_option(a)
     _trust_options(a)
 
@@ -184,9 +194,17 @@ def _train(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> int:
     from samplescope.pipeline.analyze import analyze_run, summary_text
 
+    engine: object = args.engine
+    if args.engine == "ray":
+        from samplescope.engines.ray_engine import RayEngine
+
+        engine = RayEngine(address=args.ray_address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                           batch_size=args.batch_size)
+    elif args.ray_address or args.workers or args.gpus_per_worker:
+        raise ParameterError("--ray-address, --workers and --gpus-per-worker need --engine ray; add it.")
     analyze_run(args.run, layer=args.layer, projection=args.projection, heatmaps=args.heatmaps,
                 seed=args.seed, strict=args.strict, trust=args.trust, integration=args.integration,
-                device=args.device)
+                device=args.device, engine=engine)
     print(summary_text(args.run))
     return 0
 

@@ -60,6 +60,8 @@ RANGES: dict[str, Range] = {
     "seed": Range(int, 0, 2**32 - 1, example="0"),
     "samples": Range(int, 1, example="8"),
     "port": Range(int, 1, 65535, example="8765"),
+    "workers": Range(int, 1, example="2"),
+    "gpus_per_worker": Range(float, 0, example="1"),
 }
 
 

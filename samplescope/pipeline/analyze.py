@@ -47,35 +47,45 @@ def analyze_run(
     trust: bool = False,
     integration: str | Path | Any | None = None,
     device: str | None = "auto",
+    engine: str | Any = "embedded",
 ) -> dict[str, Any]:
     """Analyse the run at ``path`` in place (atomically); returns the analysis summary.
 
     Analysing runs the run's integration and model code: it must be built in, trusted
     (``trust=True``, or in the trust list), or named with ``integration``; see
     :func:`samplescope.open_run`. ``device``: where the model runs (``auto`` = CUDA when
-    there is one); inputs are encoded in a background thread meanwhile.
+    there is one); inputs are encoded in a background thread meanwhile. ``engine``: where the
+    per-sample pass runs, ``"embedded"`` (this process) or ``"ray"`` / a
+    :class:`samplescope.engines.RayEngine` (see docs/scale.md); the rest runs here either way.
     """
     import torch
 
     from samplescope.analysis.inference import default_latent_layer, prediction_columns
     from samplescope.analysis.neighbors import NeighborIndex
     from samplescope.analysis.projection import Projection
+    from samplescope.engines import get_engine
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
+    engine = get_engine(engine)  # Ray missing fails before any work
     run = open_run(path, trust=trust, integration=integration, device=device)
     run.device  # noqa: B018 - an unknown device fails before any work
     integ = _integration(run, strict)
     model = run.model()
     layer = layer or run.info.get("latent_layer") or default_latent_layer(model)
-    frame = run.samples(columns=["subset", "label"])
+    task = run.task  # what the labels are, what loss and error mean (samplescope/tasks)
+    frame = run.samples(columns=["subset", *task.label_table_columns(run.classes)])
     n = len(frame)
-    labels = frame["label"].to_numpy()
+    labels = task.labels_from_table(frame, run.classes)
 
     # -- one pass: inference, the pixel sketch and (asked) Grad-CAM from each batch once
-    logits, latent, pixels, gradcam = _encode_pass(run, integ, model, layer, labels, heatmaps, seed, progress)
+    per_sample = _encode_pass if engine is None else engine.encode_pass  # the same outputs, either engine
+    logits, latent, pixels, gradcam = per_sample(
+        run, integ, model, layer, _class_targets(task, labels), heatmaps, seed, progress
+    )
     analysis = pd.DataFrame({"sample_id": frame["sample_id"].to_numpy()})
-    for name, values in prediction_columns(logits, labels).items():
+    validation = (frame["subset"] == "validation").to_numpy()  # where a data-driven error rule is measured
+    for name, values in prediction_columns(logits, labels, task, run.classes, reference=validation).items():
         analysis[name] = values
     del logits
     timings["inference"] = time.perf_counter() - t0
@@ -96,12 +106,14 @@ def analyze_run(
     t = time.perf_counter()
     # only the columns the finders read: the base columns and the integration's metadata
     previous = set((run.info.get("analysis") or {}).get("columns", [])) | set(analysis.columns)
-    base = {"sample_id", "subset", "index", "key", "label"}
+    base = {"sample_id", "subset", "index", "key", "label", *task.label_table_columns(run.classes)}
     metadata = [c for c in run.db.columns() if c not in base and c not in previous and not c.startswith("prob_")]
     samples = run.samples(columns=["subset", "label", *metadata])
     for name in analysis.columns[1:]:  # both in sample_id order
         samples[name] = analysis[name].to_numpy()
-    insights, extra = _insights(run, samples, latent, seed, progress, neighbors, pixels, metadata)
+    samples, class_names = task.insight_view(samples, labels, run.classes)
+    insights, extra, kinds = _insights(run, samples, latent, seed, progress, neighbors, pixels, metadata,
+                                       class_names, integ=integ, task_name=task.name)
     for name, values in extra.items():
         analysis[name] = values
     timings["insights"] = time.perf_counter() - t
@@ -124,8 +136,13 @@ def analyze_run(
             for s in run.subsets
             if s != "unlabeled"
         },
+        "task": task.to_dict(),
+        "error": task.error_rule(),
         "insights": len(insights),
+        "metadata_kinds": kinds["metadata_kinds"],  # how finders, the page and the report read each column
+        "label_functions": kinds["label_functions"],  # columns fixed by the label: they explain nothing
         "neighbors": neighbors.info(),
+        "engine": {"name": "embedded"} if engine is None else engine.describe(),
     }
     with atomic_folder(Path(path), overwrite=True, start_from=Path(path)) as tmp:
         np.save(tmp / LATENT_FILE, latent)
@@ -145,6 +162,12 @@ def analyze_run(
         write_json(tmp / RUN_JSON, info)
     log.info("analysed %s: %d samples in %.1f s", path, n, timings["total"])
     return summary
+
+
+def _class_targets(task: Any, labels: np.ndarray) -> np.ndarray:
+    """Class indices for Grad-CAM's "true class" slot: the labels under classification; other
+    tasks have none (-1: the predicted output stands in)."""
+    return labels if task.name == "classification" else np.full(len(labels), -1, np.int64)
 
 
 def _integration(run: Run, strict: bool):
@@ -223,8 +246,16 @@ def _gradcams_into(out: np.ndarray, run: Run, model: Any, x: np.ndarray, start: 
 
 
 def _insights(run: Run, samples: pd.DataFrame, latent: np.ndarray, seed: int, progress: bool, neighbors: Any,
-              pixels: Any, metadata: list[str]):
+              pixels: Any, metadata: list[str], class_names: list[str], integ: Any = None,
+              task_name: str = "classification"):
     from samplescope.analysis.insights import InsightContext, default_finders, find_insights
+    from samplescope.analysis.insights.kinds import declared_column_kinds
+
+    try:  # declared @metadata(kind=...), expanded to the columns each function returns
+        declared = declared_column_kinds(integ) if integ is not None else {}
+    except Exception as exc:  # noqa: BLE001 - a failing integration was reported by the pass already
+        log.warning("metadata kinds: %s; inferring them", exc)
+        declared = {}
 
     def inputs(rows: np.ndarray) -> np.ndarray:
         """Flattened model inputs for row positions (rows are sample ids), (B, P) float32: only the
@@ -235,24 +266,30 @@ def _insights(run: Run, samples: pd.DataFrame, latent: np.ndarray, seed: int, pr
         samples=samples,
         latent=latent,
         inputs=inputs,
-        class_names=run.classes,
+        class_names=class_names,
         metadata_columns=metadata,
         random_state=seed,
         neighbors=neighbors,
         pixel_features=pixels,
+        metadata_kinds={c: k for c, k in declared.items() if c in metadata},
+        task=task_name,
+        input_shape=tuple(run.info.get("input_shape") or ()) or None,
     )
     finders = default_finders(random_state=seed)
     found = find_insights(ctx, finders=finders, progress=progress)
     # per-sample state the finders learned becomes columns users can colour and sort by
     columns = {"LowPerformanceClusters": ("cluster_labels_", "cluster"),
-               "LikelyMislabels": ("scores_", "mislabel_score"), "Outliers": ("scores_", "outlier_score")}
+               "LikelyMislabels": ("scores_", "mislabel_score"), "Outliers": ("scores_", "outlier_score"),
+               "Duplicates": [("duplicate_of_", "duplicate_of"), ("leaks_from_", "leaks_from")]}
     extra: dict[str, np.ndarray] = {}
     for finder in finders:
-        attr, column = columns.get(type(finder).__name__, (None, None))
-        value = getattr(finder, attr, None) if attr else None
-        if value is not None and len(value) == len(samples):
-            extra[column] = np.asarray(value)
-    return found, extra
+        wanted = columns.get(type(finder).__name__, [])
+        for attr, column in wanted if isinstance(wanted, list) else [wanted]:
+            value = getattr(finder, attr, None)
+            if value is not None and len(value) == len(samples):
+                extra[column] = np.asarray(value)
+    kinds = {"metadata_kinds": dict(ctx.metadata_kinds), "label_functions": list(ctx.label_functions or [])}
+    return found, extra, kinds
 
 
 def summary_text(path: str | Path) -> str:
