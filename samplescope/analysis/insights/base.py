@@ -53,7 +53,9 @@ __all__ = [
     "InsightContext",
     "InsightFinder",
     "InsightKind",
+    "error_severity",
     "saturate",
+    "severity_band",
     "to_json",
 ]
 
@@ -137,6 +139,28 @@ def to_json(value: Any) -> Any:
     return str(value)
 
 
+#: The common severity scale: an insight's severity is ``saturate(E / errors, SEVERITY_HALF)``
+#: where E is the expected number of errors it accounts for (docs/concepts.md).
+SEVERITY_HALF = 0.1
+#: Severity bands, as the page and the report name them.
+SEVERITY_BANDS = (("high", 0.5), ("medium", 0.2), ("low", 0.0))
+
+
+def error_severity(accounted: float, total_errors: float) -> float:
+    """The common scale: ``saturate(accounted / total_errors, 0.1)``.
+
+    ``accounted``: the expected number of the model's errors the insight accounts for
+    (errors above what the samples' classes predict, wrong labels, errors hidden by
+    leaked copies); ``total_errors``: the errors over the labelled samples. An insight
+    explaining a tenth of the errors has severity 0.5.
+    """
+    return saturate(accounted / max(float(total_errors), 1.0), SEVERITY_HALF)
+
+
+def severity_band(severity: float) -> str:
+    return next(name for name, low in SEVERITY_BANDS if severity >= low)
+
+
 def saturate(x: float, half: float) -> float:
     """Map ``x >= 0`` into [0, 1): 0 at 0, 0.5 at ``half``, approaching 1 as x grows."""
     x = max(0.0, float(x))
@@ -179,6 +203,18 @@ class InsightContext:
         made in the inference pass (``analyze`` does); the duplicate finder searches it
         and fetches through ``inputs`` only the candidate pairs' inputs. None: the
         finder sketches the inputs through ``inputs`` itself.
+    metadata_kinds:
+        ``{column: kind}`` (``number``, ``category``, ``ordinal``, ``class``), declared
+        by the integration; columns not named are inferred (:mod:`.kinds`).
+    label_functions:
+        Metadata columns that are functions of the label (they never explain
+        anything); None detects them (:func:`.kinds.label_functions`).
+    task:
+        The run's task name; class-conditioned explanations and confusion pairs are
+        made for ``classification`` only.
+    input_shape:
+        The shape of one model input (e.g. ``(1, 28, 28)``); the duplicate finder
+        compares images up to small shifts when it is an image shape.
     """
 
     samples: pd.DataFrame
@@ -190,6 +226,10 @@ class InsightContext:
     train_subset: str = "train"
     neighbors: Any = None
     pixel_features: Any = None
+    metadata_kinds: dict[str, str] = field(default_factory=dict)
+    label_functions: list[str] | None = None
+    task: str = "classification"
+    input_shape: tuple[int, ...] | None = None
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -237,6 +277,13 @@ class InsightContext:
                 f"metadata column(s) {', '.join(map(str, unknown))} are not columns of "
                 "InsightContext.samples."
             )
+        from samplescope.analysis.insights.kinds import label_functions, resolve_kinds
+
+        self.metadata_kinds = resolve_kinds(self.samples, self.metadata_columns, self.metadata_kinds)
+        if self.label_functions is None:
+            self.label_functions = label_functions(
+                self.samples, self.metadata_columns, self.samples["label"].to_numpy()
+            ) if self.is_classification else []
         if not self.class_names:
             n = max(
                 len(self.prob_columns),
@@ -320,6 +367,51 @@ class InsightContext:
     def unit_latent(self) -> np.ndarray:
         """(N, D) float32 latent rows scaled to unit length (zero rows stay zero)."""
         return self._get("unit_latent", lambda: _unit_rows(self.latent))
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task == "classification"
+
+    @property
+    def explaining_columns(self) -> list[str]:
+        """Metadata columns that may explain a finding: every one but the label's functions."""
+        skip = set(self.label_functions or [])
+        return [c for c in self.metadata_columns if c not in skip]
+
+    def kind_of(self, column: str) -> str:
+        return self.metadata_kinds.get(column, "number")
+
+    @property
+    def expected_errors(self) -> np.ndarray:
+        """(N,) each labelled row's chance of an error given only its class: its class's
+        error rate (classification), else the overall rate; 0 for unlabelled rows.
+        Slices are judged against the sum of this, so a slice of hard classes is not news."""
+
+        def make() -> np.ndarray:
+            lab, err = self.labelled, self.errors
+            out = np.zeros(self.n_rows)
+            if not lab.any():
+                return out
+            if not self.is_classification:
+                out[lab] = err[lab].mean()
+                return out
+            y = self.labels[lab]
+            rate = np.bincount(y, weights=err[lab]) / np.maximum(np.bincount(y), 1)
+            out[lab] = rate[y]
+            return out
+
+        return self._get("expected_errors", make)
+
+    def value_name(self, column: str, value: Any) -> str:
+        """A value as a person reads it: a class column's index by its class name."""
+        if self.kind_of(column) == "class":
+            try:
+                return self.class_name(int(float(value)))
+            except (TypeError, ValueError):
+                return str(value)
+        if isinstance(value, (float, np.floating)):
+            return f"{float(value):.3g}"
+        return str(value)
 
     def class_name(self, index: int) -> str:
         index = int(index)

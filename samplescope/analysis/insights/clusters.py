@@ -8,16 +8,18 @@ than being diluted in a class-sized one.
 
 A cluster is reported when, over its labelled samples,
 
-- its error rate is at least ``min_ratio`` times the overall rate, it has at
-  least ``min_errors`` errors, and a one-sided binomial test against the overall
-  rate gives p < ``alpha / n_clusters`` (Bonferroni over the clusters), or
+- its errors are at least ``min_ratio`` times the errors its samples' classes
+  predict (E: the sum of each sample's class error rate), it has at least
+  ``min_errors`` errors, and a one-sided binomial test of them against E gives
+  p < ``alpha / n_clusters`` (Bonferroni over the clusters), or
 - its mean loss is at least ``min_ratio`` times the overall mean loss with a
   one-sided t-test p < ``alpha / n_clusters``.
 
-Each is described by its main labels, the metadata columns that best separate
-it from the rest (standardised effect: Cohen's d for numbers, Cohen's h for
-proportions; at most two with |effect| >= ``min_effect``) and its most frequent
-(label, prediction) confusion.
+Each is described by its main labels, its most frequent (label, prediction)
+confusion (classification) and the metadata columns that best separate it from
+**the other samples of its classes** (:func:`.explain.describe_slice`; at most two
+with |effect| >= ``min_effect``); it says what to do (collect or augment samples
+like the described slice) and carries a population test for it.
 
 ``overfitting`` insights compare a cluster's held-out mean loss with its
 training mean loss: reported when the ratio is at least ``overfit_ratio`` and
@@ -39,11 +41,17 @@ from samplescope.analysis.insights.base import (
     Insight,
     InsightContext,
     InsightFinder,
+    error_severity,
     one_sided_p,
     ordered_ids,
     pct,
-    saturate,
     seed_for,
+)
+from samplescope.analysis.insights.explain import (
+    action,
+    class_population,
+    describe_slice,
+    population_test,
 )
 from samplescope.errors import SamplescopeError
 
@@ -129,18 +137,24 @@ class LowPerformanceClusters(InsightFinder):
         n = np.bincount(labels, minlength=k)
         n_lab = np.bincount(labels[lab], minlength=k)
         errors = np.bincount(labels[ctx.errors], minlength=k)
+        expected = np.bincount(labels[lab], weights=ctx.expected_errors[lab], minlength=k)
         loss_sum = np.bincount(labels[lab], weights=ctx.losses[lab], minlength=k)
         p0 = ctx.errors.sum() / max(1, lab.sum())
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = np.where(n_lab > 0, errors / np.maximum(n_lab, 1), np.nan)
             mean_loss = np.where(n_lab > 0, loss_sum / np.maximum(n_lab, 1), np.nan)
-        p_value = stats.binom.sf(errors - 1, n_lab, p0) if p0 > 0 else np.ones(k)
+        # errors against what the cluster's classes predict (not against the overall rate)
+        base = np.clip(expected / np.maximum(n_lab, 1), 1e-12, 1.0)
+        p_value = np.where(
+            (n_lab > 0) & (p0 > 0), stats.binom.sf(errors - 1, np.maximum(n_lab, 1), base), 1.0
+        )
         return pd.DataFrame(
             {
                 "cluster": np.arange(k),
                 "n": n,
                 "n_labelled": n_lab,
                 "errors": errors,
+                "expected_errors": expected,
                 "error_rate": rate,
                 "loss_sum": loss_sum,
                 "mean_loss": mean_loss,
@@ -167,7 +181,7 @@ class LowPerformanceClusters(InsightFinder):
             by_errors = (
                 p0 > 0
                 and row.errors >= self.min_errors
-                and row.error_rate >= self.min_ratio * p0
+                and row.errors >= self.min_ratio * row.expected_errors
                 and row.p_value < cutoff
             )
             members = np.flatnonzero((self.cluster_labels_ == row.cluster) & lab)
@@ -180,16 +194,9 @@ class LowPerformanceClusters(InsightFinder):
                 by_loss = loss_p < cutoff
             if not (by_errors or by_loss):
                 continue
-            sev_err = sev_loss = 0.0
-            if by_errors:
-                share = max(0.0, row.errors - row.n_labelled * p0) / total_errors
-                sev_err = saturate(share, 0.1) * (1 - p0 / row.error_rate)
-            if by_loss:
-                share = max(0.0, row.loss_sum - row.n_labelled * loss0) / total_loss
-                sev_loss = saturate(share, 0.1) * (1 - loss0 / row.mean_loss)
-            insights.append(
-                self._describe(ctx, row, p0, loss0, by_errors, max(sev_err, sev_loss), loss_p)
-            )
+            # the common scale: the errors above what the cluster's classes predict
+            severity = error_severity(max(0.0, row.errors - row.expected_errors), total_errors)
+            insights.append(self._describe(ctx, row, p0, loss0, by_errors, severity, loss_p))
         insights.sort(key=lambda i: -i.severity)
         return insights
 
@@ -206,12 +213,13 @@ class LowPerformanceClusters(InsightFinder):
         c = int(row.cluster)
         mask = self.cluster_labels_ == c
         composition, label_shares = _composition(ctx, mask)
-        meta = describe_metadata(ctx, mask, min_effect=self.min_effect)
-        confusion = _top_confusion(ctx, mask)
+        meta = describe_slice(ctx, mask, min_effect=self.min_effect)
+        confusion = _top_confusion(ctx, mask) if ctx.is_classification else None
+        expected_rate = row.expected_errors / max(row.n_labelled, 1)
         if by_errors:
             text = (
                 f"Cluster {c} ({row.n:,} samples, {composition}) has {pct(row.error_rate)} errors "
-                f"vs {pct(p0)} overall"
+                f"vs {pct(expected_rate)} expected for its classes"
             )
         else:
             text = (
@@ -220,14 +228,19 @@ class LowPerformanceClusters(InsightFinder):
                 f"vs {pct(p0)})"
             )
         if meta:
-            text += "; its samples have " + " and ".join(m["phrase"] for m in meta)
+            text += (
+                f"; against {meta[0]['reference']}, its samples have "
+                + " and ".join(m["phrase"] for m in meta)
+            )
+        else:
+            text += "; no metadata column sets it apart from the other samples of its classes"
         if confusion:
             text += (
                 f"; {confusion['label_name']} is confused with {confusion['prediction_name']} "
                 f"({confusion['count']} of {row.errors} errors)"
             )
         text += "."
-        lift = row.errors / max(p0 * row.n_labelled, 1e-12)
+        lift = row.errors / max(row.expected_errors, 1e-12)
         title = f"Cluster {c}: {pct(row.error_rate)} errors ({lift:.1f}x)"
         if not by_errors:
             title = f"Cluster {c}: mean loss {row.mean_loss / max(loss0, 1e-12):.1f}x overall"
@@ -241,11 +254,14 @@ class LowPerformanceClusters(InsightFinder):
             "error_ratio": float(row.error_rate / p0) if p0 > 0 else None,
             "mean_loss": float(row.mean_loss),
             "overall_mean_loss": loss0,
+            "expected_errors": float(row.expected_errors),
+            "accounted_errors": float(max(0.0, row.errors - row.expected_errors)),
             "error_p_value": float(row.p_value),
             "loss_p_value": loss_p,
             "labels": label_shares,
             "metadata": [{k: v for k, v in m.items() if k != "phrase"} for m in meta],
             "confusion": confusion,
+            "action": _cluster_action(ctx, c, mask, row, meta),
         }
         ids = ordered_ids(ctx, np.flatnonzero(mask), self.max_sample_ids)
         return Insight("low_performance_cluster", severity, ids, text, title, details)
@@ -279,11 +295,13 @@ class LowPerformanceClusters(InsightFinder):
             )
             if not p < cutoff:
                 continue
-            excess = len(h_rows) * (lh - gap0 * lt)
-            severity = saturate(excess / max(total_held_loss, tiny), 0.1) * (1 - gap0 / ratio)
             composition, label_shares = _composition(ctx, in_c)
             err_t = float(ctx.errors[t_rows].mean())
             err_h = float(ctx.errors[h_rows].mean())
+            # the common scale: held-out errors above the cluster's own training error rate
+            held_errors = int(ctx.errors[h_rows].sum())
+            accounted = max(0.0, held_errors - len(h_rows) * err_t)
+            severity = error_severity(accounted, int(ctx.errors[held].sum()))
             text = (
                 f"Cluster {c} ({int(in_c.sum()):,} samples, {composition}) looks overfit: "
                 "mean loss "
@@ -303,6 +321,17 @@ class LowPerformanceClusters(InsightFinder):
                 "held_out_error_rate": err_h,
                 "p_value": p,
                 "labels": label_shares,
+                "accounted_errors": accounted,
+                "total_held_loss": total_held_loss,
+                "action": action(
+                    "watch",
+                    f"Watch the held-out loss of cluster {c}: regularise or augment the training "
+                    "samples of this region (it is memorised, not learnt).",
+                    population_test(
+                        f"cluster {c} held-out mean loss", "mean_loss", "<=",
+                        float(np.ceil(lh * 1e4) / 1e4), subset=str(ctx.subsets[h_rows[0]]), cluster=c,
+                    ),
+                ),
             }
             ids = ordered_ids(ctx, h_rows, self.max_sample_ids)
             title = f"Cluster {c} overfit: held-out loss {ratio:.1f}x training"
@@ -312,6 +341,46 @@ class LowPerformanceClusters(InsightFinder):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _cluster_action(
+    ctx: InsightContext, c: int, mask: np.ndarray, row: Any, meta: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Collect or augment samples like the described slice, with a test on that slice
+    (the slice outlives the cluster's id, which the next analysis renumbers)."""
+    classes = class_population(ctx, mask)
+    who = " and ".join(classes) + "s" if classes else "samples"
+    rate = float(np.ceil(row.error_rate * 1e4) / 1e4)
+    if meta:
+        m = meta[0]
+        slice_name = f"{who} with {m['phrase'].split(' (')[0]}"
+        where = m["where"]
+        test = population_test(
+            f"{slice_name} error rate", "error_rate", "<=", rate, classes=classes, where=where
+        )
+        return action(
+            "collect",
+            f"Collect or augment more {slice_name} (e.g. {_where_text(ctx, where)}); "
+            "the model fails on them.",
+            test,
+        )
+    return action(
+        "collect",
+        f"Look at cluster {c}'s {who}: no metadata column describes them; add one that "
+        "could (how they were written, scanned or sourced), then collect more like them.",
+        population_test(f"cluster {c} error rate", "error_rate", "<=", rate, cluster=c),
+    )
+
+
+def _where_text(ctx: InsightContext, where: dict[str, Any]) -> str:
+    parts = []
+    for col, cond in where.items():
+        if isinstance(cond, dict):
+            parts += [f"{col} >= {cond['min']:.3g}"] if cond.get("min") is not None else []
+            parts += [f"{col} <= {cond['max']:.3g}"] if cond.get("max") is not None else []
+        else:
+            parts.append(f"{col} = {ctx.value_name(col, cond)}")
+    return ", ".join(parts)
 
 
 def _spherical_kmeans(unit: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -376,79 +445,6 @@ def _top_confusion(ctx: InsightContext, mask: np.ndarray) -> dict[str, Any] | No
 def describe_metadata(
     ctx: InsightContext, mask: np.ndarray, min_effect: float = 0.5, top: int = 2
 ) -> list[dict[str, Any]]:
-    """The metadata columns that best separate ``mask`` rows from the rest.
+    """Deprecated name: :func:`samplescope.analysis.insights.explain.describe_slice`."""
+    return describe_slice(ctx, mask, min_effect=min_effect, top=top)
 
-    Numbers: Cohen's d (difference of means over the pooled standard deviation);
-    booleans and categories: Cohen's h of the proportion inside vs outside (for
-    a category column, its most over- or under-represented value). Returns up to
-    ``top`` dicts with column, kind, effect, inside, outside (and value for a
-    category) and a text ``phrase``, largest |effect| first, |effect| >= min_effect.
-    """
-    found = []
-    inside, outside = mask, ~mask
-    if inside.sum() < 2 or outside.sum() < 2:
-        return []
-    for col in ctx.metadata_columns:
-        series = ctx.samples[col]
-        if pd.api.types.is_bool_dtype(series):
-            found.extend(_proportion_effect(col, series.to_numpy(bool), inside, None))
-        elif pd.api.types.is_numeric_dtype(series):
-            found.extend(_numeric_effect(col, series.to_numpy(np.float64), inside))
-        else:
-            values = series.astype(str).to_numpy()
-            cats, counts = np.unique(values[inside], return_counts=True)
-            if len(np.unique(values)) > 50:
-                continue  # ids, file names: nothing to summarise
-            best: list[dict[str, Any]] = []
-            for cat in cats[np.argsort(-counts)][:20]:
-                best.extend(_proportion_effect(col, values == cat, inside, str(cat)))
-            if best:
-                found.append(max(best, key=lambda d: abs(d["effect"])))
-    found = [d for d in found if abs(d["effect"]) >= min_effect]
-    found.sort(key=lambda d: -abs(d["effect"]))
-    return found[:top]
-
-
-def _numeric_effect(col: str, x: np.ndarray, inside: np.ndarray) -> list[dict[str, Any]]:
-    ok = np.isfinite(x)
-    a, b = x[inside & ok], x[~inside & ok]
-    if len(a) < 2 or len(b) < 2:
-        return []
-    pooled = np.sqrt(
-        ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
-    )
-    if not pooled > 0:
-        return []
-    d = float((a.mean() - b.mean()) / pooled)
-    phrase = f"{'higher' if d > 0 else 'lower'} {col} (mean {a.mean():.3g} vs {b.mean():.3g})"
-    return [
-        {
-            "column": col,
-            "kind": "numeric",
-            "effect": d,
-            "inside": float(a.mean()),
-            "outside": float(b.mean()),
-            "phrase": phrase,
-        }
-    ]
-
-
-def _proportion_effect(
-    col: str, hit: np.ndarray, inside: np.ndarray, value: str | None
-) -> list[dict[str, Any]]:
-    p_in, p_out = float(hit[inside].mean()), float(hit[~inside].mean())
-    h = float(2 * np.arcsin(np.sqrt(p_in)) - 2 * np.arcsin(np.sqrt(p_out)))
-    more = "more" if h > 0 else "less"
-    what = f"{col} true" if value is None else f"{col} = {value}"
-    phrase = f"{what} {more} often ({pct(p_in)} vs {pct(p_out)})"
-    out = {
-        "column": col,
-        "kind": "bool" if value is None else "category",
-        "effect": h,
-        "inside": p_in,
-        "outside": p_out,
-        "phrase": phrase,
-    }
-    if value is not None:
-        out["value"] = value
-    return [out]

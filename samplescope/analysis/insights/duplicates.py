@@ -11,9 +11,23 @@ Two samples are duplicates when either
   quantile 1.04). On real MNIST this reports 21 train pairs and 8
   train/validation pairs, all thin, straight 1s that are pixel for pixel
   nearly identical (distances 0.82-1.02); or
-- their latent vectors have cosine distance <= ``latent_threshold`` (1e-4:
-  similarity >= 0.9999, the model cannot tell them apart; different MNIST
-  drawings of a digit are typically >= 1e-2 apart).
+- (images) they are close **after alignment** (:mod:`.aligned`: each image
+  re-centred on its centre of mass and rescaled to a fixed radius of gyration, then
+  blurred with a Gaussian of ``aligned_sigma`` pixels), so copies shifted by a pixel
+  or two, slightly rescaled or re-encoded still match. The distance is calibrated
+  against each sample's own neighbourhood: the pair must be within
+  ``aligned_ratio`` (0.5) of the ``aligned_k``-th (4th) nearest aligned neighbour's
+  distance of either sample **and** within ``aligned_threshold * s_aligned`` (0.12);
+  a copy is far nearer its original than any other drawing is, a distinct pair of
+  similar digits is not (on MNIST the nearest/4th-nearest ratio of distinct
+  samples has its 1st percentile at 0.57; shifted copies sit at ~0, rescaled and
+  JPEG-75 re-encoded copies at 0.3-0.4, 90th percentile); or
+- their latent vectors have cosine distance <= ``latent_threshold`` (1e-4) **and**
+  the latent has spread there: the distance is at most ``latent_spread`` (1%) of the
+  median distance to the sample's 16 graph neighbours. A collapsed latent (a ReLU
+  layer that maps many different inputs to one direction) gives distance ~0 to
+  everything, so its pairs are not trusted; they are reported only when the inputs
+  confirm them.
 
 Pixel search without holding all inputs or comparing all pairs: inputs are
 fetched in chunks and projected onto their top ``n_components`` principal axes.
@@ -38,14 +52,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from samplescope.analysis.insights.aligned import canonical, is_image_shape
 from samplescope.analysis.insights.base import (
     Insight,
     InsightContext,
     InsightFinder,
+    error_severity,
     pct,
-    saturate,
     seed_for,
 )
+from samplescope.analysis.insights.explain import action, population_test
 from samplescope.analysis.sketch import PixelFeatures, PixelSketch
 from samplescope.errors import SamplescopeError
 
@@ -65,6 +81,8 @@ class Duplicates(InsightFinder):
         sample_id_b, subset_a, subset_b, pixel_distance (NaN without inputs),
         latent_distance, space ("pixel", "latent" or "pixel+latent").
     pixel_threshold_: the absolute pixel distance used (NaN without inputs).
+    duplicate_of_: (N,) sample id of each row's nearest duplicate in its own subset (-1: none).
+    leaks_from_: (N,) sample id of each held-out row's nearest duplicate in training (-1: none).
     """
 
     kinds = ("duplicate", "leakage")
@@ -74,6 +92,11 @@ class Duplicates(InsightFinder):
         self,
         pixel_threshold: float = 0.1,
         latent_threshold: float = 1e-4,
+        latent_spread: float = 0.01,
+        aligned_threshold: float = 0.12,
+        aligned_ratio: float = 0.5,
+        aligned_k: int = 4,
+        aligned_sigma: float = 1.0,
         n_candidates: int = 4,
         n_components: int = 32,
         pca_samples: int = 5000,
@@ -84,6 +107,11 @@ class Duplicates(InsightFinder):
     ) -> None:
         self.pixel_threshold = pixel_threshold
         self.latent_threshold = latent_threshold
+        self.latent_spread = latent_spread
+        self.aligned_threshold = aligned_threshold
+        self.aligned_ratio = aligned_ratio
+        self.aligned_k = aligned_k
+        self.aligned_sigma = aligned_sigma
         self.n_candidates = n_candidates
         self.n_components = n_components
         self.pca_samples = pca_samples
@@ -98,16 +126,17 @@ class Duplicates(InsightFinder):
         seed = seed_for(self.random_state, ctx)
         self.pixel_threshold_ = math.nan
         self.pixel_scale_ = math.nan
+        self.aligned_scale_ = math.nan
+        self._aligned_ref: np.ndarray | None = None
         candidates = [self._latent_candidates(ctx, seed)]
         if ctx.inputs is not None or ctx.pixel_features is not None:
             candidates.append(self._pixel_candidates(ctx, seed))
-        pairs = (
-            np.unique(np.concatenate(candidates), axis=0)
-            if candidates
-            else np.empty((0, 2), np.int64)
-        )
+        if ctx.inputs is not None and is_image_shape(ctx.input_shape):
+            candidates.append(self._aligned_candidates(ctx, seed))
+        pairs = np.unique(np.concatenate(candidates), axis=0)
         table = self._measure(ctx, pairs)
         self.pairs_ = table
+        self._per_row(ctx, table)
         return self._insights(ctx, table)
 
     # ------------------------------------------------------------------ inputs
@@ -164,6 +193,55 @@ class Duplicates(InsightFinder):
             pairs.append(np.stack([i, pos.ravel()[close.ravel()]], axis=1))
         return _ordered(np.concatenate(pairs))
 
+    # ------------------------------------------------------------------ aligned
+
+    def _aligned(self, ctx: InsightContext, x: np.ndarray) -> np.ndarray:
+        """(B, P) inputs -> their aligned, blurred images (B, P) float32."""
+        from scipy.ndimage import gaussian_filter
+
+        shape = tuple(int(v) for v in ctx.input_shape)  # type: ignore[arg-type]
+        a = canonical(x, shape)
+        if self.aligned_sigma > 0:
+            full = a.reshape(len(a), *((1, *shape) if len(shape) == 2 else shape))
+            sigma = (0, 0, self.aligned_sigma, self.aligned_sigma)
+            a = gaussian_filter(full, sigma, mode="constant").reshape(len(a), -1)
+        return np.ascontiguousarray(a, dtype=np.float32)
+
+    def _aligned_candidates(self, ctx: InsightContext, seed: int) -> np.ndarray:
+        """(M, 2) row pairs that may be aligned duplicates; sets each row's reference distance.
+
+        Every input is aligned once (in chunks) and sketched; each row's ``aligned_k``
+        nearest sketches give both its candidates and (as estimates, never above the
+        true distances) its reference distance, the ``aligned_k``-th of them.
+        """
+        n = ctx.n_rows
+        if n < 2:
+            return np.empty((0, 2), np.int64)
+        rng = np.random.default_rng(seed)
+        fit_rows = np.sort(rng.choice(n, min(n, self.pca_samples), replace=False))
+        sketch = PixelSketch(2 * self.n_components, random_state=seed)
+        sketch.fit(self._aligned(ctx, self._fetch(ctx, fit_rows)))
+        features = sketch.allocate(n)
+        for start in range(0, n, self.chunk_size):
+            chunk = np.arange(start, min(n, start + self.chunk_size))
+            sketch.transform_into(features, start, self._aligned(ctx, self._fetch(ctx, chunk)))
+        self.aligned_scale_ = features.scale
+        tau = self.aligned_threshold * features.scale
+        from samplescope.analysis.neighbors import NeighborIndex
+
+        k = min(max(self.aligned_k, self.n_candidates), n - 1)
+        index = NeighborIndex("l2", graph_k=k, random_state=seed, recall_radius=tau)
+        pos, dist = index.fit(features.z).kneighbors(k=k)
+        gap = features.residual[:, None] - features.residual[np.maximum(pos, 0)]
+        estimate = np.sqrt(dist.astype(np.float64) ** 2 + gap**2)  # <= the true distance
+        estimate[pos < 0] = np.inf
+        self._aligned_ref = estimate[:, min(self.aligned_k, k) - 1]
+        close = (estimate <= tau) & (pos >= 0)
+        close &= estimate <= self.aligned_ratio * self._aligned_ref[:, None] + 1e-12
+        i = np.repeat(np.arange(n), k)[close.ravel()]
+        pairs = [_same_value_pairs(features.digest), np.stack([i, pos.ravel()[close.ravel()]], axis=1)]
+        return _ordered(np.concatenate(pairs))
+
     # ------------------------------------------------------------------ latent
 
     def _latent_candidates(self, ctx: InsightContext, seed: int) -> np.ndarray:
@@ -176,6 +254,8 @@ class Duplicates(InsightFinder):
             return np.empty((0, 2), np.int64)
         dist, nbr = ctx.latent_neighbors(max(1, self.n_candidates))
         close = (dist <= self.latent_threshold) & (nbr >= 0)
+        # candidates only: _measure keeps a latent pair when the latent has spread there
+        # or the inputs confirm it
         i = np.repeat(np.arange(ctx.n_rows), dist.shape[1])[close.ravel()]
         return _ordered(np.stack([i, nbr.ravel()[close.ravel()]], axis=1))
 
@@ -197,12 +277,32 @@ class Duplicates(InsightFinder):
                 pixel[start : start + len(w)] = np.sqrt(
                     np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
                 )
-        keep = (latent <= self.latent_threshold) | (pixel <= self.pixel_threshold_)
-        a, b, pixel, latent = a[keep], b[keep], pixel[keep], latent[keep]
+        aligned = np.full(len(pairs), np.nan)
+        in_aligned = np.zeros(len(pairs), bool)
+        if self._aligned_ref is not None and len(pairs):
+            rows = np.unique(pairs)
+            x = self._aligned(ctx, self._fetch(ctx, rows))
+            where = np.searchsorted(rows, pairs)
+            diff = x[where[:, 0]] - x[where[:, 1]]
+            aligned = np.sqrt(np.einsum("ij,ij->i", diff, diff, dtype=np.float64))
+            ref = np.maximum(self._aligned_ref[a], self._aligned_ref[b])
+            in_aligned = (aligned <= self.aligned_threshold * self.aligned_scale_) & (
+                aligned <= self.aligned_ratio * ref + 1e-12
+            )
+        # a latent pair is trusted only where the latent has spread: its distance is a
+        # small share of the sample's usual neighbour distance (a collapsed latent has none)
+        spread = self._latent_spread(ctx)
+        in_latent = (latent <= self.latent_threshold) & (
+            latent <= self.latent_spread * np.minimum(spread[a], spread[b])
+        )
         in_pixels = pixel <= self.pixel_threshold_
-        in_latent = latent <= self.latent_threshold
-        space = np.where(
-            in_pixels & in_latent, "pixel+latent", np.where(in_pixels, "pixel", "latent")
+        keep = in_latent | in_pixels | in_aligned
+        a, b, pixel, latent, aligned = a[keep], b[keep], pixel[keep], latent[keep], aligned[keep]
+        in_pixels, in_latent, in_aligned = in_pixels[keep], in_latent[keep], in_aligned[keep]
+        space = np.array(
+            ["+".join(n for n, hit in zip(("pixel", "aligned", "latent"), f, strict=True) if hit)
+             for f in zip(in_pixels, in_aligned & ~in_pixels, in_latent, strict=True)],
+            dtype=object,
         )
         table = pd.DataFrame(
             {
@@ -213,13 +313,40 @@ class Duplicates(InsightFinder):
                 "subset_a": ctx.subsets[a],
                 "subset_b": ctx.subsets[b],
                 "pixel_distance": pixel,
+                "aligned_distance": aligned,
                 "latent_distance": latent,
                 "space": space,
             }
         )
-        distance = np.where(np.isnan(pixel), latent, pixel)
+        distance = np.where(np.isnan(pixel), latent, np.where(in_pixels, pixel, aligned))
         order = np.lexsort((table["sample_id_b"], table["sample_id_a"], distance))
         return table.iloc[order].reset_index(drop=True)
+
+    def _latent_spread(self, ctx: InsightContext) -> np.ndarray:
+        """(N,) median cosine distance to each row's 16 graph neighbours."""
+        if ctx.n_rows < 2:
+            return np.zeros(ctx.n_rows)
+        dist, nbr = ctx.latent_neighbors(16)
+        dist = np.where(nbr >= 0, dist, np.nan)
+        with np.errstate(all="ignore"):
+            return np.nan_to_num(np.nanmedian(dist, axis=1), nan=0.0)
+
+    def _per_row(self, ctx: InsightContext, table: pd.DataFrame) -> None:
+        """``duplicate_of_`` and ``leaks_from_``: the per-sample columns a population test reads."""
+        self.duplicate_of_ = np.full(ctx.n_rows, -1, np.int64)
+        self.leaks_from_ = np.full(ctx.n_rows, -1, np.int64)
+        train = ctx.train_subset
+        for ra, rb, sa, sb, ia, ib in table[
+            ["row_a", "row_b", "subset_a", "subset_b", "sample_id_a", "sample_id_b"]
+        ].itertuples(index=False):  # nearest pairs first: keep each row's first
+            if sa == sb:
+                for r, other in ((ra, ib), (rb, ia)):
+                    if self.duplicate_of_[r] < 0:
+                        self.duplicate_of_[r] = other
+            elif sa == train or sb == train:
+                held, source = (rb, ia) if sa == train else (ra, ib)
+                if self.leaks_from_[held] < 0:
+                    self.leaks_from_[held] = source
 
     # ------------------------------------------------------------------ insights
 
@@ -272,10 +399,16 @@ class Duplicates(InsightFinder):
             "truncated": len(group) > self.max_pairs,
             "n_identical_pixels": int((group["pixel_distance"] == 0).sum()) if has_pixels else None,
             "n_latent_only": int((group["space"] == "latent").sum()),
+            "n_aligned_only": int((group["space"].str.startswith("aligned")).sum()),
+            "aligned_distances": shown["aligned_distance"].tolist(),
             "label_conflicts": conflicts,
             "pixel_threshold": self.pixel_threshold_ if has_pixels else None,
             "pixel_scale": self.pixel_scale_ if has_pixels else None,
             "latent_threshold": self.latent_threshold,
+            "aligned_threshold": (
+                self.aligned_threshold * self.aligned_scale_ if self._aligned_ref is not None else None
+            ),
+            "aligned_ratio": self.aligned_ratio,
         }
 
     def _how(self, details: dict[str, Any]) -> str:
@@ -283,14 +416,22 @@ class Duplicates(InsightFinder):
         if details["n_identical_pixels"]:
             parts.append(f"{details['n_identical_pixels']:,} identical in pixels")
         n_near = (
-            details["n_pairs"] - (details["n_identical_pixels"] or 0) - details["n_latent_only"]
+            details["n_pairs"]
+            - (details["n_identical_pixels"] or 0)
+            - details["n_latent_only"]
+            - details["n_aligned_only"]
         )
         if n_near:
             parts.append(f"{n_near:,} within pixel distance {details['pixel_threshold']:.3g}")
+        if details["n_aligned_only"]:
+            parts.append(
+                f"{details['n_aligned_only']:,} only once aligned (shifted, rescaled or "
+                "re-encoded copies)"
+            )
         if details["n_latent_only"]:
             parts.append(
                 f"{details['n_latent_only']:,} only in latent space "
-                f"(cosine distance <= {self.latent_threshold:g})"
+                f"(cosine distance <= {self.latent_threshold:g}, far below their neighbours')"
             )
         if details["label_conflicts"]:
             parts.append(f"{details['label_conflicts']:,} with different labels")
@@ -310,7 +451,21 @@ class Duplicates(InsightFinder):
         )
         ids = _interleave(group["sample_id_a"], group["sample_id_b"], self.max_sample_ids)
         title = f"{len(group):,} duplicate pairs in {subset}"
-        return Insight("duplicate", 0.5 * saturate(share, 0.02), ids, text, title, details)
+        # the common scale: wrong labels among conflicting copies, and errors counted twice
+        both_wrong = int((ctx.errors[group["row_a"]] & ctx.errors[group["row_b"]]).sum())
+        accounted = details["label_conflicts"] + both_wrong
+        details["accounted_errors"] = accounted
+        details["action"] = action(
+            "remove_duplicates",
+            f"Remove the redundant copies in {subset} (keep one of each of the {len(group):,} pairs)"
+            + (f"; fix the label of one side of the {details['label_conflicts']:,} pairs whose labels differ"
+               if details["label_conflicts"] else "")
+            + ".",
+            population_test(f"duplicates in {subset}", "count", "<=", len(involved),
+                            subset=subset, where={"duplicate_of": {"min": 0}}),
+        )
+        severity = error_severity(accounted, int(ctx.errors.sum()))
+        return Insight("duplicate", severity, ids, text, title, details)
 
     def _leakage_insight(
         self, ctx: InsightContext, sa: str, sb: str, group: pd.DataFrame
@@ -329,7 +484,27 @@ class Duplicates(InsightFinder):
         )
         ids = _interleave(group["sample_id_b"], group["sample_id_a"], self.max_sample_ids)
         title = f"{len(leaked):,} {sb} samples leak from {sa}"
-        severity = 0.1 + 0.9 * saturate(share, 0.01)
+        # the common scale: the errors the leaked samples hide (they would fail at the rate
+        # of the subset's other samples) and the wrong labels among conflicting copies
+        in_sb = (ctx.subsets == sb) & ctx.labelled
+        is_leaked = np.zeros(ctx.n_rows, bool)
+        is_leaked[leaked] = True
+        rest = in_sb & ~is_leaked
+        r_rest = float(ctx.errors[rest].mean()) if rest.any() else 0.0
+        r_leak = float(ctx.errors[in_sb & is_leaked].mean()) if (in_sb & is_leaked).any() else 0.0
+        hidden = int((in_sb & is_leaked).sum()) * max(0.0, r_rest - r_leak)
+        accounted = hidden + details["label_conflicts"]
+        details.update(hidden_errors=hidden, accounted_errors=accounted,
+                       leaked_error_rate=r_leak, rest_error_rate=r_rest)
+        test = population_test(f"{sb} samples with a copy in {sa}", "count", "<=", 0,
+                               subset=sb, where={"leaks_from": {"min": 0}}) if sa == ctx.train_subset else None
+        details["action"] = action(
+            "remove_duplicates",
+            f"Remove these {len(leaked):,} {sb} samples (or their {sa} copies) and measure again: "
+            f"{sb} counts them as unseen.",
+            test,
+        )
+        severity = error_severity(accounted, int(ctx.errors.sum()))
         return Insight("leakage", severity, ids, text, title, details)
 
 

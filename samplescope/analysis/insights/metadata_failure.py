@@ -1,24 +1,30 @@
-"""Metadata columns along which the model's errors pile up.
+"""Metadata slices where the model's errors pile up, judged against the samples' classes.
 
-Numeric columns are cut into ``n_bins`` quantile bins (deciles by default);
-the error rate and mean loss of each bin are computed over labelled samples and
-a column is reported when the trend is strong and large:
+Every explaining metadata column (the label's own functions are left out, see
+:mod:`.kinds`) is cut into slices by its kind:
 
-- Spearman rho between bin index and mean loss has ``|rho| >= min_rho``;
-- the worst end bin's error rate is at least ``min_ratio`` times the best end
-  bin's (rates smoothed by half an error so an empty bin is not a zero);
-- the worst end bin has ``min_errors`` errors and a one-sided binomial test of
-  it against the best end bin's rate gives p < alpha / (number of columns).
+- ``number``: its tails, ``column >= q`` and ``column <= q`` at the 70th, 80th and 90th
+  (10th, 20th, 30th) percentiles;
+- ``ordinal``: ``column >= t`` and ``column <= t`` for each of its values;
+- ``category`` / ``class``: ``column = v`` for each value (a class by its name).
 
-Boolean, text and low-cardinality numeric columns (at most ``n_bins`` distinct
-values) are treated as categories: a value is reported when its samples' error
-rate is ``min_ratio`` times that of the other samples, with ``min_errors``
-errors, ``min_group_size`` samples and a binomial p < alpha / (number of groups).
+Each slice is taken over all samples and, for classification, within each class
+(the percentiles then those of that class). A slice's errors O are compared with the
+errors E its samples' classes predict (the sum of each sample's class error rate), so
+"thin 1s" is news only when thin 1s fail more than 1s do, and a slice that merely
+gathers a hard class is not. A slice is reported when it has ``min_group_size``
+samples, ``min_errors`` errors, O >= ``min_ratio`` E and a one-sided binomial test of O
+against E gives p < ``alpha`` / (number of slices tried over all columns).
+
+One insight per column: its slice accounting for the most errors (O - E), the
+narrower one-class slice when it accounts for at least ``narrow_share`` of the
+broader one's. Severity on the common scale: ``saturate((O - E) / all errors, 0.1)``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,25 +35,36 @@ from samplescope.analysis.insights.base import (
     Insight,
     InsightContext,
     InsightFinder,
-    one_sided_p,
+    error_severity,
     ordered_ids,
     pct,
-    saturate,
 )
+from samplescope.analysis.insights.explain import action, population_test
 
 __all__ = ["MetadataPredictsFailure"]
 
 logger = logging.getLogger(__name__)
 
-_BIN_NAMES = {4: "quartile", 5: "quintile", 10: "decile", 20: "ventile", 100: "percentile"}
+_TAILS = (0.1, 0.2, 0.3)
+
+
+@dataclass
+class _Slice:
+    column: str
+    where: dict[str, Any]  # the population test's condition
+    what: str  # "slant <= -0.25"
+    rows: np.ndarray  # row positions
+    class_index: int | None  # None: every class
+    note: str  # "the lowest 30% of 4s"
 
 
 class MetadataPredictsFailure(InsightFinder):
-    """Report metadata columns whose values predict the model's errors.
+    """Report metadata slices whose samples fail more than their classes predict.
 
     Attributes (after :meth:`find`)
     -------------------------------
-    column_table_: one row per examined numeric column: column, rho, worst and best rates.
+    column_table_: one row per explaining column: column, kind, best slice, errors,
+        expected errors, p-value (whether reported or not).
     """
 
     kinds = ("metadata_failure",)
@@ -55,189 +72,168 @@ class MetadataPredictsFailure(InsightFinder):
 
     def __init__(
         self,
-        n_bins: int = 10,
-        min_rho: float = 0.8,
         min_ratio: float = 2.0,
         min_errors: int = 5,
         min_group_size: int = 30,
         alpha: float = 0.01,
+        narrow_share: float = 0.7,
         max_sample_ids: int = 200,
         random_state: int | None = None,
     ) -> None:
-        self.n_bins = n_bins
-        self.min_rho = min_rho
         self.min_ratio = min_ratio
         self.min_errors = min_errors
         self.min_group_size = min_group_size
         self.alpha = alpha
+        self.narrow_share = narrow_share
         self.max_sample_ids = max_sample_ids
         self.random_state = random_state  # deterministic: nothing random here
 
     def find(self, ctx: InsightContext) -> list[Insight]:
+        columns = ["column", "kind", "slice", "errors", "expected_errors", "p_value"]
+        self.column_table_ = pd.DataFrame(columns=columns)
         lab = ctx.labelled
-        rows = np.flatnonzero(lab)
-        self.column_table_ = pd.DataFrame(columns=["column", "rho", "worst_rate", "best_rate"])
-        if len(rows) == 0 or not ctx.metadata_columns:
+        if not lab.any() or not ctx.explaining_columns or not ctx.errors.any():
             return []
-        n_cols = len(ctx.metadata_columns)
-        insights: list[Insight] = []
-        table = []
-        for col in ctx.metadata_columns:
-            series = ctx.samples[col]
-            numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(
-                series
-            )
-            if numeric and series.iloc[rows].nunique() > self.n_bins:
-                found, info = self._numeric(ctx, col, rows, n_cols)
-                table.append(info)
-                insights.extend(found)
-            else:
-                insights.extend(self._categorical(ctx, col, rows))
-        self.column_table_ = pd.DataFrame(
-            table, columns=["column", "rho", "worst_rate", "best_rate"]
-        )
+        per_column = {col: self._slices(ctx, col) for col in ctx.explaining_columns}
+        n_tests = max(1, sum(len(s) for s in per_column.values()))
+        cutoff = self.alpha / n_tests
+        err, expected = ctx.errors, ctx.expected_errors
+        total_errors = int(err[lab].sum())
+        insights, table = [], []
+        for col, slices in per_column.items():
+            scored = []
+            for sl in slices:
+                n = len(sl.rows)
+                o = int(err[sl.rows].sum())
+                e = float(expected[sl.rows].sum())
+                if n < self.min_group_size or o < self.min_errors or o < self.min_ratio * e:
+                    continue
+                p = float(stats.binom.sf(o - 1, n, min(max(e / n, 1e-12), 1.0)))
+                scored.append((sl, n, o, e, p))
+            passed = [s for s in scored if s[4] < cutoff]
+            best = self._choose(passed) if passed else None
+            if best is None and scored:
+                shown = min(scored, key=lambda s: s[4])
+                table.append([col, ctx.kind_of(col), shown[0].what, shown[2], shown[3], shown[4]])
+            if best is None:
+                continue
+            sl, n, o, e, p = best
+            table.append([col, ctx.kind_of(col), sl.what, o, e, p])
+            insights.append(self._insight(ctx, sl, n, o, e, p, total_errors, len(passed)))
+        self.column_table_ = pd.DataFrame(table, columns=columns)
         insights.sort(key=lambda i: -i.severity)
         return insights
 
-    # ------------------------------------------------------------------ numeric
+    # ------------------------------------------------------------------ slices
 
-    def _numeric(
-        self, ctx: InsightContext, col: str, rows: np.ndarray, n_cols: int
-    ) -> tuple[list[Insight], dict[str, Any]]:
-        x = ctx.samples[col].to_numpy(np.float64)[rows]
-        ok = np.isfinite(x)
-        rows, x = rows[ok], x[ok]
-        info: dict[str, Any] = {
-            "column": col,
-            "rho": np.nan,
-            "worst_rate": np.nan,
-            "best_rate": np.nan,
-        }
-        if len(rows) < 2 * self.n_bins:
-            return [], info
-        bins = pd.qcut(x, self.n_bins, labels=False, duplicates="drop").astype(np.int64)
-        n_b = int(bins.max()) + 1
-        if n_b < 3:
-            return [], info
-        err = ctx.errors[rows]
-        loss = ctx.losses[rows]
-        n = np.bincount(bins, minlength=n_b)
-        e = np.bincount(bins, weights=err, minlength=n_b)
-        loss_mean = np.bincount(bins, weights=loss, minlength=n_b) / n
-        rate = e / n
-        lo = np.array([x[bins == b].min() for b in range(n_b)])
-        hi = np.array([x[bins == b].max() for b in range(n_b)])
-        rho = (
-            float(stats.spearmanr(np.arange(n_b), loss_mean).statistic)
-            if np.ptp(loss_mean) > 0
-            else 0.0
-        )
-        worst, best = (n_b - 1, 0) if rho >= 0 else (0, n_b - 1)
-        smooth = (e + 0.5) / (n + 1)
-        info.update(rho=rho, worst_rate=float(rate[worst]), best_rate=float(rate[best]))
-        ratio = smooth[worst] / smooth[best]
-        if abs(rho) < self.min_rho or ratio < self.min_ratio or e[worst] < self.min_errors:
-            return [], info
-        p = float(stats.binom.sf(e[worst] - 1, n[worst], smooth[best]))
-        if not p < self.alpha / n_cols:
-            return [], info
-
-        p0 = float(err.mean())
-        total_errors = max(float(err.sum()), 1.0)
-        excess_share = max(0.0, e[worst] - n[worst] * p0) / total_errors
-        severity = abs(rho) * (1 - smooth[best] / smooth[worst]) * saturate(excess_share, 0.2)
-        unit = _BIN_NAMES.get(n_b, "bin")
-        verb = "rises" if rho > 0 else "falls"
-        text = (
-            f"Error rate {verb} with {col}: {pct(rate[0])} in the lowest {unit} to "
-            f"{pct(rate[-1])} in the highest (Spearman rho {rho:.2f} across {n_b} bins; "
-            f"mean loss {loss_mean[0]:.3g} to {loss_mean[-1]:.3g})."
-        )
-        details = {
-            "column": col,
-            "n_samples": int(n[worst]),  # the worst bin's samples, as in sample_ids (capped)
-            "rho": rho,
-            "n_bins": n_b,
-            "p_value": p,
-            "bins": [
-                {
-                    "low": lo[b],
-                    "high": hi[b],
-                    "n": int(n[b]),
-                    "errors": int(e[b]),
-                    "error_rate": float(rate[b]),
-                    "mean_loss": float(loss_mean[b]),
-                }
-                for b in range(n_b)
-            ],
-        }
-        title = f"{col} predicts errors ({pct(rate[worst])} vs {pct(rate[best])})"
-        ids = ordered_ids(ctx, rows[bins == worst], self.max_sample_ids)
-        return [Insight("metadata_failure", severity, ids, text, title, details)], info
-
-    # ------------------------------------------------------------------ categorical
-
-    def _categorical(self, ctx: InsightContext, col: str, rows: np.ndarray) -> list[Insight]:
-        series = ctx.samples[col].iloc[rows]
-        values = series.astype(str).to_numpy()
-        groups, counts = np.unique(values, return_counts=True)
-        if len(groups) < 2 or len(groups) > 100:
-            return []
-        err = ctx.errors[rows]
-        total_errors = max(float(err.sum()), 1.0)
-        cutoff = self.alpha / len(groups)
+    def _slices(self, ctx: InsightContext, col: str) -> list[_Slice]:
+        rows = np.flatnonzero(ctx.labelled)
+        values = ctx.samples[col].to_numpy()[rows]
+        kind = ctx.kind_of(col)
+        groups: list[tuple[int | None, np.ndarray]] = [(None, np.ones(len(rows), bool))]
+        if ctx.is_classification:
+            y = ctx.labels[rows]
+            groups += [(int(j), y == j) for j in np.unique(y)]
         out = []
-        for g, n_g in zip(groups, counts, strict=True):
-            inside = values == g
-            e_in, e_out = int(err[inside].sum()), int(err[~inside].sum())
-            n_out = len(values) - n_g
-            if n_g < self.min_group_size or e_in < self.min_errors or n_out == 0:
-                continue
-            r_in, r_out = e_in / n_g, e_out / n_out
-            r_out_s = (e_out + 0.5) / (n_out + 1)
-            if r_in < self.min_ratio * r_out_s:
-                continue
-            p = one_sided_p(stats.binomtest, e_in, int(n_g), r_out_s, alternative="greater")
-            if not p < cutoff:
-                continue
-            ratio = r_in / r_out_s
-            excess_share = max(0.0, e_in - n_g * r_out) / total_errors
-            severity = saturate(excess_share, 0.1) * (1 - 1 / ratio)
-            loss_in = float(ctx.losses[rows[inside]].mean())
-            loss_out = float(ctx.losses[rows[~inside]].mean())
-            text = (
-                f"Samples with {col} = {g} ({int(n_g):,} samples) have {pct(r_in)} errors vs "
-                f"{pct(r_out)} for the rest (mean loss {loss_in:.3g} vs {loss_out:.3g})."
-            )
-            details = {
-                "column": col,
-                "value": str(g),
-                "n": int(n_g),
-                "n_samples": int(n_g),
-                "errors": e_in,
-                "error_rate": r_in,
-                "rest_error_rate": r_out,
-                "mean_loss": loss_in,
-                "rest_mean_loss": loss_out,
-                "p_value": p,
-            }
-            title = f"{col} = {g}: {pct(r_in)} errors ({ratio:.1f}x)"
-            ids = ordered_ids(ctx, rows[inside], self.max_sample_ids)
-            out.append(Insight("metadata_failure", severity, ids, text, title, details))
-        return _one_per_column(out)
+        for j, in_group in groups:
+            who = "samples" if j is None else f"{ctx.class_name(j)}s"
+            if kind == "number":
+                x = values.astype(np.float64)
+                ok = in_group & np.isfinite(x)
+                if ok.sum() < self.min_group_size:
+                    continue
+                for t in _TAILS:
+                    hi, lo = np.quantile(x[ok], [1 - t, t])
+                    share = f"{round(t * 100)}%"
+                    out.append(_Slice(col, {col: {"min": float(hi)}}, f"{col} >= {hi:.3g}",
+                                      rows[ok & (x >= hi)], j, f"the highest {share} of {who}"))
+                    out.append(_Slice(col, {col: {"max": float(lo)}}, f"{col} <= {lo:.3g}",
+                                      rows[ok & (x <= lo)], j, f"the lowest {share} of {who}"))
+            elif kind == "ordinal":
+                x = values.astype(np.float64)
+                levels = np.unique(x[in_group & np.isfinite(x)])
+                for t in levels[1:]:
+                    name = ctx.value_name(col, int(t) if float(t).is_integer() else t)
+                    out.append(_Slice(col, {col: {"min": float(t)}}, f"{col} >= {name}",
+                                      rows[in_group & (x >= t)], j, who))
+                for t in levels[:-1]:
+                    name = ctx.value_name(col, int(t) if float(t).is_integer() else t)
+                    out.append(_Slice(col, {col: {"max": float(t)}}, f"{col} <= {name}",
+                                      rows[in_group & (x <= t)], j, who))
+            else:
+                text = values.astype(str)
+                cats = np.unique(text[in_group])
+                if len(cats) < 2 or len(cats) > 100:
+                    continue
+                for cat in cats:
+                    hit = in_group & (text == cat)
+                    raw = values[np.flatnonzero(hit)[0]]
+                    value = raw.item() if isinstance(raw, np.generic) else raw
+                    what = f"{col} = {ctx.value_name(col, raw)}"
+                    out.append(_Slice(col, {col: value}, what, rows[hit], j, who))
+        return out
+
+    def _choose(self, passed: list[tuple]) -> tuple:
+        """The slice accounting for the most errors; a one-class slice when it accounts
+        for at least ``narrow_share`` of the best slice over all classes."""
+        best = max(passed, key=lambda s: (s[2] - s[3], s[2] / max(s[3], 1e-12)))
+        if best[0].class_index is None:
+            narrow = [s for s in passed if s[0].class_index is not None]
+            if narrow:
+                n_best = max(narrow, key=lambda s: (s[2] - s[3], s[2] / max(s[3], 1e-12)))
+                if n_best[2] - n_best[3] >= self.narrow_share * (best[2] - best[3]):
+                    return n_best
+        return best
+
+    # ------------------------------------------------------------------ insight
+
+    def _insight(self, ctx: InsightContext, sl: _Slice, n: int, o: int, e: float, p: float,
+                 total_errors: int, n_passed: int) -> Insight:
+        rate, e_rate = o / n, e / n
+        who = "Samples" if sl.class_index is None else f"{ctx.class_name(sl.class_index)}s"
+        loss_in = float(ctx.losses[sl.rows].mean())
+        text = (
+            f"{who} with {sl.what} ({sl.note}; {n:,} samples) have {pct(rate)} errors vs "
+            f"{pct(e_rate)} expected for their class{'es' if sl.class_index is None else ''} "
+            f"({o:,} errors vs {e:.1f}; mean loss {loss_in:.3g})."
+        )
+        slice_name = f"{who.lower() if sl.class_index is None else who} with {sl.what}"
+        classes = [] if sl.class_index is None else [ctx.class_name(sl.class_index)]
+        test = population_test(f"{slice_name} error rate", "error_rate", "<=",
+                               float(np.ceil(rate * 1e4) / 1e4), classes=classes, where=sl.where)
+        accounted = max(0.0, o - e)
+        details = {
+            "column": sl.column,
+            "kind": ctx.kind_of(sl.column),
+            "slice": sl.what,
+            "where": sl.where,
+            "classes": classes,
+            "value": _value_of(sl.where[sl.column]),
+            "n": n,
+            "n_samples": n,
+            "errors": o,
+            "expected_errors": e,
+            "accounted_errors": accounted,
+            "error_rate": rate,
+            "expected_error_rate": e_rate,
+            "ratio": o / max(e, 1e-12),
+            "mean_loss": loss_in,
+            "p_value": p,
+            "n_slices_passed": n_passed,
+            "action": action(
+                "collect",
+                f"Collect or augment more {slice_name}; the model fails on them "
+                f"{o / max(e, 1e-12):.1f}x as often as on their class{'es' if not classes else ''}.",
+                test,
+            ),
+        }
+        title = f"{slice_name}: {pct(rate)} errors ({o / max(e, 1e-12):.1f}x expected)"
+        ids = ordered_ids(ctx, sl.rows, self.max_sample_ids)
+        severity = error_severity(accounted, total_errors)
+        return Insight("metadata_failure", severity, ids, text, title, details)
 
 
-def _one_per_column(found: list[Insight]) -> list[Insight]:
-    """The worst value of a column, naming the other elevated values in its sentence.
-
-    One card per column keeps e.g. ``gt_centroid_rank`` = 2, 3, 4 from filling the
-    top of the list with one finding told three times.
-    """
-    if len(found) <= 1:
-        return found
-    found = sorted(found, key=lambda i: -i.severity)
-    top, rest = found[0], found[1:]
-    also = ", ".join(f"{i.details['value']} ({pct(i.details['error_rate'])})" for i in rest)
-    text = f"{top.text[:-1]}; also elevated: {top.details['column']} = {also}."
-    details = {**top.details, "also": [i.details for i in rest]}
-    return [Insight(top.kind, top.severity, top.sample_ids, text, top.title, details)]
+def _value_of(cond: Any) -> Any:
+    if isinstance(cond, dict):
+        return (f">= {cond['min']:.6g}" if "min" in cond else f"<= {cond['max']:.6g}")
+    return cond

@@ -39,8 +39,9 @@ from samplescope.analysis.insights.base import (
     Insight,
     InsightContext,
     InsightFinder,
-    saturate,
+    error_severity,
 )
+from samplescope.analysis.insights.explain import action, population_test
 from samplescope.errors import SamplescopeError
 
 __all__ = ["LikelyMislabels"]
@@ -77,6 +78,11 @@ class LikelyMislabels(InsightFinder):
         self.random_state = random_state  # the neighbour search is seeded by the context
 
     def find(self, ctx: InsightContext) -> list[Insight]:
+        if not ctx.is_classification:  # a wrong label is a class question; other tasks skip it
+            self.scores_ = np.zeros(ctx.n_rows)
+            self.suggested_labels_ = np.full(ctx.n_rows, -1)
+            self.candidates_ = np.zeros(ctx.n_rows, bool)
+            return []
         probs = self._probabilities(ctx)  # (N, C)
         n = len(probs)
         lab = ctx.labelled
@@ -186,8 +192,9 @@ class LikelyMislabels(InsightFinder):
             f"gives another class most of the probability and most of their {self.k} nearest "
             f"training samples carry that class; e.g. {examples}."
         )
-        mean_score = float(np.mean([d["score"] for d in candidates]))
-        severity = saturate(n_cand / max(n_lab, 1), 0.01) * mean_score
+        # the common scale: the expected number of wrong labels (each candidate's score)
+        accounted = float(self.scores_[self.candidates_].sum())
+        severity = error_severity(accounted, int(ctx.errors.sum()))
         details = {
             "n_candidates": n_cand,
             "n_labelled": n_lab,
@@ -199,6 +206,16 @@ class LikelyMislabels(InsightFinder):
             "thresholds": {ctx.class_name(j): float(t) for j, t in enumerate(self.thresholds_)},
             "scores": {str(int(i)): float(self.scores_[r]) for i, r in zip(ids, top, strict=True)},
             "candidates": candidates,
+            "accounted_errors": accounted,
+            "action": action(
+                "relabel",
+                f"Relabel these {n_cand:,} samples: check each against its suggested label "
+                "(in the sample's details), fix or drop the wrong ones, then retrain.",
+                population_test(
+                    "likely mislabelled samples", "count", "<=", n_cand,
+                    where={"mislabel_score": {"min": self.min_score}},
+                ),
+            ),
         }
         title = f"{n_cand:,} likely mislabelled samples"
         return Insight("mislabel", severity, ids.tolist(), text, title, details)

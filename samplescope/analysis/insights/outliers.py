@@ -19,9 +19,10 @@ from samplescope.analysis.insights.base import (
     Insight,
     InsightContext,
     InsightFinder,
+    error_severity,
     pct,
-    saturate,
 )
+from samplescope.analysis.insights.explain import action, population_test
 from samplescope.errors import SamplescopeError
 
 __all__ = ["Outliers"]
@@ -93,10 +94,13 @@ class Outliers(InsightFinder):
             f"space (cosine distance to the {_ordinal(self.k)} nearest training sample above "
             f"{self.threshold_:.3g}, the training {q}th percentile); {errors_part}."
         )
-        # the quantile flags (1 - quantile) of the samples by construction; only the excess counts
+        # the quantile flags (1 - quantile) of the samples by construction; on the common
+        # scale only the flagged samples' errors above the overall rate count, and only as far
+        # as there are more flagged samples than the quantile flags anyway
         expected = (1 - self.quantile) * ctx.n_rows
-        excess = max(0.0, len(flagged) - expected) / ctx.n_rows
-        severity = saturate(excess, 0.005) * (0.3 + 0.7 * err_out)
+        excess_share = max(0.0, len(flagged) - expected) / max(len(flagged), 1)
+        accounted = max(0.0, float(err[flagged].sum()) - n_lab_out * err_pop) * excess_share
+        severity = error_severity(accounted, int(err.sum()))
         top = order[: self.max_sample_ids]
         details = {
             "n_outliers": len(flagged),
@@ -108,6 +112,16 @@ class Outliers(InsightFinder):
             "error_rate": err_out,
             "overall_error_rate": err_pop,
             "scores": {str(int(ctx.sample_ids[r])): float(self.scores_[r]) for r in top},
+            "accounted_errors": accounted,
+            "action": action(
+                "watch",
+                "Watch these inputs: they lie outside the training distribution. Collect "
+                "training samples like them if they are real inputs, else filter them out.",
+                population_test(
+                    "samples outside the training distribution", "count", "<=", len(flagged),
+                    where={"outlier_score": {"min": round(self.threshold_, 6)}},
+                ),
+            ),
         }
         title = f"{len(flagged):,} latent-space outliers"
         return [Insight("outlier", severity, ctx.sample_ids[top].tolist(), text, title, details)]

@@ -255,3 +255,32 @@ def make_problem_data(seed: int = 0) -> tuple[SyntheticData, dict[str, object]]:
         "mislabels": plant_mislabels(d),
     }
     return d, planted
+
+
+def plant_class_confound(d: SyntheticData, cls: int = 0, rate: float = 0.2, seed: int = 9) -> None:
+    """Class ``cls`` is hard (misclassified at ``rate``), and two columns only say which
+    class a sample is: ``stroke`` is high for that class (noise otherwise), ``parity`` is
+    the label's parity (a function of the label). Neither explains anything within a class."""
+    rng = np.random.default_rng(seed)
+    rows = np.flatnonzero(d.labels == cls)
+    wrong = rows[rng.random(len(rows)) < rate]
+    c = d.probs.shape[1]
+    _predict(d, wrong, (d.truth[wrong] + rng.integers(1, c, len(wrong))) % c, rng)
+    d.metadata["stroke"] = rng.normal(0, 1, d.n) + 3.0 * (d.labels == cls)
+    d.metadata["parity"] = np.where(d.labels % 2 == 0, "even", "odd")
+
+
+def plant_within_class(
+    d: SyntheticData, cls: int = 2, column: str = "slant", share: float = 0.3, seed: int = 10
+) -> np.ndarray:
+    """A third of class ``cls`` has a high ``column`` (noise elsewhere) and fails 60% of the time;
+    returns those sample ids."""
+    rng = np.random.default_rng(seed)
+    d.metadata[column] = rng.normal(0, 1, d.n)
+    rows = np.flatnonzero(d.labels == cls)
+    hit = rows[rng.random(len(rows)) < share]
+    d.metadata[column][hit] += 3.0
+    wrong = hit[rng.random(len(hit)) < 0.6]
+    c = d.probs.shape[1]
+    _predict(d, wrong, (d.truth[wrong] + rng.integers(1, c, len(wrong))) % c, rng)
+    return d.sample_id[hit]

@@ -75,9 +75,9 @@ def test_describe_metadata_kinds():
     d.metadata["rotated"][:100] = True
     found = describe_metadata(d.context(), mask, top=3)
     assert {f["column"]: f["kind"] for f in found} == {
-        "brightness": "numeric",
+        "brightness": "number",
         "scanner": "category",
-        "rotated": "bool",
+        "rotated": "category",  # a bool is a two-valued category
     }
     scanner = next(f for f in found if f["column"] == "scanner")
     assert scanner["value"] == "c" and scanner["inside"] == 1.0

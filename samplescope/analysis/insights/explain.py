@@ -1,0 +1,205 @@
+"""What distinguishes a slice of samples from comparable ones, and what to do about it.
+
+``describe_slice(ctx, mask)`` compares the slice's metadata with **the other samples of
+the same classes** (classification): samples outside the slice are weighted so their
+class mix equals the slice's, so a cluster of mostly 4s is compared with the other 4s,
+and a column that only says which class a sample is (a function of the label) never
+comes up. Per kind (:mod:`.kinds`):
+
+- ``number``: Cohen's d, the difference of (weighted) means over the pooled standard
+  deviation; the slice's side of the reference's median gives a threshold;
+- ``ordinal``: the cut ``column >= t`` (or ``<= t``) with the largest Cohen's h;
+- ``category`` / ``class``: the value whose share differs most (Cohen's h), a class
+  value named by its class name.
+
+``action(...)`` is what an insight tells its reader to do, with a population test in
+the form of a ``samplescope test`` check (``samplescope/checks.py``), so that
+``samplescope test RUN --suggest`` can gate the next model on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from samplescope.analysis.insights.base import InsightContext, pct
+
+__all__ = ["action", "class_population", "describe_slice", "population_test", "reference_weights"]
+
+
+def reference_weights(ctx: InsightContext, inside: np.ndarray) -> tuple[np.ndarray, str]:
+    """Weights of the rows outside ``inside`` (labelled rows only) that give them the
+    slice's class mix, and how to name that reference ("other 4s", "other samples of
+    classes 4 and 9"); without classification every labelled outside row weighs 1."""
+    lab = ctx.labelled
+    out = ~inside & lab
+    w = out.astype(np.float64)
+    if not ctx.is_classification:
+        return w, "the other samples"
+    y_in = ctx.labels[inside & lab]
+    if len(y_in) == 0:
+        return w, "the other samples"
+    c = max(len(ctx.class_names), int(ctx.labels.max()) + 1)
+    share_in = np.bincount(y_in, minlength=c) / len(y_in)
+    n_out = np.bincount(ctx.labels[out], minlength=c).astype(np.float64)
+    ratio = np.divide(share_in, n_out, out=np.zeros(c), where=n_out > 0)
+    w = np.where(out, ratio[np.maximum(ctx.labels, 0)], 0.0)
+    top = np.argsort(-share_in, kind="stable")
+    if share_in[top[0]] >= 0.8:
+        name = f"the other {ctx.class_name(top[0])}s"
+    else:
+        main = [ctx.class_name(j) for j in top[:3] if share_in[j] >= 0.1]
+        name = "the other samples of classes " + " and ".join(main) + " (same class mix)"
+    return w, name
+
+
+def describe_slice(
+    ctx: InsightContext, mask: np.ndarray, min_effect: float = 0.5, top: int = 2
+) -> list[dict[str, Any]]:
+    """The explaining columns that best separate ``mask`` from comparable samples.
+
+    Returns up to ``top`` dicts (largest |effect| first, |effect| >= ``min_effect``) with
+    column, kind, effect, inside, outside, reference, a ``where`` condition for a
+    population test and a text ``phrase``.
+    """
+    inside = np.asarray(mask, bool) & ctx.labelled
+    if inside.sum() < 2:
+        return []
+    w, reference = reference_weights(ctx, inside)
+    if w.sum() <= 0:
+        return []
+    found = []
+    for col in ctx.explaining_columns:
+        kind = ctx.kind_of(col)
+        values = ctx.samples[col].to_numpy()
+        if kind == "number":
+            item = _numeric(ctx, col, values, inside, w)
+        elif kind == "ordinal":
+            item = _ordinal(ctx, col, values, inside, w)
+        else:
+            item = _category(ctx, col, values, inside, w)
+        if item is not None and abs(item["effect"]) >= min_effect:
+            item["reference"] = reference
+            found.append(item)
+    found.sort(key=lambda d: -abs(d["effect"]))
+    return found[:top]
+
+
+def _weighted(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    total = w.sum()
+    mean = float((w * x).sum() / total)
+    var = float((w * (x - mean) ** 2).sum() / total)
+    return mean, var
+
+
+def _numeric(ctx: InsightContext, col: str, values: np.ndarray, inside: np.ndarray,
+             w: np.ndarray) -> dict[str, Any] | None:
+    x = values.astype(np.float64)
+    ok = np.isfinite(x)
+    a, wa = x[inside & ok], np.ones(int((inside & ok).sum()))
+    ref = ok & (w > 0)
+    b, wb = x[ref], w[ref]
+    if len(a) < 2 or wb.sum() <= 0:
+        return None
+    ma, va = _weighted(a, wa)
+    mb, vb = _weighted(b, wb)
+    pooled = np.sqrt((va + vb) / 2)
+    if not pooled > 0:
+        return None
+    d = (ma - mb) / pooled
+    # a threshold a population test can use: the slice's lower (upper) quartile
+    cut = float(np.quantile(a, 0.25 if d > 0 else 0.75))
+    where = {col: {"min": round(cut, 6)}} if d > 0 else {col: {"max": round(cut, 6)}}
+    phrase = f"{'higher' if d > 0 else 'lower'} {col} (mean {ma:.3g} vs {mb:.3g})"
+    return {"column": col, "kind": "number", "effect": float(d), "inside": ma, "outside": mb,
+            "where": where, "phrase": phrase}
+
+
+def _share(hit: np.ndarray, inside: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
+    p_in = float(hit[inside].mean())
+    p_out = float((w * hit).sum() / w.sum())
+    h = 2 * np.arcsin(np.sqrt(p_in)) - 2 * np.arcsin(np.sqrt(p_out))
+    return p_in, p_out, float(h)
+
+
+def _ordinal(ctx: InsightContext, col: str, values: np.ndarray, inside: np.ndarray,
+             w: np.ndarray) -> dict[str, Any] | None:
+    x = values.astype(np.float64)
+    levels = np.unique(x[np.isfinite(x)])
+    best = None
+    for t in levels[1:]:
+        p_in, p_out, h = _share(x >= t, inside, w)
+        if best is None or abs(h) > abs(best[3]):
+            best = (t, p_in, p_out, h)
+    if best is None:
+        return None
+    t, p_in, p_out, h = best
+    t_name = ctx.value_name(col, int(t) if float(t).is_integer() else t)
+    phrase = f"{col} >= {t_name} {'more' if h > 0 else 'less'} often ({pct(p_in)} vs {pct(p_out)})"
+    where = {col: {"min": float(t)}} if h > 0 else {col: {"max": float(levels[levels < t].max())}}
+    return {"column": col, "kind": "ordinal", "effect": h, "inside": p_in, "outside": p_out,
+            "value": f">= {t_name}", "where": where, "phrase": phrase}
+
+
+def _category(ctx: InsightContext, col: str, values: np.ndarray, inside: np.ndarray,
+              w: np.ndarray) -> dict[str, Any] | None:
+    text = np.asarray([str(v) for v in values]) if values.dtype == object else values.astype(str)
+    cats, counts = np.unique(text[inside], return_counts=True)
+    if len(np.unique(text)) > 50:
+        return None  # ids, file names: nothing to summarise
+    best = None
+    for cat in cats[np.argsort(-counts)][:20]:
+        p_in, p_out, h = _share(text == cat, inside, w)
+        if best is None or abs(h) > abs(best[3]):
+            best = (cat, p_in, p_out, h)
+    if best is None:
+        return None
+    cat, p_in, p_out, h = best
+    raw = values[np.flatnonzero(text == cat)[0]]
+    if ctx.kind_of(col) == "class":
+        what = f"{col} = {ctx.value_name(col, raw)}"
+    elif isinstance(raw, (bool, np.bool_)):
+        what = f"{col} {str(bool(raw)).lower()}"
+    else:
+        what = f"{col} = {cat}"
+    phrase = f"{what} {'more' if h > 0 else 'less'} often ({pct(p_in)} vs {pct(p_out)})"
+    value = raw.item() if isinstance(raw, np.generic) else raw
+    return {"column": col, "kind": ctx.kind_of(col), "effect": h, "inside": p_in, "outside": p_out,
+            "value": ctx.value_name(col, raw), "where": {col: value}, "phrase": phrase}
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def class_population(ctx: InsightContext, mask: np.ndarray, min_share: float = 0.5) -> list[str]:
+    """Class names making up at least ``min_share`` of the slice together (largest first), or []."""
+    if not ctx.is_classification:
+        return []
+    y = ctx.labels[np.asarray(mask, bool) & ctx.labelled]
+    if len(y) == 0:
+        return []
+    values, counts = np.unique(y, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    names, share = [], 0.0
+    for i in order[:2]:
+        names.append(ctx.class_name(values[i]))
+        share += counts[i] / len(y)
+        if share >= min_share + 0.3:
+            break
+    return names if share >= min_share else []
+
+
+def population_test(name: str, metric: str, op: str, threshold: float, **population: Any) -> dict[str, Any]:
+    """One ``samplescope test`` check (checks.py's keys), population keys left out when empty."""
+    check = {"name": name, **{k: v for k, v in population.items() if v not in (None, [], {})}}
+    check.update(metric=metric, op=op, threshold=float(threshold))
+    return check
+
+
+def action(verb: str, text: str, test: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the reader should do: ``verb`` one of relabel, remove_duplicates, collect, watch."""
+    out: dict[str, Any] = {"verb": verb, "text": text}
+    if test is not None:
+        out["test"] = test
+    return out
