@@ -49,6 +49,12 @@ class ParameterError(SamplescopeError):
     status_code = 422
 
 
+class ConflictError(ParameterError):
+    """A name that is already taken (a tag or saved selection of that name exists)."""
+
+    status_code = 409
+
+
 class RequestRefusedError(SamplescopeError):
     """A request from a host or page other than this server's own (DNS rebinding, cross-site)."""
 

@@ -647,6 +647,8 @@ class Run:
         if fmt not in ("csv", "parquet", "json"):
             raise ParameterError(f"Cannot export to {path.name!r}: name a .csv, .parquet or .json file (or format=).")
         frame = self._export_frame(np.asarray(ids, np.int64))
+        if tag is not None and tag.startswith("relabel:"):  # ready for `samplescope train --relabel FILE`
+            frame["new_label"] = tag.split(":", 1)[1]
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)

@@ -19,7 +19,7 @@ from samplescope.errors import SamplescopeError
 from samplescope.server import openapi
 from samplescope.server.guard import RequestGuard, allow_header, allowed_methods
 from samplescope.server.reload import ServedRun
-from samplescope.server.routes import insights, map, metrics, run, samples, selection, similar
+from samplescope.server.routes import annotations, insights, map, metrics, run, samples, selection, similar
 from samplescope.server.settings import Settings
 from samplescope.server.state import check_servable, load_run
 
@@ -66,7 +66,7 @@ def create_app(run_or_path: Run | str | Path, settings: Settings | None = None) 
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)
-    for module in (run, map, samples, similar, selection, metrics, insights):
+    for module in (run, map, samples, similar, selection, metrics, insights, annotations):
         app.include_router(module.router)
     app.add_api_route("/", _index, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

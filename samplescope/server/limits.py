@@ -32,6 +32,8 @@ MAX_LEGEND = 1000
 MAX_POLYGON = 2000
 #: column filters (``?column__op=value``) one /api/samples request applies
 MAX_FILTERS = 32
+#: tags one run may hold, and saved selections (apart); a new one past this is refused
+MAX_ANNOTATIONS = 1000
 #: bytes of one request body (POST /api/selection with MAX_IDS ids takes under 1.3 MB)
 MAX_BODY_BYTES = 2 * 2**20
 

@@ -243,3 +243,76 @@ class MapCountsPublic(BaseModel):
     counts: list[int] = Field(description="samples per category, for every sample the filters keep")
     missing: int = Field(description="samples with no value")
     total: int = Field(description="samples the filters keep")
+
+
+# --- tags and saved selections (routes/annotations.py) ---------------------------------------
+
+#: A tag or selection name over HTTP: 1 to 100 characters with at least one that is not a
+#: space, from printable ASCII, Latin-1 and Latin Extended letters, Cyrillic and common CJK
+#: (each of them printable, so the store's own check never refuses what the schema allows).
+_LETTERS = "\u00a1-\u00ac\u00ae-\u024f\u0400-\u04ff\u4e00-\u9fa5"
+NAME_PATTERN = f"^[ -~{_LETTERS}]*[!-~{_LETTERS}][ -~{_LETTERS}]*$"
+AnnotationName = Annotated[
+    str,
+    Field(min_length=1, max_length=100, pattern=NAME_PATTERN,
+          description="a tag or selection name, e.g. mislabeled, relabel:7, exclude"),
+]  # fmt: skip
+
+
+class TagPublic(BaseModel):
+    name: str
+    count: int = Field(description="samples that carry the tag")
+
+
+class TagsPublic(BaseModel):
+    data: list[TagPublic]
+    count: int
+
+
+class TagSamplesPublic(BaseModel):
+    name: str
+    count: int = Field(description="samples that carry the tag, before offset and limit")
+    ids: list[int] = Field(description="their sample ids, sorted")
+
+
+class TagRequest(BaseModel):
+    """Add a tag to (or remove it from) a set of samples: ids, a box or a lasso of the map."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: AnnotationName
+    samples: ShapeQuery
+
+
+class RenameRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: AnnotationName
+    new_name: AnnotationName
+
+
+class SelectionSave(BaseModel):
+    """Save a named selection with a note."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: AnnotationName
+    note: str = Field("", max_length=10_000)
+    samples: ShapeQuery
+    overwrite: bool = Field(False, description="replace a selection of the same name")
+
+
+class SavedSelectionPublic(BaseModel):
+    name: str
+    note: str
+    created: str
+    count: int
+
+
+class SavedSelectionsPublic(BaseModel):
+    data: list[SavedSelectionPublic]
+    count: int
+
+
+class SavedSelectionDetail(SavedSelectionPublic):
+    ids: list[int] = Field(description="the selection's sample ids, sorted")

@@ -29,6 +29,7 @@ DESCRIPTIONS = {
     400: "the run cannot answer: a file of it is missing or damaged (the detail names it)",
     403: "refused: a Host or Origin other than this server's own, or the run's code is not trusted",
     404: "no such sample, class or path",
+    409: "the name is taken: a tag or saved selection of that name exists",
     422: "a parameter is malformed, not an allowed value, or over a limit (the detail names it)",
     503: "the server is busy with heavy requests, or this one ran past its time limit; retry",
 }

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from samplescope.errors import NotFoundError, ParameterError, RunError
+from samplescope.errors import ConflictError, NotFoundError, ParameterError, RunError
 from samplescope.store import layout
 
 MAX_NAME = 100
@@ -191,7 +191,7 @@ class Annotations:
         meta = json.dumps({"name": name, "note": note, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         with self.locked():
             if path.exists() and not overwrite:
-                raise ParameterError(f"A selection named {name!r} exists; pick another name or overwrite it.")
+                raise ConflictError(f"A selection named {name!r} exists; pick another name or overwrite it.")
             self._write(path, lambda f: np.savez(f, ids=ids, meta=np.array(meta)))
         return self._load_selection(path)
 
@@ -209,7 +209,7 @@ class Annotations:
             if not old_path.exists():
                 raise NotFoundError(f"No saved selection {old!r}.")
             if new_path.exists():
-                raise ParameterError(f"A selection named {new!r} exists; pick another name.")
+                raise ConflictError(f"A selection named {new!r} exists; pick another name.")
             sel = self._load_selection(old_path)
             meta = json.dumps({"name": new, "note": sel.note, "created": sel.created})
             self._write(new_path, lambda f: np.savez(f, ids=sel.ids, meta=np.array(meta)))
@@ -222,7 +222,7 @@ class Annotations:
             if not old.exists():
                 raise NotFoundError(f"No {what} {old_name!r}.")
             if new.exists():
-                raise ParameterError(f"A {what} named {new_name!r} exists; pick another name.")
+                raise ConflictError(f"A {what} named {new_name!r} exists; pick another name.")
             os.replace(old, new)
 
     def _load_ids(self, path: Path) -> np.ndarray:
