@@ -95,6 +95,14 @@ class Run:
         return list(self.info["integration"]["classes"])
 
     @property
+    def task(self):
+        """The run's :class:`samplescope.tasks.Task` (run.json ``task``; classification when absent)."""
+        from samplescope.tasks import task_from_info
+
+        return task_from_info(self.info)
+
+
+    @property
     def subsets(self) -> list[str]:
         return list(self.info["subsets"])
 
@@ -446,11 +454,16 @@ class Run:
         row = self._row(sample_id)
         if method not in HEATMAP_METHODS:
             raise ParameterError(f"Unknown heatmap method {method!r}; choose one of {HEATMAP_METHODS}.")
-        n = len(self.classes)
+        task = self.task
+        n = task.output_width(self.classes)  # the model's outputs a heatmap may explain
         if target is None:
-            target = int(row["prediction"]) if "prediction" in row else int(row["label"])
-        if not 0 <= int(target) < n:
+            target = default_target(task, row)
+        if not 0 <= int(target) < n and task.name == "classification":
             raise ParameterError(f"Class index {target} is out of range; this run's classes are 0..{n - 1}.")
+        if not 0 <= int(target) < n:
+            raise ParameterError(
+                f"Output index {target} is out of range; this {task.name} run's model outputs are 0..{n - 1}."
+            )
         key = (int(sample_id), int(target), method)
         with self._lock:
             if key in self._heatmap_cache:
@@ -502,7 +515,7 @@ class Run:
 
     def _precomputed_gradcam(self, row: pd.Series, target: int) -> np.ndarray | None:
         store = self._gradcam_store()
-        if store is None or "prediction" not in row:
+        if store is None or "prediction" not in row or self.task.name != "classification":
             return None
         sid = int(row["sample_id"])
         if target == int(row["prediction"]):
@@ -540,14 +553,22 @@ class Run:
         return aggregate(frame, x=x, y=y, by=by, bins=bins)
 
     def metrics(self, subset: str = "validation") -> dict[str, Any]:
-        """Accuracy, mean loss, per-class precision/recall and the confusion matrix of one subset.
+        """The task's metrics of one subset (``task`` names it).
 
-        Computed in DuckDB from two GROUP BYs (no row is loaded).
+        Classification: accuracy, mean loss, per-class precision/recall and the confusion
+        matrix, computed in DuckDB from two GROUP BYs (no row is loaded). Regression: MAE,
+        RMSE, R², residual quantiles; multi-label: per-label precision/recall/F1/average
+        precision and the exact-match rate; both from the few columns they need of the
+        subset's rows (samplescope/tasks).
         """
         from samplescope.analysis.metrics import metrics_from_counts
 
         self.require_analysis()
         self._check_subset(subset)
+        task = self.task
+        if task.name != "classification":
+            frame = self.samples(columns=task.metric_columns(self.classes), subset=subset)
+            return task.metrics(frame, self.classes)
         n = len(self.classes)
         pairs = self.db.fetch(
             'SELECT "label", "prediction", count(*) AS n FROM {source} '
@@ -568,7 +589,7 @@ class Run:
         loss_sum, loss_n = np.zeros(n), np.zeros(n)
         loss_sum[losses["label"].to_numpy(np.int64)] = losses["s"].to_numpy(np.float64)
         loss_n[losses["label"].to_numpy(np.int64)] = losses["n"].to_numpy(np.float64)
-        return metrics_from_counts(cm, loss_sum, loss_n)
+        return {"task": task.name, **metrics_from_counts(cm, loss_sum, loss_n)}
 
     # -- tags, selections and exports (store/annotations.py) -------------------
 
@@ -675,7 +696,7 @@ class Run:
                  for i in range(0, len(ids), MAX_IN)] or [self.samples(columns=columns, limit=0)]
         frame = pd.concat(parts, ignore_index=True)
         names = np.asarray([*self.classes, ""], dtype=object)
-        for c in ("label", "prediction"):
+        for c in self.task.class_columns:  # class indices get their names beside them
             if c in frame.columns:
                 idx = frame[c].fillna(-1).astype(np.int64).to_numpy()
                 frame.insert(frame.columns.get_loc(c) + 1, f"{c}_name", names[np.where(idx >= 0, idx, -1)])
@@ -683,6 +704,15 @@ class Run:
 
     def close(self) -> None:
         self.db.close()
+
+
+def default_target(task: Any, row: pd.Series) -> int:
+    """The output a heatmap explains by default: the predicted class (classification), the one
+    output (regression), the most probable label (multi-label)."""
+    if task.name == "classification":
+        return int(row["prediction"]) if "prediction" in row else int(row["label"])
+    probs = [(float(v), int(str(k)[5:])) for k, v in row.items() if str(k).startswith("prob_") and pd.notna(v)]
+    return max(probs)[1] if probs else 0
 
 
 def _check_k(k: int) -> None:

@@ -14,13 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from samplescope.errors import NotFoundError, SamplescopeError
+
+if TYPE_CHECKING:
+    from samplescope.tasks import Task
 
 logger = logging.getLogger(__name__)
 
@@ -213,51 +216,23 @@ def run_inference(
 # --------------------------------------------------------------------------- predictions
 
 
-def prediction_columns(logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-sample prediction columns from ``logits`` (N, C) and ``labels`` (N,).
+def prediction_columns(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    task: Task | None = None,
+    classes: list[str] | None = None,
+    reference: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-sample prediction columns from the model's outputs and the labels; the task's
+    (:meth:`samplescope.tasks.Task.prediction_columns`), classification by default.
 
-    Returns ``prediction`` (int64), ``loss`` (cross-entropy via a stable
-    log-softmax, float32), ``confidence`` (top-1 probability), ``margin``
-    (top-1 minus top-2 probability), ``correct`` (bool) and ``prob_0`` ..
-    ``prob_{C-1}`` (float32). A label of -1 means unlabeled: its loss is NaN and
-    ``correct`` is False.
+    Classification: ``logits`` (N, C) and ``labels`` (N,) give ``prediction`` (int64),
+    ``loss`` (cross-entropy via a stable log-softmax, float32), ``confidence`` (top-1
+    probability), ``margin`` (top-1 minus top-2 probability), ``correct`` (bool) and
+    ``prob_0`` .. ``prob_{C-1}`` (float32). A label of -1 means unlabeled: its loss is
+    NaN and ``correct`` is False. Every task gives ``prediction``, ``loss`` and ``correct``.
     """
-    logits = np.asarray(logits, dtype=np.float64)
-    labels = np.asarray(labels).astype(np.int64, copy=False)
-    if logits.ndim != 2:
-        raise SamplescopeError(f"logits must be (N, C), got shape {logits.shape}")
-    n, c = logits.shape
-    if labels.shape != (n,):
-        raise SamplescopeError(f"labels must be ({n},) to match logits, got shape {labels.shape}")
-    bad = (labels < -1) | (labels >= c)
-    if bad.any():
-        raise NotFoundError(
-            f"label {int(labels[bad][0])} is not a class index; labels must be in "
-            f"[0, {c - 1}] or -1 for unlabeled"
-        )
+    from samplescope.tasks import Classification
 
-    # log-softmax: z - logsumexp(z), shifted by the row max so exp never overflows
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (N, C)
-    probs = np.exp(log_probs)
-
-    labeled = labels >= 0
-    loss = np.full(n, np.nan)
-    loss[labeled] = -log_probs[labeled, labels[labeled]]
-    prediction = logits.argmax(axis=1)
-    if c >= 2:
-        top2 = np.partition(probs, c - 2, axis=1)[:, c - 2 :]  # (N, 2): 2nd largest, largest
-        margin = top2[:, 1] - top2[:, 0]
-    else:
-        margin = probs[:, 0]
-
-    columns: dict[str, np.ndarray] = {
-        "prediction": prediction.astype(np.int64),
-        "loss": loss.astype(np.float32),
-        "confidence": probs.max(axis=1).astype(np.float32),
-        "margin": margin.astype(np.float32),
-        "correct": labeled & (prediction == labels),
-    }
-    for k in range(c):
-        columns[f"prob_{k}"] = probs[:, k].astype(np.float32)
-    return columns
+    task = task or Classification()
+    return task.prediction_columns(logits, labels, classes, reference=reference)

@@ -26,15 +26,18 @@ def get_engine(engine: str | Any | None) -> Any | None:
 
     ``engine`` is ``"embedded"``, ``"ray"`` (a :class:`RayEngine` with its defaults) or an
     engine object such as ``RayEngine(address="auto")``. Fails before any work when Ray
-    is asked for and not installed.
+    is asked for and not installed, or its cluster address does not answer.
     """
     if engine is None or engine == "embedded":
         return None
     if engine == "ray":
         from samplescope.engines.ray_engine import RayEngine
 
-        return RayEngine()
+        engine = RayEngine()
     if callable(getattr(engine, "encode_pass", None)):
+        preflight = getattr(engine, "preflight", None)
+        if callable(preflight):
+            preflight()  # e.g. an unreachable cluster address, in seconds
         return engine
     raise ParameterError(
         f"engine={engine!r} is not an engine; pass one of {', '.join(ENGINES)} or a RayEngine(...)."

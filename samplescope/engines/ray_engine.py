@@ -90,6 +90,11 @@ class RayEngine:
                 raise ParameterError(f"RayEngine {what}={value!r} is out of range; pass a number >= {low}.")
         require_ray()
 
+    def preflight(self) -> None:
+        """Fail before any work when the cluster address does not answer."""
+        if self.address is not None:
+            _check_reachable(self.address)
+
     def describe(self) -> dict[str, Any]:
         """What ran where, for run.json's analysis summary."""
         return {"name": self.name, "address": self.address or "local", **self.stats_}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -110,8 +109,8 @@ def check_integration(integration: Integration, samples_per_subset: int = 8, see
     if integration.ground_truth_fn is None:
         add(CheckRow("ground_truth", "ground_truth", "FAIL", "no ground-truth encoder declared; add @x.ground_truth"))
     else:
-        n = len(integration.classes)
-        rows.append(_check_function(integration, integration.ground_truth_fn, labelled, _label_problem(n)))
+        problem = _label_problem(integration.task, integration.classes)
+        rows.append(_check_function(integration, integration.ground_truth_fn, labelled, problem))
     for fn in integration.metadata_fns.values():
         rows.append(_check_function(integration, fn, picks, _metadata_problem))
     for fn in integration.visualizers.values():
@@ -230,17 +229,15 @@ def _input_problem(values: list[Any], memo: dict[str, Any]) -> str | None:
     return None
 
 
-def _label_problem(n_classes: int) -> Callable[[list[Any], dict[str, Any]], str | None]:
+def _label_problem(task: Any, classes: list[str]) -> Callable[[list[Any], dict[str, Any]], str | None]:
+    """The task says what a valid ground-truth value is (a class index, a float, a set of classes)."""
+
     def problem(values: list[Any], memo: dict[str, Any]) -> str | None:
-        y = values[0]
-        if isinstance(y, np.ndarray) and y.ndim == 0:
-            y = y.item()
-        if isinstance(y, bool) or not isinstance(y, numbers.Integral):
-            return f"returned {y!r} ({type(y).__name__}), expected a class index (int)"
-        if not 0 <= int(y) < n_classes:
-            return f"returned class index {y}, outside 0..{n_classes - 1} (the integration has {n_classes} classes)"
-        memo["summary"] = f"{n_classes} classes"
-        return None
+        found = task.label_problem(values[0], classes)
+        if found is None:
+            memo["summary"] = f"{len(classes)} classes" if task.name == "classification" else (
+                f"{task.name}" + (f", {len(classes)} classes" if classes else ""))
+        return found
 
     return problem
 

@@ -42,12 +42,15 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from samplescope.errors import IntegrationError
+from samplescope.errors import IntegrationError, SamplescopeError
 from samplescope.integration.inputs import InputKind, InputSpec, describe, infer_kind
+
+if TYPE_CHECKING:
+    from samplescope.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +119,15 @@ class Integration:
     name:
         Short identifier, used in run folders and the web app.
     classes:
-        Class names, in the order of the ground-truth class indices.
+        Class names, in the order of the ground-truth class indices (classification and
+        multi-label; a regression integration has none).
     task:
-        Only ``"classification"`` for now.
+        ``"classification"`` (the default: ground truth is a class index),
+        ``"regression"`` (a float), ``"multilabel"`` (a list of class indices or a (C,)
+        0/1 vector), or a :class:`samplescope.tasks.Task` object with its parameters,
+        e.g. ``Regression(target="progression", threshold=10.0)``.
+    target:
+        Regression only: what the target is called (``Regression(target=...)``).
     version:
         Bump it when the integration's outputs change; it is recorded in runs.
     """
@@ -126,19 +135,28 @@ class Integration:
     def __init__(
         self,
         name: str,
-        classes: Sequence[str],
-        task: Literal["classification"] = "classification",
+        classes: Sequence[str] | None = None,
+        task: str | Task = "classification",
         version: str = "1",
+        *,
+        target: str | None = None,
     ) -> None:
-        if task != "classification":
+        from samplescope.tasks import get_task
+
+        try:
+            self.task: Task = get_task(task, **({"target": target} if target is not None else {}))
+        except SamplescopeError as exc:
+            raise IntegrationError(f"Integration {name!r}: {exc}") from exc
+        if self.task.needs_classes and not classes:
             raise IntegrationError(
-                f"task={task!r} is not supported yet; use task='classification'."
+                f"Integration {name!r} declares no classes; pass classes=[...] (task {self.task.name!r} needs them)."
             )
-        if not classes:
-            raise IntegrationError(f"Integration {name!r} declares no classes; pass classes=[...].")
+        if not self.task.needs_classes and classes:
+            raise IntegrationError(
+                f"Integration {name!r}: task {self.task.name!r} takes no classes, got {list(classes)[:5]}; drop classes=."
+            )
         self.name = name
-        self.classes = list(classes)
-        self.task = task
+        self.classes = [str(c) for c in classes] if classes else []
         self.version = version
         # Where it is declared, so a run can load it again: the declaring module's file
         # and name (the loader sets them again when it loads a file by path).
@@ -317,12 +335,20 @@ class Integration:
         return np.asarray(self._apply(fn, subset, indices), dtype=np.float32)
 
     def encode_labels(self, subset: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Ground-truth class indices for many samples: (B,) int64."""
+        """Ground truth for many samples, as the task encodes it: class indices (B,) int64,
+        regression targets (B,) float64, or multi-label (B, C) int8 0/1."""
         if self.ground_truth_fn is None:
             raise IntegrationError(
                 f"Integration {self.name!r} declares no ground truth; add @{self.name}.ground_truth."
             )
-        return np.asarray(self._apply(self.ground_truth_fn, subset, indices), dtype=np.int64)
+        values = self._apply(self.ground_truth_fn, subset, indices, stack=False)
+        try:
+            return self.task.encode_labels(values, len(indices), self.classes)
+        except (TypeError, ValueError) as exc:
+            raise IntegrationError(
+                f"Integration {self.name!r}: the ground truth of subset {subset!r} cannot be read as "
+                f"{self.task.name} labels ({exc}); run `samplescope check` on the integration."
+            ) from exc
 
     def compute_metadata(self, subset: str, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
         """Every metadata column for many samples, as ``{column: (B,) array}``."""
@@ -358,6 +384,7 @@ class Integration:
             "name": self.name,
             "version": self.version,
             "classes": self.classes,
+            "task": self.task.name,
             "source": self.source,
             "hash": source_hash(self.source) if self.source else None,
         } | ({"rebuild": self.rebuild} if self.rebuild is not None else {})

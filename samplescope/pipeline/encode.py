@@ -31,14 +31,13 @@ def subset_sizes(integration: Integration, limit: int | None = None) -> dict[str
 def encode_subset(
     integration: Integration, subset: str, n: int, batch_size: int = 4096, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (n, *shape) float32 and labels (n,) int64 (-1 when unlabeled)."""
+    """Inputs (n, *shape) float32 and labels as the task encodes them (classification: (n,)
+    int64, -1 when unlabeled; see :meth:`samplescope.tasks.Task.encode_labels`)."""
     xs, ys = [], []
     for start in tqdm(range(0, n, batch_size), desc=f"encode {subset}", disable=not progress, leave=False):
         idx = np.arange(start, min(start + batch_size, n))
         xs.append(integration.encode_inputs(subset, idx))
-        ys.append(
-            np.full(len(idx), -1, np.int64) if subset == "unlabeled" else integration.encode_labels(subset, idx)
-        )
+        ys.append(_labels(integration, subset, idx))
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -54,15 +53,13 @@ def samples_table(
         ids = integration.get_subset(subset).ids
         for start in range(0, n, batch_size):
             idx = np.arange(start, min(start + batch_size, n))
-            label = (
-                np.full(len(idx), -1, np.int64) if subset == "unlabeled" else integration.encode_labels(subset, idx)
-            )
             cols = {
                 "sample_id": offset + idx,
                 "subset": subset,
                 "index": idx,
                 "key": [str(ids[i]) for i in idx],
-                "label": label,
+                # the task's label columns: `label` (and, multi-label, label_0 .. label_{C-1})
+                **integration.task.label_columns(_labels(integration, subset, idx), integration.classes),
             }
             for name, values in integration.compute_metadata(subset, idx).items():
                 if name in cols:  # a metadata column named like a built-in one
@@ -76,6 +73,12 @@ def samples_table(
     bar.close()
     df = pd.concat(frames, ignore_index=True)
     return df
+
+
+def _labels(integration: Integration, subset: str, idx: np.ndarray) -> np.ndarray:
+    if subset == "unlabeled":
+        return integration.task.unlabeled(len(idx), integration.classes)
+    return integration.encode_labels(subset, idx)
 
 
 def input_batches(

@@ -7,6 +7,7 @@ temporary folder and renamed into place.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import shutil
@@ -96,6 +97,9 @@ def train_run(
     sizes = subset_sizes(integ, limit)
     x_train, y_train = _encode_checked(integ, "train", sizes["train"], progress)
     x_val, y_val = _encode_checked(integ, "validation", sizes["validation"], progress)
+    # the task learns what training needs from the training labels (regression: the target scaling)
+    task = copy.deepcopy(integ.task).fit(y_train)
+    t_train, t_val = task.training_targets(y_train), task.training_targets(y_val)
     work = partial_dir(out)
     _prepare_workdir(work, resume)  # after the integration's errors, so those leave nothing behind
     if x_train.ndim != 4:
@@ -105,7 +109,7 @@ def train_run(
         )
     model_config = CNNConfig(
         **chosen_recipe.model,
-        in_channels=x_train.shape[1], num_classes=len(integ.classes), input_size=x_train.shape[2],
+        in_channels=x_train.shape[1], num_classes=task.output_width(integ.classes), input_size=x_train.shape[2],
     )
     torch.manual_seed(seed)
     model = SmallCNN(model_config)
@@ -115,14 +119,15 @@ def train_run(
         history = train(
             model,
             torch.from_numpy(x_train),
-            torch.from_numpy(y_train),
+            torch.from_numpy(t_train),
             torch.from_numpy(x_val),
-            torch.from_numpy(y_val),
+            torch.from_numpy(t_val),
             config,
             callbacks=[ProgressBar(disable=not progress)],
             checkpoint_dir=work,
             resume=resume,
             device=where,
+            task=task,
         )
         model = model.cpu()  # weights are written from the CPU
     rows = history.to_rows()
@@ -133,6 +138,7 @@ def train_run(
         "name": out.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "integration": integ.identity() | {"module": integ.module},
+        "task": task.to_dict(),
         "model": model_spec(model, model_config),
         "latent_layer": getattr(model, "latent_layer", None),
         "gradcam_layer": getattr(model, "gradcam_layer", None),
@@ -166,15 +172,7 @@ def _encode_checked(integ: Integration, subset: str, n: int, progress: bool) -> 
             f"Integration {integ.name!r}: the inputs of subset {subset!r} cannot be stacked ({exc}); every "
             "input must have one shape and dtype; fix the input function and run `samplescope check` on it."
         ) from exc
-    n_classes = len(integ.classes)
-    bad = np.flatnonzero((y < 0) | (y >= n_classes))
-    if bad.size:
-        first = int(bad[0])
-        raise IntegrationError(
-            f"Integration {integ.name!r}: the ground truth of sample {subset}[{first}] is class index {int(y[first])}, "
-            f"outside 0..{n_classes - 1} ({bad.size} such samples in {subset}); fix the ground-truth function "
-            "and run `samplescope check` on the integration."
-        )
+    integ.task.check_labels(y, integ.classes, integ.name, subset)
     return x, y
 
 
@@ -271,6 +269,7 @@ def create_run(
         "name": Path(out).name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "integration": integ.identity() | {"module": integ.module},
+        "task": integ.task.to_dict(),
         "model": model_spec(model, init_kwargs=model_kwargs),
         "latent_layer": latent_layer or default_latent_layer(model),
         "gradcam_layer": gradcam_layer,

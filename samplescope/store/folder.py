@@ -299,7 +299,8 @@ def read_run_info(path: Path) -> dict[str, Any]:
                 f"{'object' if kind is dict else 'array'}); the run is damaged, train it again."
             )
     classes = info["integration"].get("classes")
-    if not isinstance(classes, list) or not classes:
+    classless = (info.get("task") or {}).get("name") == "regression"  # a regression run has no classes
+    if not isinstance(classes, list) or (not classes and not classless):
         raise RunError(f"{file} lists no integration classes; the run is damaged, train it again.")
     analysis = info.get("analysis")
     if analysis is not None and not isinstance(analysis, dict):

@@ -119,9 +119,10 @@ class Task:
         """The default training loss (a torch scalar, the mean over the batch)."""
         raise NotImplementedError
 
-    def plain_loss(self, outputs: Any, targets: Any) -> Any:
-        """The loss the history reports (without training-only terms such as label smoothing)."""
-        return self.loss(outputs, targets)
+    def plain_loss(self, outputs: Any, targets: Any, reduction: str = "mean") -> Any:
+        """The loss the history reports (no training-only terms such as label smoothing);
+        ``reduction``: ``mean`` or ``sum`` over the batch."""
+        raise NotImplementedError
 
     def score_sum(self, outputs: Any, targets: Any) -> Any:
         """Sum over the batch of the per-sample score whose mean the history calls ``*_acc``."""
@@ -150,6 +151,26 @@ class Task:
     def error_rule(self) -> dict[str, Any]:
         """What counts as an error, stated (run.json's ``analysis.error``)."""
         raise NotImplementedError
+
+    def insight_view(
+        self, samples: pd.DataFrame, labels: np.ndarray, classes: Sequence[str]
+    ) -> tuple[pd.DataFrame, list[str]]:
+        """The table the insight finders read, and its class names.
+
+        The finders group by class; a task without one class per sample gives them one
+        group (``label`` 0 when labelled, -1 when not; ``prediction`` 0), no class
+        probabilities, and keeps its own ``loss`` and ``correct``, so the finders look for
+        where the task's errors concentrate.
+        """
+        labelled = self.labelled(labels)  # the label array, row for row with samples
+        view = samples.drop(columns=[c for c in samples.columns if str(c).startswith(("prob_", "pred_", "label_"))])
+        view["label"] = np.where(labelled, 0, -1).astype(np.int64)
+        view["prediction"] = np.zeros(len(view), np.int64)
+        return view, [self.group_name()]
+
+    def group_name(self) -> str:
+        """What the insight finders call the one group of a task without classes."""
+        return "all samples"
 
     # -- metrics ----------------------------------------------------------------
 

@@ -75,8 +75,10 @@ class Classification(Task):
 
         return F.cross_entropy(outputs, targets, label_smoothing=label_smoothing)
 
-    def plain_loss(self, outputs: Any, targets: Any) -> Any:
-        return self.loss(outputs, targets)
+    def plain_loss(self, outputs: Any, targets: Any, reduction: str = "mean") -> Any:
+        import torch.nn.functional as F
+
+        return F.cross_entropy(outputs, targets, reduction=reduction)
 
     def score_sum(self, outputs: Any, targets: Any) -> Any:
         return (outputs.argmax(1) == targets).sum()
@@ -136,6 +138,11 @@ class Classification(Task):
 
     def error_rule(self) -> dict[str, Any]:
         return {"rule": "the top-1 predicted class differs from the ground truth"}
+
+    def insight_view(
+        self, samples: pd.DataFrame, labels: np.ndarray, classes: Sequence[str]
+    ) -> tuple[pd.DataFrame, list[str]]:
+        return samples, list(classes)
 
     # -- metrics ----------------------------------------------------------------
 

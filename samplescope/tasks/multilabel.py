@@ -195,6 +195,12 @@ class MultiLabel(Task):
 
         return F.binary_cross_entropy_with_logits(outputs, targets.to(outputs.dtype))
 
+    def plain_loss(self, outputs: Any, targets: Any, reduction: str = "mean") -> Any:
+        import torch.nn.functional as F
+
+        per_sample = F.binary_cross_entropy_with_logits(outputs, targets.to(outputs.dtype), reduction="none").mean(1)
+        return per_sample.sum() if reduction == "sum" else per_sample.mean()
+
     def score_sum(self, outputs: Any, targets: Any) -> Any:
         cut = float(np.log(self.threshold / (1 - self.threshold)))  # the logit of the threshold
         return ((outputs >= cut) == (targets > 0.5)).all(1).sum()

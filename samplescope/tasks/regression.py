@@ -149,6 +149,11 @@ class Regression(Task):
 
         return F.mse_loss(outputs.reshape(-1), targets.reshape(-1).to(outputs.dtype))
 
+    def plain_loss(self, outputs: Any, targets: Any, reduction: str = "mean") -> Any:
+        import torch.nn.functional as F
+
+        return F.mse_loss(outputs.reshape(-1), targets.reshape(-1).to(outputs.dtype), reduction=reduction)
+
     def score_sum(self, outputs: Any, targets: Any) -> Any:
         # per sample 1 - squared error in standard deviations: its mean is 1 - MSE/var = R²
         return (1.0 - (outputs.reshape(-1) - targets.reshape(-1)) ** 2).sum()

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samplescope.tasks import Classification, Task
 from samplescope.train.callbacks import Callback
 from samplescope.train.ema import WeightEMA
 
@@ -92,7 +93,9 @@ class History:
     Keys: ``kind`` ('step' every ``eval_every`` steps, 'epoch' at each epoch end),
     ``epoch`` (1-based epoch the row belongs to), ``step`` (optimizer steps done),
     ``train_loss`` / ``train_acc`` (mean over the steps since the previous row; plain
-    cross-entropy even when training uses label smoothing, so it compares with ``val_loss``),
+    cross-entropy even when training uses label smoothing, so it compares with ``val_loss``;
+    other tasks: their training loss, and as ``*_acc`` their ``score_name``, e.g. regression's
+    1 - MSE on standardised targets, multi-label's exact-match rate),
     ``val_loss`` / ``val_acc``, ``lr`` and ``elapsed_s`` (training time, evaluation excluded).
     """
 
@@ -187,9 +190,11 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000, task: Task | None = None
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on (x, y), in eval mode."""
+    """Mean loss and accuracy-like score of ``model`` on (x, y), in eval mode: the task's
+    (classification: cross-entropy and accuracy)."""
+    task = task or Classification()
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0
@@ -197,18 +202,20 @@ def evaluate(
         xb = x[i : i + batch_size].contiguous(memory_format=torch.channels_last)
         yb = y[i : i + batch_size]
         logits = model(xb)  # (B, num_classes)
-        total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
-        correct += (logits.argmax(1) == yb).sum().item()
+        total_loss += task.plain_loss(logits, yb, reduction="sum").item()
+        correct += task.score_sum(logits, yb).item()
     model.train(was_training)
     return total_loss / len(x), correct / len(x)
 
 
-def _check_data(x: torch.Tensor, y: torch.Tensor, name: str) -> None:
+def _check_data(x: torch.Tensor, y: torch.Tensor, name: str, task: Task) -> None:
     if x.dim() != 4 or not x.is_floating_point():
         raise ValueError(
             f"x_{name} must be a float tensor (N, C, H, W), got {x.dtype} {tuple(x.shape)}"
         )
-    if y.shape != (len(x),) or y.is_floating_point():
+    if y.dim() < 1 or len(y) != len(x):
+        raise ValueError(f"y_{name} must have one row per input ({len(x)}), got {y.dtype} {tuple(y.shape)}")
+    if isinstance(task, Classification) and (y.shape != (len(x),) or y.is_floating_point()):
         raise ValueError(
             f"y_{name} must be integer labels of shape ({len(x)},), got {y.dtype} {tuple(y.shape)}"
         )
@@ -229,6 +236,7 @@ def train(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     device: str | torch.device | None = None,
+    task: Task | None = None,
 ) -> History:
     """Train ``model`` in place with Adam(W) and a one-cycle schedule; return its History.
 
@@ -240,18 +248,24 @@ def train(
     at every epoch end; ``resume=True`` continues from it, ending with the same
     weights an uninterrupted run would have. ``device`` (default: where the model's
     weights are) holds the model and the whole dataset, resident, during training.
+
+    ``task`` (default classification) gives the loss and the accuracy-like score the
+    history records: ``y`` is then what :meth:`Task.training_targets` makes (regression:
+    float standardised targets, multi-label: (N, C) float 0/1).
     """
     # imported here: checkpoint.py needs this module's types
     from samplescope.train.checkpoint import Checkpoint, load_checkpoint
 
     config = config or TrainConfig()
-    _check_data(x_train, y_train, "train")
-    _check_data(x_val, y_val, "val")
+    task = task or Classification()
+    _check_data(x_train, y_train, "train", task)
+    _check_data(x_val, y_val, "val", task)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device)
     # the whole dataset stays on the device: no per-batch host-to-device copies
-    x_train, y_train = x_train.to(device), y_train.long().to(device)
-    x_val, y_val = x_val.to(device), y_val.long().to(device)
+    kind = torch.long if isinstance(task, Classification) else torch.float32
+    x_train, y_train = x_train.to(device), y_train.to(device, kind)
+    x_val, y_val = x_val.to(device), y_val.to(device, kind)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads or default_threads())
     torch.manual_seed(config.seed)  # for anything in the model that draws from the global RNG
@@ -274,7 +288,7 @@ def train(
         data_info={
             "n_train": n,
             "sample_shape": list(x_train.shape[1:]),
-            "label_counts": torch.bincount(y_train).cpu().tolist(),
+            "label_counts": task.label_summary(y_train.cpu().numpy()),
         },
         steps_per_epoch=steps_per_epoch,
         ema=WeightEMA(model, config.ema) if config.ema else None,
@@ -290,7 +304,7 @@ def train(
 
     def record(kind: Literal["step", "epoch"], sums: list[float]) -> dict[str, Any]:
         """Evaluate on the validation set; append and return the history row."""
-        val_loss, val_acc = evaluate(evaluated, x_val, y_val, config.eval_batch_size)
+        val_loss, val_acc = evaluate(evaluated, x_val, y_val, config.eval_batch_size, task)
         loss_sum, correct, seen, steps = sums
         row = {
             "kind": kind, "epoch": state.epoch + 1, "step": state.step,
@@ -323,7 +337,7 @@ def train(
                 xb = xb.contiguous(memory_format=torch.channels_last)
 
                 logits = model(xb)  # (B, num_classes)
-                loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
+                loss = task.loss(logits, yb, config.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -333,10 +347,10 @@ def train(
                 if state.ema is not None:
                     state.ema.update(model, state.step)
                 if config.label_smoothing:  # history reports plain cross-entropy, like validation
-                    loss = F.cross_entropy(logits.detach(), yb)
+                    loss = task.plain_loss(logits.detach(), yb)
                 state.loss = loss.item()
                 sums[0] += state.loss
-                sums[1] += (logits.detach().argmax(1) == yb).sum().item()
+                sums[1] += task.score_sum(logits.detach(), yb).item()
                 sums[2] += len(yb)
                 sums[3] += 1
                 state.running_loss, state.running_acc = sums[0] / sums[3], sums[1] / sums[2]

@@ -39,6 +39,6 @@ def leftovers():
     return shard_folders
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def object_store() -> int:
     return OBJECT_STORE
