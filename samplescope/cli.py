@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=arg_type("limit"), help="use only the first N >= 1 samples of each subset (quick runs)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted training from its checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    t.add_argument("--relabel", help="new labels: a CSV/Parquet/JSON file with new_label (exported from a "
+                   "relabel:X tag), or tag:relabel:* for those tags of --tags-from")
+    t.add_argument("--exclude", action="append", default=[], metavar="TAG",
+                   help="leave the samples of this tag of --tags-from (or of a file) out of training; repeatable")
+    t.add_argument("--tags-from", metavar="RUN", help="the run whose tags --exclude and --relabel name")
 
     a = sub.add_parser("analyze", help="predictions, latent space, map, neighbours, insights for every sample")
     a.add_argument("run", help="run folder")
@@ -179,8 +184,13 @@ def _train(args: argparse.Namespace) -> int:
     from samplescope.pipeline.train import train_run
     from samplescope.run import open_run
 
+    integration = args.integration
+    if args.relabel or args.exclude:  # samplescope/curation.py: the integration with the decisions applied
+        from samplescope.curation import curate
+
+        integration = curate(integration, relabel=args.relabel, exclude=args.exclude, tags_from=args.tags_from)
     out = train_run(
-        args.integration, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        integration, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, threads=args.threads, limit=args.limit, resume=args.resume, overwrite=args.overwrite,
         device=args.device, recipe=args.recipe,
     )

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from samplescope import trust
+from samplescope import curation, trust
 from samplescope.errors import IntegrationError, RunError
 from samplescope.integration.check import check_integration
 from samplescope.integration.core import Integration
@@ -96,6 +96,7 @@ def train_run(
     started = time.time()
     sizes = subset_sizes(integ, limit)
     x_train, y_train = _encode_checked(integ, "train", sizes["train"], progress)
+    x_train, y_train = curation.training_rows(integ, x_train, y_train)  # --exclude: kept in the run, not trained on
     x_val, y_val = _encode_checked(integ, "validation", sizes["validation"], progress)
     # the task learns what training needs from the training labels (regression: the target scaling)
     task = copy.deepcopy(integ.task).fit(y_train)
@@ -147,6 +148,7 @@ def train_run(
         "train_config": dataclasses.asdict(config),
         "subsets": sizes,
         "limit": limit,
+        "curation": curation.record_of(integ),  # --relabel, --exclude
         "metrics": {"val_acc": final.get("val_acc"), "val_loss": final.get("val_loss")},
         "train_seconds": round(train_seconds, 1),
         "analysis": None,
