@@ -112,7 +112,8 @@ def check_integration(integration: Integration, samples_per_subset: int = 8, see
         problem = _label_problem(integration.task, integration.classes)
         rows.append(_check_function(integration, integration.ground_truth_fn, labelled, problem))
     for fn in integration.metadata_fns.values():
-        rows.append(_check_function(integration, fn, picks, _metadata_problem))
+        declared = getattr(integration, "metadata_kinds", {}) or {}
+        rows.append(_check_function(integration, fn, picks, _metadata_checker(declared, fn.name)))
     for fn in integration.visualizers.values():
         rows.append(_check_function(integration, fn, picks, _visual_problem))
     if not integration.inputs:
@@ -274,6 +275,32 @@ def _metadata_problem(values: list[Any], memo: dict[str, Any]) -> str | None:
             return f"{label}changed type from {types[key]} to {t} ({v!r}); keep one type per key"
     memo["summary"] = f"{len(keys)} column(s)" if isinstance(value, dict) else (types.get("") or "")
     return None
+
+
+def _metadata_checker(declared: dict[str, str], fn_name: str) -> Callable[[list[Any], dict[str, Any]], str | None]:
+    """:func:`_metadata_problem`, and a note on integer columns with no declared kind: a
+    few-valued integer may be a rank (ordinal), a code (category) or a class index (class)."""
+
+    def problem(values: list[Any], memo: dict[str, Any]) -> str | None:
+        found = _metadata_problem(values, memo)
+        if found:
+            return found
+        value = values[0]
+        ints: dict[str, set] = memo.setdefault("ints", {})
+        for key, v in (value if isinstance(value, dict) else {fn_name: value}).items():
+            if isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_):
+                ints.setdefault(str(key), set()).add(int(v))
+        undeclared = sorted(k for k in ints if k not in declared and fn_name not in declared)
+        if undeclared:
+            few = [k for k in undeclared if len(ints[k]) <= 10]
+            if few:
+                memo["summary"] = memo.get("summary", "").split("; ")[0] + (
+                    f"; integer column(s) {', '.join(few)} have few values and no declared kind (read as "
+                    "ordinal): declare kind='ordinal', 'category' or 'class' in @metadata(..., kind=...)"
+                )
+        return None
+
+    return problem
 
 
 def _visual_problem(values: list[Any], memo: dict[str, Any]) -> str | None:

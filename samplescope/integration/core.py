@@ -60,6 +60,11 @@ SUBSET_NAMES = ("train", "validation", "test", "unlabeled")
 
 MetadataValue = float | int | str | bool | None
 
+#: How a metadata column is read (``@x.metadata(..., kind=...)``): ``number`` (a quantity:
+#: means, bins), ``category`` (unordered values), ``ordinal`` (few ordered values, e.g. a
+#: rank) or ``class`` (a class index, shown by class name). Undeclared columns are inferred.
+METADATA_KINDS = ("number", "category", "ordinal", "class")
+
 
 @dataclasses.dataclass(frozen=True)
 class Subset:
@@ -174,6 +179,8 @@ class Integration:
         self.write_data: Callable[[Any], None] | None = None
         self.ground_truth_fn: Function | None = None
         self.metadata_fns: dict[str, Function] = {}
+        #: declared metadata kinds: {column: kind}, or {function name: kind} for every column it returns
+        self.metadata_kinds: dict[str, str] = {}
         self.visualizers: dict[str, Function] = {}
         self._state: Any = None
         self._state_ready = False
@@ -215,11 +222,23 @@ class Integration:
         self.input_specs[name] = InputSpec.declare(name, kind, feature_names, vocabulary)
         return self._register("input", name, batched, self.inputs)
 
-    def metadata(self, name: str, *, batched: bool = False) -> Callable[[Callable], Callable]:
+    def metadata(
+        self, name: str, *, batched: bool = False, kind: str | dict[str, str] | None = None
+    ) -> Callable[[Callable], Callable]:
         """Declare metadata: sample -> scalar, or a dict of scalars (one column per key).
 
-        A dict's keys become the column names; a scalar's column is ``name``.
+        A dict's keys become the column names; a scalar's column is ``name``. ``kind`` says
+        how the column is read (one of :data:`METADATA_KINDS`): a str for every column the
+        function returns, or ``{column: kind}``; undeclared columns are inferred (strings
+        and bools are categories, other numbers numbers).
         """
+        declared = kind if isinstance(kind, dict) else ({} if kind is None else {name: kind})
+        for column, k in declared.items():
+            if k not in METADATA_KINDS:
+                raise IntegrationError(
+                    f"metadata {name!r}: kind {k!r} for column {column!r} is not one of {METADATA_KINDS}."
+                )
+        self.metadata_kinds.update(declared)
         return self._register("metadata", name, batched, self.metadata_fns)
 
     def visualizer(self, name: str = "image") -> Callable[[Callable], Callable]:
@@ -384,6 +403,7 @@ class Integration:
             "name": self.name,
             "version": self.version,
             "classes": self.classes,
+            "metadata_kinds": dict(self.metadata_kinds),
             "task": self.task.name,
             "source": self.source,
             "hash": source_hash(self.source) if self.source else None,

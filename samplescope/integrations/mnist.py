@@ -63,7 +63,9 @@ def label(batch: Batch) -> np.ndarray:
     return labels[batch.indices].astype(np.int64)
 
 
-@mnist.metadata("digit", batched=True)
+# label, even_odd and circle say which digit a sample is (functions of the label): they
+# describe the digit, never why the model fails on it, and the finders leave them out
+@mnist.metadata("digit", batched=True, kind={"label": "class", "even_odd": "category", "circle": "category"})
 def digit(batch: Batch) -> dict[str, np.ndarray]:
     y = label(batch)
     return {
@@ -73,13 +75,15 @@ def digit(batch: Batch) -> dict[str, np.ndarray]:
     }
 
 
-@mnist.metadata("centroid_distances", batched=True)
+@mnist.metadata(
+    "centroid_distances", batched=True, kind={"nearest_centroid": "class", "gt_centroid_rank": "ordinal"}
+)
 def centroid_distances(batch: Batch) -> dict[str, np.ndarray]:
     x = image(batch).reshape(len(batch), -1)  # (B, 784) in [0, 1]
     return centroid_distance_columns(x, label(batch), batch.state.centroids)
 
 
-@mnist.metadata("shape", batched=True)
+@mnist.metadata("shape", batched=True, kind="number")
 def shape(batch: Batch) -> dict[str, np.ndarray]:
     x = image(batch)[:, 0]  # (B, 28, 28) in [0, 1]
     _b, h, w = x.shape
