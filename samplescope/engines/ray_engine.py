@@ -25,6 +25,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -161,17 +162,29 @@ class RayEngine:
         bar = tqdm(total=n, desc=f"inference (ray, {workers} workers)", unit="sample", disable=not progress,
                    leave=False)
         nodes, pids = set(), set()
+        t0 = time.perf_counter()
+        first = last = None  # when the first and the last shard came back, and the samples in between
+        after_first = 0
         try:
             for row in ds.iter_rows():  # streaming: rows come back as shards finish, anywhere
                 bar.update(int(row["count"]))
                 nodes.add(str(row["node"]))
                 pids.add(int(row["pid"]))
+                last = time.perf_counter()
+                if first is None:
+                    first = last
+                else:
+                    after_first += int(row["count"])
         except Exception as exc:  # any failure of the job ends in one message
             raise _job_failed(run.path, exc, self.max_retries) from exc
         finally:
             bar.close()
+        steady = after_first / (last - first) if first is not None and last > first else None
         self.stats_ = {"workers": workers, "nodes": len(nodes), "worker_processes": len(pids),
-                       "shards": len(shards), "batch_size": self.batch_size}
+                       "shards": len(shards), "batch_size": self.batch_size,
+                       # start-up (Ray, actors, the model per actor) and the rate once shards flow
+                       "first_shard_s": round(first - t0, 2) if first is not None else None,
+                       "samples_per_s": round(steady, 1) if steady else None}
 
     def _workers(self, n_shards: int) -> int:
         import ray

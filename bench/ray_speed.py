@@ -1,0 +1,150 @@
+"""The Ray engine against the embedded one: `analyze` on MNIST repeated to N samples.
+
+    python bench/ray_speed.py [--sizes 20000,100000] [--million] [--workers 2] [--weights RUN] [--out DIR]
+
+For each size N, a run of bench/mnist_repeated.py (MNIST's 70,000 images repeated to N
+samples) with the default CNN (seeded, untrained: throughput does not depend on the
+weights; ``--weights RUN`` takes a trained run's) is made once, then analysed twice,
+each analysis in a fresh process timed from process start to committed run (imports,
+Ray's start and shutdown included):
+
+- ``embedded``: the default engine, torch on every core in one process;
+- ``ray``: ``--engine ray`` on a local Ray instance started for the job, ``--workers``
+  actors of one CPU each.
+
+Printed per size and engine: wall seconds, the per-sample pass's seconds (opening the run,
+loading the model and, for Ray, starting it included), samples per second per worker in
+that pass, for Ray also the rate once shards flow and how long the first shard took, the
+driver's peak RSS, and Ray's time as a ratio of the embedded engine's. ``--million`` adds N = 1,000,000 (tens of minutes on 2 cores). The load
+average is printed before and after: on a shared machine the figures are noisy.
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+INTEGRATION = HERE / "mnist_repeated.py"
+
+
+def _env(n: int, out: Path) -> dict[str, str]:
+    env = {**os.environ, "SAMPLESCOPE_REPEAT_N": str(n), "SAMPLESCOPE_CONFIG_DIR": str(out / "config")}
+    env.setdefault("SAMPLESCOPE_DATA_DIR", str(out / "data"))
+    return env
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# ---------------------------------------------------------------------------- children
+
+
+def child_create(run: Path, weights: str | None) -> dict:
+    import torch
+
+    import samplescope
+    from samplescope.data.mnist import fetch_mnist
+    from samplescope.models.cnn import SmallCNN
+
+    fetch_mnist(progress=False)
+    torch.manual_seed(0)
+    model = samplescope.open_run(weights).model().cpu() if weights else SmallCNN()
+    t = time.perf_counter()
+    samplescope.create_run(str(INTEGRATION), model, run, overwrite=True, progress=False)
+    return {"seconds": time.perf_counter() - t}
+
+
+def child_analyze(run: Path, engine: str, workers: int) -> dict:
+    import samplescope
+    from samplescope.engines import RayEngine
+
+    chosen = "embedded" if engine == "embedded" else RayEngine(
+        workers=workers, num_cpus=workers, object_store_memory=256 * 2**20)
+    summary = samplescope.analyze_run(run, projection="pca", progress=False, engine=chosen)
+    return {"stages": summary["seconds"], "engine": summary["engine"],
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def _child(args: list[str], env: dict[str, str]) -> dict:
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, "--child", *args], env=env, capture_output=True, text=True,
+                          check=False)
+    wall = time.perf_counter() - t
+    if done.returncode != 0:
+        raise SystemExit(f"child {args} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["wall"] = wall
+    return result
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="20000,100000")
+    p.add_argument("--million", action="store_true", help="add N = 1,000,000")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--weights", help="a trained MNIST run whose model to use (default: seeded, untrained)")
+    p.add_argument("--out", help="folder for the runs (default: a temporary one)")
+    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.child:
+        stage, *rest = args.child
+        if stage == "create":
+            result = child_create(Path(rest[0]), rest[1] if len(rest) > 1 else None)
+        else:
+            result = child_analyze(Path(rest[0]), rest[1], int(rest[2]))
+        print(json.dumps(result))
+        return
+
+    sizes = [int(s) for s in args.sizes.split(",") if s] + ([1_000_000] if args.million else [])
+    out = Path(args.out or tempfile.mkdtemp(prefix="ray-speed-"))
+    print(f"load average before: {_load()}  (cores: {os.cpu_count()}, ray workers: {args.workers})")
+    rows = []
+    for n in sizes:
+        run = out / f"run-{n}"
+        env = _env(n, out)
+        made = _child(["create", str(run), *([args.weights] if args.weights else [])], env)
+        print(f"N={n:,}: run made in {made['wall']:.1f} s (load {_load()})", flush=True)
+        res = {}
+        for engine in ("embedded", "ray"):
+            r = _child(["analyze", str(run), engine, str(args.workers)], env)
+            workers = 1 if engine == "embedded" else r["engine"]["workers"]
+            per_worker = n / r["stages"]["inference"] / workers
+            res[engine] = r
+            steady = ""
+            if engine == "ray" and r["engine"].get("samples_per_s"):
+                steady = (f"  once shards flow: {r['engine']['samples_per_s'] / workers:,.0f} samples/s/worker, "
+                          f"first shard after {r['engine']['first_shard_s']:.1f} s")
+            print(f"  {engine:<8} wall {r['wall']:7.1f} s  pass {r['stages']['inference']:7.1f} s  "
+                  f"{per_worker:8.0f} samples/s/worker  driver peak RSS {r['peak_rss_gib']:.2f} GiB  "
+                  f"(load {_load()}){steady}", flush=True)
+        ratio = res["ray"]["wall"] / res["embedded"]["wall"]
+        rows.append((n, res, ratio))
+        print(f"  ray / embedded: {ratio:.2f}x wall (pass {res['ray']['stages']['inference'] / res['embedded']['stages']['inference']:.2f}x)",
+              flush=True)
+    print(f"load average after: {_load()}")
+    print("\n| N | engine | wall s | pass s | samples/s/worker | driver peak RSS GiB | ray/embedded |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    for n, res, ratio in rows:
+        for engine, r in res.items():
+            workers = 1 if engine == "embedded" else r["engine"]["workers"]
+            print(f"| {n:,} | {engine} | {r['wall']:.1f} | {r['stages']['inference']:.1f} | "
+                  f"{n / r['stages']['inference'] / workers:,.0f} | {r['peak_rss_gib']:.2f} | "
+                  f"{f'{ratio:.2f}x' if engine == 'ray' else ''} |")
+
+
+if __name__ == "__main__":
+    main()
