@@ -107,6 +107,54 @@ class Run:
         return list(self.info["subsets"])
 
     @property
+    def input_kind(self) -> str:
+        """``image``, ``vector`` or ``tokens`` (samplescope/integration/inputs.py)."""
+        from samplescope.integration.inputs import kind_of_run
+
+        return kind_of_run(self.info)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """A vector run's feature names, in input order; [] for other input kinds."""
+        from samplescope.integration.inputs import feature_names
+
+        return feature_names(self.info) if self.input_kind == "vector" else []
+
+    def attribution_methods(self) -> dict[str, str | None]:
+        """``{method: None}`` for each heatmap method that applies to this run, else why it does not.
+
+        Read from run.json alone (no model is loaded): an image run's Grad-CAM applies when the
+        run recorded a conv layer (every trained CNN does) or its model is built in.
+        """
+        from samplescope.analysis.attribution import applicable_methods
+
+        out = applicable_methods(self.input_kind)
+        if self.input_kind == "image" and not self.info.get("gradcam_layer") and not self.code.builtin_model:
+            out["gradcam"] = None if self._model_has_conv() else (
+                "Grad-CAM needs a convolution layer and the run's model has no nn.Conv2d")
+        return out
+
+    def attribution_labels(self, sample_id: int) -> list[str] | None:
+        """What each value of a vector's or tokens' heatmap is: the feature names, or the sample's tokens."""
+        if self.input_kind == "vector":
+            return self.feature_names
+        if self.input_kind == "tokens":
+            vocabulary = (self.info.get("input") or {}).get("vocabulary") or []
+            ids = self.input(sample_id).round().astype(np.int64)
+            return [str(vocabulary[i]) if 0 <= i < len(vocabulary) else f"<{i}>" for i in ids]
+        return None
+
+    def _model_has_conv(self) -> bool:
+        from samplescope.errors import SamplescopeError
+
+        try:
+            from torch import nn
+
+            return any(isinstance(m, nn.Conv2d) for m in self.model().modules())
+        except SamplescopeError:  # an untrusted or unloadable model: say Grad-CAM may apply, the request tells
+            return True
+
+    @property
     def latent_layer(self) -> str | None:
         analysis = self.info.get("analysis") or {}
         return analysis.get("latent_layer") or self.info.get("latent_layer")
@@ -297,6 +345,11 @@ class Run:
         given = self._given_integration
         if isinstance(given, Integration):
             return given
+        rebuild = self.info["integration"].get("rebuild")
+        if given is None and rebuild:  # a no-code integration: rebuilt from data, nothing of the run runs
+            from samplescope.integrations import rebuild_integration
+
+            return rebuild_integration(self.path, rebuild)
         code = self.code
         if given is None and not self._integration_allowed():
             self._refuse("Reading samples' inputs and images", f"integration file {code.integration_source}")
@@ -446,7 +499,10 @@ class Run:
         })
 
     def heatmap(self, sample_id: int, target: int | None = None, method: HeatmapMethod = "gradcam") -> np.ndarray:
-        """Which input pixels push the model towards class ``target`` (default: the prediction): (H, W).
+        """Which input pixels push the model towards class ``target`` (default: the prediction).
+
+        An image run's map is (H, W); a vector run's one value per feature (F,) and a tokens
+        run's one per token (T,); :meth:`attribution_methods` says which methods apply.
 
         Computed on first use and cached in memory and in the run folder (``heatmaps/``);
         ``analyze --heatmaps all`` precomputes Grad-CAM for every sample's predicted and true class.
@@ -454,6 +510,13 @@ class Run:
         row = self._row(sample_id)
         if method not in HEATMAP_METHODS:
             raise ParameterError(f"Unknown heatmap method {method!r}; choose one of {HEATMAP_METHODS}.")
+        why = self.attribution_methods().get(method)
+        if why is not None:
+            usable = [m for m, reason in self.attribution_methods().items() if reason is None]
+            raise ParameterError(
+                f"run.heatmap(sample {sample_id}, method={method!r}): {why} ({self.input_kind} input); "
+                f"use method={' or '.join(repr(m) for m in usable)}."
+            )
         task = self.task
         n = task.output_width(self.classes)  # the model's outputs a heatmap may explain
         if target is None:
@@ -497,7 +560,13 @@ class Run:
 
         layer = self.info.get("gradcam_layer") if method == "gradcam" else None
         with self._lock:
-            return Attribution(self.model(), method=method, layer=layer)
+            model = self.model()
+            baseline = None
+            if self.input_kind == "vector":  # IG from an average sample: the MLP's training mean, if it has one
+                mean = getattr(getattr(model, "normalize", None), "mean", None)
+                if mean is not None and tuple(mean.shape) == tuple(self.info["input_shape"]):
+                    baseline = mean.detach().cpu().numpy()
+            return Attribution(model, method=method, layer=layer, input_kind=self.input_kind, baseline=baseline)
 
     @functools.cache  # noqa: B019
     def _gradcam_store(self) -> np.ndarray | None:

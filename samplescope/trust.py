@@ -133,6 +133,8 @@ class RunCode:
         builtin = module if module in BUILTINS.values() else None
         if builtin is None and ident.get("name") in BUILTINS and not ident.get("source"):
             builtin = BUILTINS[ident["name"]]
+        if ident.get("rebuild"):  # a no-code integration (arrays, image folder): samplescope's code over data
+            builtin = module or "samplescope.integrations"
         return cls(
             integration_builtin=builtin,
             integration_source=None if builtin else ident.get("source"),

@@ -11,7 +11,15 @@ from pathlib import Path
 from samplescope.errors import IntegrationError
 
 #: Built-in integrations, by the name the CLI accepts.
-BUILTINS = {"mnist": "samplescope.integrations.mnist", "digits": "samplescope.integrations.digits"}
+BUILTINS = {
+    "mnist": "samplescope.integrations.mnist",
+    "digits": "samplescope.integrations.digits",
+    "breast_cancer": "samplescope.integrations.breast_cancer",
+    "diabetes": "samplescope.integrations.diabetes",
+    "mnist_pairs": "samplescope.integrations.mnist_pairs",
+}
+#: ``KIND:ARGUMENT`` specs for integrations without code (``--integration image-folder:PATH``)
+NO_CODE = ("image-folder",)
 #: Integration files are imported as modules named with this prefix.
 USER_MODULE_PREFIX = "samplescope_user_integration_"
 
@@ -19,13 +27,25 @@ USER_MODULE_PREFIX = "samplescope_user_integration_"
 def load_integration(spec: str | Path, *, expected_hash: str | None = None):
     """Load the :class:`~samplescope.Integration` declared in a Python file or built-in module.
 
-    ``spec`` is a built-in name (``"mnist"``), a path to a ``.py`` file, or a dotted
-    module name. The module must define exactly one ``Integration`` at top level
+    ``spec`` is a built-in name (``"mnist"``), a path to a ``.py`` file, a dotted
+    module name, or ``image-folder:PATH`` (:func:`samplescope.integrations.from_image_folder`). The module must define exactly one ``Integration`` at top level
     (or one named ``integration``).
     """
     from samplescope.integration.core import Integration
 
     text = str(spec)
+    kind, sep, argument = text.partition(":")
+    if sep and kind in NO_CODE:
+        from samplescope.integrations import from_image_folder
+
+        if not argument:
+            raise IntegrationError(f"--integration {text!r} names no folder; pass image-folder:PATH.")
+        return from_image_folder(argument)
+    if sep and kind.replace("-", "").isalpha() and len(kind) > 1 and not Path(text).exists():
+        raise IntegrationError(
+            f"Integration {text!r}: {kind!r} is not a kind of integration without code; use one of "
+            f"{', '.join(k + ':PATH' for k in NO_CODE)}, a built-in ({sorted(BUILTINS)}) or a .py file."
+        )
     if text in BUILTINS:
         module = importlib.import_module(BUILTINS[text])
     elif text.endswith(".py") or Path(text).exists():

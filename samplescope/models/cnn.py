@@ -43,7 +43,7 @@ from torch import nn
 class CNNConfig:
     in_channels: int = 1
     num_classes: int = 10
-    input_size: int = 28  # height == width of the input images
+    input_size: int = 28  # the smaller side of the input images (any H x W works: the pooling adapts)
     channels: tuple[int, ...] = (16, 32, 64)  # one stage each, 2x2 max-pool between stages
     # convs per stage: one count for all, one per stage, or None = 1 in the first, 2 in the others
     convs_per_stage: int | tuple[int, ...] | None = None
@@ -55,18 +55,31 @@ class CNNConfig:
     pool_size: int = 1  # the last feature map is average-pooled to pool_size x pool_size
     hidden: int = 0  # width of a Linear-ReLU layer before the classifier; 0 = none
     dropout: float = 0.0  # before the classifier
-    # fixed input normalisation inside the model, so model(x) with x in [0, 1] is the whole story
-    input_mean: float = 0.1307
-    input_std: float = 0.3081
+    # fixed input normalisation inside the model, so model(x) with x in [0, 1] is the whole story:
+    # one value for every channel, or one per channel (colour images; train sets them from the data)
+    input_mean: float | tuple[float, ...] = 0.1307
+    input_std: float | tuple[float, ...] = 0.3081
+
+    def __post_init__(self) -> None:
+        for name in ("input_mean", "input_std"):  # run.json stores lists
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                if len(value) != self.in_channels:
+                    raise ValueError(
+                        f"CNNConfig.{name} has {len(value)} values for {self.in_channels} channels; "
+                        "give one value, or one per channel"
+                    )
+                object.__setattr__(self, name, tuple(float(v) for v in value))
 
 
 class Normalize(nn.Module):
-    """(x - mean) / std with fixed (non-trained) constants."""
+    """(x - mean) / std with fixed (non-trained) constants, one for all channels or one per channel."""
 
-    def __init__(self, mean: float, std: float) -> None:
+    def __init__(self, mean: float | tuple[float, ...], std: float | tuple[float, ...]) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean), persistent=False)
-        self.register_buffer("std", torch.tensor(std), persistent=False)
+        shape = (-1, 1, 1) if isinstance(mean, (tuple, list)) else ()  # (C, 1, 1) broadcasts over (B, C, H, W)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(shape), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(shape), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std

@@ -58,8 +58,12 @@ def train_run(
     progress: bool = True,
     device: str | None = "auto",
     recipe: str = "default",
+    model: str = "auto",
 ) -> Path:
-    """Train the default CNN on an integration and write the run folder ``out``.
+    """Train the default model for the integration's input kind and write the run folder ``out``.
+
+    ``model``: ``auto`` (a CNN for images, an MLP for vectors, an embedding model for
+    tokens; samplescope/models/defaults.py), or ``cnn``, ``mlp``, ``tokens``.
 
     ``recipe``: ``default`` or ``fast`` (samplescope/train/recipes.py): the model's shape and
     the training settings; ``epochs``, ``batch_size`` and ``lr`` override the recipe's.
@@ -69,7 +73,7 @@ def train_run(
     import torch
 
     from samplescope.device import resolve_device
-    from samplescope.models.cnn import CNNConfig, SmallCNN
+    from samplescope.models import defaults
     from samplescope.train.callbacks import ProgressBar
     from samplescope.train.loop import train
     from samplescope.train.recipes import get_recipe
@@ -88,13 +92,15 @@ def train_run(
     if not report.ok:
         raise IntegrationError(report.summary_line(_check_spec(integration, integ)))
 
+    kind = integ.input_kind
+    model_name = defaults.choose(kind, model)  # a model that cannot take the input fails before encoding
+    sizes = subset_sizes(integ, limit)
     overrides = {k: v for k, v in chosen.items() if v is not None}
-    config = chosen_recipe.train_config(seed=seed, **overrides)
+    config = chosen_recipe.train_config(seed=seed, **{**defaults.train_overrides(kind, sizes["train"]), **overrides})
     if config.threads:
         torch.set_num_threads(config.threads)
 
     started = time.time()
-    sizes = subset_sizes(integ, limit)
     x_train, y_train = _encode_checked(integ, "train", sizes["train"], progress)
     x_train, y_train = curation.training_rows(integ, x_train, y_train)  # --exclude: kept in the run, not trained on
     x_val, y_val = _encode_checked(integ, "validation", sizes["validation"], progress)
@@ -103,17 +109,11 @@ def train_run(
     t_train, t_val = task.training_targets(y_train), task.training_targets(y_val)
     work = partial_dir(out)
     _prepare_workdir(work, resume)  # after the integration's errors, so those leave nothing behind
-    if x_train.ndim != 4:
-        raise RunError(
-            f"The default CNN takes (C, H, W) image inputs; integration {integ.name!r} encodes shape "
-            f"{x_train.shape[1:]}. Bring your own model with samplescope.create_run()."
-        )
-    model_config = CNNConfig(
-        **chosen_recipe.model,
-        in_channels=x_train.shape[1], num_classes=task.output_width(integ.classes), input_size=x_train.shape[2],
-    )
     torch.manual_seed(seed)
-    model = SmallCNN(model_config)
+    vocabulary = list(integ.input_spec.vocabulary or ()) or None
+    model, model_config = defaults.build(
+        model_name, x_train, task.output_width(integ.classes), chosen_recipe.model, vocabulary
+    )
     require_free_space(out.parent, _run_bytes_estimate(model, sizes, out if overwrite else None), f"run {out.name}")
 
     with disk_errors(work.parent, f"the training checkpoints of {out.name} ({work.name})"):
@@ -144,6 +144,7 @@ def train_run(
         "latent_layer": getattr(model, "latent_layer", None),
         "gradcam_layer": getattr(model, "gradcam_layer", None),
         "input_shape": list(x_train.shape[1:]),
+        "input": integ.input_description(x_train.shape[1:]),
         "recipe": chosen_recipe.name,
         "train_config": dataclasses.asdict(config),
         "subsets": sizes,
@@ -224,6 +225,8 @@ def write_run(
     info = {"layout_version": layout.LAYOUT_VERSION, **info}
     with atomic_folder(out, overwrite=overwrite) as tmp:
         save_weights(model, tmp)  # a state dict as data; run.json names the class
+        if integ.write_data is not None:  # a no-code integration's arrays, so the run reopens without them
+            integ.write_data(tmp)
         with RunDatabase(tmp / layout.DATABASE, writable=True) as db:
             db.write_samples(table)
             db.write_history(history_rows)
@@ -276,6 +279,7 @@ def create_run(
         "latent_layer": latent_layer or default_latent_layer(model),
         "gradcam_layer": gradcam_layer,
         "input_shape": list(x0.shape[1:]),
+        "input": integ.input_description(x0.shape[1:]),
         "train_config": None,
         "subsets": sizes,
         "limit": limit,

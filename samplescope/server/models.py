@@ -85,6 +85,10 @@ class RunPublic(BaseModel):
     map: MapInfoPublic
     info: dict[str, Any]
     trust: TrustPublic = Field(description="which features the run's code (not trusted by default) allows")
+    input_kind: str = Field("image", description="image, vector or tokens (how inputs and heatmaps are shown)")
+    attribution: dict[str, str | None] = Field(
+        default_factory=dict, description="heatmap method -> null when it applies to this run, else why it does not"
+    )
 
 
 class SamplePublic(BaseModel):
@@ -234,7 +238,10 @@ class HeatmapPublic(BaseModel):
     shape: list[int]
     min: float
     max: float
-    values: list[list[float]]
+    values: list[list[float]] | list[float] = Field(
+        description="(H, W) for an image; one value per feature (vector) or per token (tokens)"
+    )
+    labels: list[str] | None = Field(None, description="what each value is: feature names, or the sample's tokens")
 
 
 class MapCountsPublic(BaseModel):

@@ -17,6 +17,8 @@ WEIGHTS = "model.safetensors"
 #: Layout 1's weights: a torch pickle (a state dict, or a whole pickled module for create_run runs).
 LEGACY_WEIGHTS = "model.pt"
 LATENT = "latent.npy"
+#: a no-code integration's arrays (from_arrays, from_dataframe), .npy per subset: data, never code
+ARRAYS = "arrays"
 GRADCAM = "heatmaps_gradcam.npy"
 HEATMAP_CACHE = "heatmaps"  # on-demand heatmaps, one .npy per (method, sample, target)
 #: tags and saved selections: the user's decisions, kept apart from the analysis (re-analysing keeps them)

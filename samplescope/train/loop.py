@@ -199,7 +199,7 @@ def evaluate(
     model.eval()
     total_loss, correct = 0.0, 0
     for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size].contiguous(memory_format=torch.channels_last)
+        xb = _fast_layout(x[i : i + batch_size])
         yb = y[i : i + batch_size]
         logits = model(xb)  # (B, num_classes)
         total_loss += task.plain_loss(logits, yb, reduction="sum").item()
@@ -208,10 +208,15 @@ def evaluate(
     return total_loss / len(x), correct / len(x)
 
 
+def _fast_layout(x: torch.Tensor) -> torch.Tensor:
+    """Channels-last for image batches (faster convolutions on CPU); other inputs as they are."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
 def _check_data(x: torch.Tensor, y: torch.Tensor, name: str, task: Task) -> None:
-    if x.dim() != 4 or not x.is_floating_point():
+    if x.dim() < 2 or not x.is_floating_point():
         raise ValueError(
-            f"x_{name} must be a float tensor (N, C, H, W), got {x.dtype} {tuple(x.shape)}"
+            f"x_{name} must be a float tensor (N, C, H, W), (N, F) or (N, T), got {x.dtype} {tuple(x.shape)}"
         )
     if y.dim() < 1 or len(y) != len(x):
         raise ValueError(f"y_{name} must have one row per input ({len(x)}), got {y.dtype} {tuple(y.shape)}")
@@ -332,9 +337,9 @@ def train(
             for i in range(steps_per_epoch):
                 idx = perm[i * config.batch_size : (i + 1) * config.batch_size].to(device)
                 xb, yb = x_train[idx], y_train[idx]  # (B, C, H, W), (B,)
-                if config.augment_shift:
+                if config.augment_shift and xb.dim() == 4:  # shifts are for images
                     xb = random_shift(xb, config.augment_shift, state.generator)
-                xb = xb.contiguous(memory_format=torch.channels_last)
+                xb = _fast_layout(xb)
 
                 logits = model(xb)  # (B, num_classes)
                 loss = task.loss(logits, yb, config.label_smoothing)

@@ -51,6 +51,8 @@ def read_run(state: State) -> RunPublic:
         ),
         info=state.run.info,
         trust=TrustPublic(**state.run.trust_status()),
+        input_kind=state.run.input_kind,
+        attribution=state.run.attribution_methods(),
     )
 
 

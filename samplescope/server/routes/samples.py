@@ -146,6 +146,11 @@ def _heatmap_png(state: ServerState, sample_id: int, cls: int, method: HeatmapMe
 
 
 def _png_of(state: ServerState, heatmap: np.ndarray) -> bytes:
+    if heatmap.ndim != 2:  # a vector's or tokens' attributions: one value each, no picture to lay them on
+        raise ParameterError(
+            f"heatmap.png draws over an image, and this run's inputs are {state.run.input_kind}s: its attributions "
+            "are one value per feature or token; ask heatmap.json for them (the page draws them as bars)."
+        )
     return encoding.png_bytes(encoding.heatmap_rgba(heatmap, state.image_shape))
 
 
@@ -169,6 +174,7 @@ async def read_heatmap_json(
         min=float(h.min()),
         max=float(h.max()),
         values=h.astype(float).round(6).tolist(),
+        labels=None if h.ndim == 2 else await run_in_threadpool(state.run.attribution_labels, sample_id),
     )
 
 

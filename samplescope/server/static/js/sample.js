@@ -6,7 +6,7 @@ import { formatCell } from "./format.js";
 import { state, update } from "./state.js";
 import { el, esc, options, thumbs } from "./dom.js";
 
-const METHODS = [["gradcam", "Grad-CAM"], ["integrated_gradients", "Integrated Gradients"], ["saliency", "Saliency"]];
+import { METHODS, drawAttribution, explainFailure, methodButtons, methodFor } from "./attribution.js";
 const HIDDEN = /^(prob_\d+|dist_to_centroid_\d+|label_name|prediction_name|nearest_centroid_name)$/;
 
 export class SampleView {
@@ -55,21 +55,25 @@ export class SampleView {
       <b data-testid="sample-prediction">${esc(classes[pred] ?? "–")}</b> · loss <b>${fmt(row.loss)}</b> · confidence ${fmt(row.confidence)}</div>`));
 
     // pictures: the image, then heatmaps for two classes (default: predicted, ground truth)
-    const pics = el(`<div class="pics"></div>`);
+    const pics = el(`<div class="pics${this.kind() === "image" ? "" : " wide"}"></div>`);
     pics.append(el(`<div class="pic"><div class="frame"><img class="base" data-testid="sample-image" src="${imageUrl(d.sample_id)}" alt="sample"></div><span>image</span></div>`));
     for (const [key, testid] of [["t1", "heatmap-1"], ["t2", "heatmap-2"]]) {
-      const pic = el(`<div class="pic"><div class="frame"><img class="base" src="${imageUrl(d.sample_id)}" alt="">
-        <img class="hm" data-testid="${testid}" alt="heatmap"></div><select data-key="${key}" data-testid="${testid}-target"></select></div>`);
+      const error = `<div class="hm-error note" data-testid="${testid}-error" hidden></div>`;
+      const pic = el(this.kind() === "image" ? `<div class="pic"><div class="frame"><img class="base" src="${imageUrl(d.sample_id)}" alt="">
+        <img class="hm" data-testid="${testid}" alt="heatmap"></div>${error}<select data-key="${key}" data-testid="${testid}-target"></select></div>`
+        : `<div class="pic attr"><div class="attr-box" data-testid="${testid}"></div>${error}<select data-key="${key}" data-testid="${testid}-target"></select></div>`);
       const sel = pic.querySelector("select");
       options(sel, classes.map((c, i) => [String(i), `${c}${i === pred ? " (predicted)" : ""}${i === label ? " (truth)" : ""}`]), this.target(key));
       sel.onchange = () => update({ [key]: sel.value });
       pics.append(pic);
     }
     this.root.append(pics);
-    const controls = el(`<div class="hm-controls"><div class="seg" data-testid="method-switch">${METHODS.map(([m, name]) =>
-      `<button data-method="${m}" data-testid="method-${m}">${name}</button>`).join("")}</div>
-      <label>opacity <input type="range" min="0" max="1" step="0.05" data-testid="heatmap-opacity"></label></div>`);
+    // only the methods that apply to this run's input and model can be chosen; a note says why not the others
+    const { buttons, note } = methodButtons(this.ctx.run);
+    const controls = el(`<div class="hm-controls"><div class="seg" data-testid="method-switch">${buttons}</div>
+      ${this.kind() === "image" ? `<label>opacity <input type="range" min="0" max="1" step="0.05" data-testid="heatmap-opacity"></label>` : ""}${note}</div>`);
     controls.querySelectorAll("[data-method]").forEach((b) => { b.onclick = () => update({ method: b.dataset.method }); });
+    if (!controls.querySelector("input")) controls.append(el(`<input type="range" hidden data-testid="heatmap-opacity">`));
     const slider = controls.querySelector("input");
     slider.value = state.opacity;
     slider.oninput = () => update({ opacity: slider.value });
@@ -130,18 +134,35 @@ export class SampleView {
     return String(key === "t1" ? row.prediction : (row.label ?? row.prediction));
   }
 
+  kind() {
+    return this.ctx.run.input_kind || "image";
+  }
+
   renderHeatmaps() {
     const id = this.detail.sample_id;
+    const method = methodFor(this.ctx.run, state.method); // a method that does not apply falls back to one that does
     for (const [key, testid] of [["t1", "heatmap-1"], ["t2", "heatmap-2"]]) {
-      const img = this.root.querySelector(`[data-testid=${testid}]`);
+      const pane = this.root.querySelector(`[data-testid=${testid}]`);
       const sel = this.root.querySelector(`[data-testid=${testid}-target]`);
-      if (!img) continue;
+      const error = this.root.querySelector(`[data-testid=${testid}-error]`);
+      if (!pane) continue;
       sel.value = this.target(key);
+      error.hidden = true;
       const trust = this.ctx.run.trust;
-      if (trust && !(trust.inputs && trust.model)) { img.hidden = true; continue; } // the notice says why
-      img.src = `/api/samples/${id}/heatmap.png?target=${sel.value}&method=${state.method}`;
+      if (trust && !(trust.inputs && trust.model)) { pane.hidden = true; continue; } // the notice says why
+      const query = `target=${encodeURIComponent(sel.value)}&method=${method}`;
+      if (this.kind() === "image") {
+        pane.hidden = false;
+        pane.onerror = () => explainFailure(pane, error); // the server's message, never a broken image
+        pane.src = `/api/samples/${id}/heatmap.png?${query}`;
+        continue;
+      }
+      pane.innerHTML = `<div class="hint">computing…</div>`;
+      getJSON(`/api/samples/${id}/heatmap.json?${query}`).then((heat) => {
+        if (this.detail && this.detail.sample_id === id) drawAttribution(pane, heat, this.kind());
+      }).catch((err) => { pane.innerHTML = ""; error.hidden = false; error.textContent = err.message; });
     }
-    this.root.querySelectorAll("[data-method]").forEach((b) => b.classList.toggle("active", b.dataset.method === state.method));
+    this.root.querySelectorAll("[data-method]").forEach((b) => b.classList.toggle("active", b.dataset.method === method));
     this.applyOpacity();
   }
 
