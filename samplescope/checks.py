@@ -111,7 +111,9 @@ def parse_check(entry: dict[str, Any], where_: str) -> Check:
 
 def _filters(run: Any, check: Check) -> list[tuple[str, str, Any]]:
     """The check's population as store filters (store/query.py)."""
-    out: list[tuple[str, str, Any]] = [("label", ">=", 0)]  # metrics are over labelled samples
+    # metrics are over labelled samples: a class index >= 0, else (regression, multi-label) a label at all
+    labelled = ("label", ">=", 0) if run.task.name == "classification" else ("label", "is not null", None)
+    out: list[tuple[str, str, Any]] = [labelled]
     if check.classes:
         index = []
         for c in check.classes:
@@ -121,7 +123,10 @@ def _filters(run: Any, check: Check) -> list[tuple[str, str, Any]]:
                 index.append(run.classes.index(str(c)))
             else:
                 raise ParameterError(f"check {check.name!r}: class {c!r} is not one of {run.classes}.")
-        out.append(("label", "in", index))
+        if run.task.name == "multilabel":  # samples carrying every one of the classes
+            out += [(f"label_{k}", "==", True) for k in index]
+        else:
+            out.append(("label", "in", index))
     for column, cond in check.where:
         if isinstance(cond, dict):
             bad = set(cond) - {"min", "max"}

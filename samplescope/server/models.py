@@ -72,6 +72,15 @@ class MapInfoPublic(BaseModel):
     viewport_points: int = Field(description="most points one /api/map/viewport answer carries")
 
 
+class TaskPublic(BaseModel):
+    """What the run's labels are, and so which views apply (samplescope/tasks)."""
+
+    name: str = Field(description="classification, regression or multilabel")
+    views: list[str] = Field(description="the task's views: confusion, per_label, regression")
+    target: str | None = Field(None, description="regression: what the target is called")
+    error: str | None = Field(None, description="what counts as an error, in words")
+
+
 class RunPublic(BaseModel):
     name: str
     path: str
@@ -85,6 +94,7 @@ class RunPublic(BaseModel):
     map: MapInfoPublic
     info: dict[str, Any]
     trust: TrustPublic = Field(description="which features the run's code (not trusted by default) allows")
+    task: TaskPublic | None = None
     input_kind: str = Field("image", description="image, vector or tokens (how inputs and heatmaps are shown)")
     attribution: dict[str, str | None] = Field(
         default_factory=dict, description="heatmap method -> null when it applies to this run, else why it does not"
@@ -99,9 +109,11 @@ class SamplePublic(BaseModel):
     sample_id: int
     subset: str
     index: int | None = None
-    label: int | None = None
+    label: int | float | str | None = Field(
+        None, description="ground truth: a class index, a regression target, or a multi-label set as text ('3+7')"
+    )
     label_name: str | None = None
-    prediction: int | None = None
+    prediction: int | float | str | None = Field(None, description="the model's answer, in the label's form")
     prediction_name: str | None = None
     loss: float | None = None
     confidence: float | None = None
@@ -212,9 +224,21 @@ class ConfusionPublic(BaseModel):
 
 class MetricsPublic(BaseModel):
     subset: str
-    accuracy: float | None
+    task: str = Field("classification", description="classification, regression or multilabel")
+    accuracy: float | None = Field(description="classification: top-1 accuracy; other tasks: null")
     mean_loss: float | None
-    per_class: list[dict[str, Any]]
+    per_class: list[dict[str, Any]] = Field(description="classification: one row per class")
+    summary: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="the task's scalar metrics: regression mae, rmse, r2, error_rate and residual quantiles "
+        "(residual_q0.05 ...); multi-label exact_match, label_accuracy, micro_f1, macro_f1, ...",
+    )
+    per_label: list[dict[str, Any]] = Field(
+        default_factory=list, description="multi-label: precision, recall, f1, average_precision per label"
+    )
+    headline: list[tuple[str, float | None]] = Field(
+        default_factory=list, description="the figures to show first, as (name, value)"
+    )
 
 
 class AggregatePublic(BaseModel):

@@ -103,11 +103,14 @@ def run_values(state: ServerState) -> dict[tuple[str, str], dict[str, Any]]:
     class_values = _unique([*state.classes, *map(str, range(len(state.classes)))])
     numeric = [c for c, k in state.kinds.items() if k in ("numeric", "bool")]
     # "" is the same as leaving an optional parameter out, so its enum or pattern takes it
+    # label and prediction name a class only under classification (a regression target is a
+    # number, a multi-label set a text such as "3+7"; samplescope/tasks)
+    by_class = "label" in state.class_columns
+    outputs = _unique(map(str, range(state.task.output_width(state.classes))))
     return {
         ("*", "subset"): _enum(["", *state.subsets, "all"]),
-        ("*", "target"): _enum(["", *class_values]),
-        ("*", "label"): _enum(class_values),
-        ("*", "prediction"): _enum(class_values),
+        ("*", "target"): _enum(["", *(class_values if by_class else outputs)]),
+        **({("*", "label"): _enum(class_values), ("*", "prediction"): _enum(class_values)} if by_class else {}),
         ("/api/map", "color"): _enum(["", *columns]),
         ("/api/map", "columns"): _list_pattern(columns, most=MAX_SERIES - 1),  # + color
         ("/api/map/viewport", "color"): _enum(["", *columns]),

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from samplescope.errors import ParameterError
-from samplescope.server.state import CLASS_COLUMNS, ServerState
+from samplescope.server.state import ServerState
 from samplescope.store.serving import Condition
 
 OPERATORS = ("exact", "not", "gt", "gte", "lt", "lte", "in", "isnull")
@@ -88,7 +88,7 @@ class MapFilter:
 def legend_condition(state: ServerState, column: str, value: str) -> Condition:
     """Samples whose ``column`` shows as ``value`` in the legend (a value not in the run
     matches nothing, as clicking a legend entry that has no samples would)."""
-    if column in CLASS_COLUMNS:
+    if column in state.class_columns:
         index = state.find_class(value)
         return Condition(column, "false") if index is None else Condition(column, "==", index)
     if state.kinds[column] == "bool":
@@ -103,7 +103,7 @@ def selection_stats(state: ServerState, rows: pd.DataFrame) -> dict[str, Any]:
     labelled = rows[rows["label"].notna()] if "label" in rows else rows
     correct = labelled["correct"].astype(float) if "correct" in labelled else pd.Series(dtype=float)
     mix = []
-    if len(labelled):
+    if len(labelled) and "label" in state.class_columns:  # the class mix, when there is one class per sample
         wrong = ~labelled["correct"].astype(bool)
         counts = pd.DataFrame({"label": labelled["label"].astype(int), "wrong": wrong}).groupby(
             "label"
@@ -135,7 +135,7 @@ def _mean(values: pd.Series) -> float | None:
 
 def _parse(state: ServerState, column: str, key: str, value: str) -> Any:
     kind = state.kinds[column]
-    if column in CLASS_COLUMNS:
+    if column in state.class_columns:
         return state.class_index(value)
     if kind == "bool":
         return _parse_bool(key, value)

@@ -88,7 +88,18 @@ class ServerState:
         self.n = len(run)
         self.columns: dict[str, str] = run.db.columns()  # name -> DuckDB type
         self.classes: list[str] = [str(c) for c in run.classes]
-        self.kinds: dict[str, ColumnKind] = {c: column_kind(c, t) for c, t in self.columns.items()}
+        self.task = run.task  # what label, prediction and correct mean (samplescope/tasks)
+        #: columns holding a class index: label and prediction only when the task has one class per sample
+        # and the metadata the integration declared (or analysis recorded) as kind "class"
+        kinds = (run.info.get("analysis") or {}).get("metadata_kinds") or {}
+        declared = tuple(c for c, k in kinds.items() if k == "class" and c not in CLASS_COLUMNS)
+        self.class_columns: tuple[str, ...] = tuple(
+            c for c in (*CLASS_COLUMNS, *declared)
+            if c not in ("label", "prediction") or c in self.task.class_columns
+        )
+        self.kinds: dict[str, ColumnKind] = {
+            c: column_kind(c, t, self.class_columns) for c, t in self.columns.items()
+        }
         self.row_columns = [c for c in ROW_COLUMNS if c in self.columns]
         summary = serving.subset_summary(run.db)
         self.subset_rows = summary.to_dict("records")
@@ -247,7 +258,7 @@ class ServerState:
     def records(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         """Rows as JSON-ready dicts (NaN -> None) with class names beside class indices."""
         out = frame.copy()
-        for col in CLASS_COLUMNS:
+        for col in self.class_columns:
             if col in out.columns:
                 out[f"{col}_name"] = self.class_names(out[col])
         return json.loads(out.to_json(orient="records", double_precision=6))
@@ -342,7 +353,7 @@ class ServerState:
                 entry = {**entry, **self.numeric_range(name)}
             return arr, entry
         cats = self.categories(name)
-        if name in CLASS_COLUMNS:
+        if name in self.class_columns:
             return encoding.encode_column(values, "categorical", cats)
         codes = pd.Series(pd.Categorical(values.map(_text, na_action="ignore"), categories=cats).codes)
         return encoding.encode_column(codes.where(codes >= 0), "categorical", cats)
@@ -351,7 +362,7 @@ class ServerState:
     def categories(self, name: str) -> list[str]:
         """The names of a categorical column's values: class names, subsets, or its distinct
         values as text, sorted."""
-        if name in CLASS_COLUMNS:
+        if name in self.class_columns:
             return self.classes
         if name == "subset":
             return self.subsets
@@ -485,11 +496,11 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def column_kind(name: str, dtype: str) -> ColumnKind:
+def column_kind(name: str, dtype: str, class_columns: tuple[str, ...] = CLASS_COLUMNS) -> ColumnKind:
     """How the page should treat a column of DuckDB type ``dtype``: a quantity, a group or a yes/no."""
     if dtype.upper() == "BOOLEAN":
         return "bool"
-    if name in CLASS_COLUMNS or name in GROUP_COLUMNS:
+    if name in class_columns or name in GROUP_COLUMNS:
         return "categorical"
     if dtype.upper() in NUMERIC_TYPES or dtype.upper().startswith("DECIMAL"):
         return "numeric"

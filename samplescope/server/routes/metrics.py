@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from samplescope.server.models import (
     TablePublic,
 )
 from samplescope.server.openapi import errors
-from samplescope.server.state import CLASS_COLUMNS, ServerState
+from samplescope.server.state import ServerState
 
 router = APIRouter(prefix="/api", tags=["metrics"])
 #: ``y=`` names that are not columns.
@@ -29,6 +30,11 @@ Y_ALIASES = {"accuracy": "correct", "count": "loss"}
 def read_confusion(state: State, subset: SubsetParam) -> ConfusionPublic:
     """Counts of (ground truth, prediction) pairs; rows are the ground truth."""
     name = _metrics_subset(state, subset)
+    if "confusion" not in state.task.views:
+        raise ParameterError(
+            f"a {state.task.name} run has no confusion matrix (it needs one class per sample); "
+            "read /api/metrics for its metrics"
+        )
     metrics = state.call(state.run.metrics, subset=name)
     matrix = np.asarray(metrics["confusion"]).astype(int).tolist()
     return ConfusionPublic(subset=name, classes=state.classes, matrix=matrix)
@@ -41,12 +47,29 @@ def read_metrics(state: State, subset: SubsetParam) -> MetricsPublic:
     metrics = state.call(state.run.metrics, subset=name)
     per_class = metrics.get("per_class")
     rows = state.records(per_class) if isinstance(per_class, pd.DataFrame) else []
+    per_label = metrics.get("per_label")
+    labels = json.loads(per_label.to_json(orient="records")) if isinstance(per_label, pd.DataFrame) else []
     return MetricsPublic(
         subset=name,
+        task=state.task.name,
         accuracy=_float(metrics.get("accuracy")),
         mean_loss=_float(metrics.get("mean_loss")),
         per_class=rows,
+        summary=_scalars(metrics),
+        per_label=labels,
+        headline=[(k, _float(v)) for k, v in state.task.headline(metrics)],
     )
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """The numbers of a metrics dict, nested quantiles flattened (``residual_q0.05``)."""
+    out: dict[str, float | None] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.update({f"residual_q{q}": _float(v) for q, v in value.items()})
+        elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+            out[key] = _float(value)
+    return out
 
 
 @router.get("/aggregate", response_model=AggregatePublic, responses=errors(422, 503))
@@ -79,7 +102,7 @@ def _aggregate_json(
     """The whole answer, JSON included, on the lane's thread: the event loop never holds it."""
     frame = state.aggregate(x, column, by, subset, bins)
     for name, col in (("x_value", x), (by, by)):
-        if name and name in frame.columns and col in CLASS_COLUMNS:
+        if name and name in frame.columns and col in state.class_columns:
             frame = frame.assign(**{f"{name}_name": state.class_names(frame[name])})
     answer = AggregatePublic(
         x=x, y=y, by=by, subset=subset, kind=state.kinds[x], data=state.records(frame)

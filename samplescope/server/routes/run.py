@@ -13,10 +13,10 @@ from samplescope.server.models import (
     MapInfoPublic,
     RunPublic,
     SubsetPublic,
+    TaskPublic,
     TrustPublic,
 )
 from samplescope.server.openapi import errors
-from samplescope.server.state import CLASS_COLUMNS
 
 router = APIRouter(prefix="/api", tags=["run"])
 
@@ -40,7 +40,7 @@ def read_run(state: State) -> RunPublic:
         subsets=subsets,
         count=state.n,
         columns=[ColumnPublic(name=c, kind=k) for c, k in state.kinds.items()],
-        class_columns=[c for c in CLASS_COLUMNS if c in state.columns],
+        class_columns=[c for c in state.class_columns if c in state.columns],
         latent_layer=getattr(state.run, "latent_layer", None),
         has_map=state.has_map,
         map=MapInfoPublic(
@@ -53,6 +53,12 @@ def read_run(state: State) -> RunPublic:
         trust=TrustPublic(**state.run.trust_status()),
         input_kind=state.run.input_kind,
         attribution=state.run.attribution_methods(),
+        task=TaskPublic(
+            name=state.task.name,
+            views=list(state.task.views),
+            target=getattr(state.task, "target", None),
+            error=((state.run.info.get("analysis") or {}).get("error") or {}).get("rule"),
+        ),
     )
 
 

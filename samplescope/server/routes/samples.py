@@ -179,7 +179,25 @@ async def read_heatmap_json(
 
 
 def _target(state: State, sample_id: int, target: str | None) -> int:
+    if "prediction" not in state.class_columns:  # regression, multi-label: an index of the model's outputs
+        return _output_target(state, sample_id, target)
     if target in (None, ""):
         return int(state.row(sample_id, ["prediction"])["prediction"])
     state.rows_of([sample_id])
     return state.class_index(target)
+
+
+def _output_target(state: State, sample_id: int, target: str | None) -> int:
+    from samplescope.run import default_target
+
+    n = state.task.output_width(state.classes)
+    probs = [f"prob_{k}" for k in range(n) if f"prob_{k}" in state.columns]
+    row = state.row(sample_id, probs or ["loss"])
+    if target in (None, ""):
+        return default_target(state.task, row)
+    index = state.find_class(target) if state.classes else None
+    if index is None:
+        index = int(target) if str(target).isdigit() else -1
+    if not 0 <= index < n:
+        raise ParameterError(f"target={target!r} is not one of this {state.task.name} run's outputs 0..{n - 1}")
+    return index
