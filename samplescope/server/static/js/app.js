@@ -104,9 +104,11 @@ function trustNotice(trust) {
 }
 
 function header(run) {
+  // classification: accuracy; other tasks: the share that is not an error under the task's rule
+  const ok = !run.task || run.task.name === "classification" ? "acc" : "no error";
   $("[data-testid=run-name]").textContent = run.name;
   $("[data-testid=run-stats]").innerHTML = run.subsets.map((s) =>
-    `<span>${s.name} <b>${s.count.toLocaleString()}</b>${s.accuracy === null ? "" : ` · acc <b>${(100 * s.accuracy).toFixed(1)}%</b>`}</span>`).join("");
+    `<span>${s.name} <b>${s.count.toLocaleString()}</b>${s.accuracy === null ? "" : ` · ${ok} <b>${(100 * s.accuracy).toFixed(1)}%</b>`}</span>`).join("");
   document.title = `${run.name} · samplescope`;
 }
 

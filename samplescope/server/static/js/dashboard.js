@@ -114,6 +114,8 @@ export class DashboardView {
     ];
     const radius = hx === "step" ? 2 : 3.5;
     chart(this.q("curve-loss"), lossSeries, { title: "Loss", xLabel: hx, legend: true, radius, empty: "No training history" });
-    chart(this.q("curve-accuracy"), accSeries, { title: "Accuracy", xLabel: hx, legend: true, radius, empty: "No training history" });
+    // the history's *_acc is the task's accuracy-like score (samplescope/tasks)
+    const score = { regression: "1 − MSE (standardised targets)", multilabel: "Exact match" }[this.ctx.run.task?.name] ?? "Accuracy";
+    chart(this.q("curve-accuracy"), accSeries, { title: score, xLabel: hx, legend: true, radius, empty: "No training history" });
   }
 }

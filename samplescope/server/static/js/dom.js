@@ -22,8 +22,10 @@ export function el(html) {
 export function thumbs(items, classes, onClick, testid = "thumb") {
   const grid = el(`<div class="thumbs"></div>`);
   for (const it of items) {
-    const name = (c) => (c === null || c === undefined ? "–" : classes[c] ?? String(c));
-    const wrong = it.label !== undefined && it.label !== it.prediction;
+    const name = (c) => (c === null || c === undefined ? "–"
+      : typeof c === "number" && !Number.isInteger(c) ? fmt(c) : classes[c] ?? String(c));
+    // `correct` is the task's word on an error (a regression prediction never equals its label)
+    const wrong = it.label !== undefined && (it.correct !== undefined ? !it.correct : it.label !== it.prediction);
     const lines = [];
     if (it.label === undefined) lines.push(["id", `#${it.id}`]);
     else lines.push(["classes", `${name(it.label)}→${name(it.prediction)}`, wrong ? "wrong" : ""]);

@@ -4,12 +4,18 @@ import { getJSON, imageUrl } from "./api.js";
 import { fmt } from "./charts.js";
 import { state, update } from "./state.js";
 import { el, esc, options } from "./dom.js";
+import { hasConfusion, renderTaskView, taskName, valueText } from "./taskviews.js";
 
 const PAGE = 50;
 const COLUMNS = [
   ["image", ""], ["sample_id", "id"], ["subset", "subset"], ["label", "label"],
   ["prediction", "prediction"], ["loss", "loss"], ["confidence", "confidence"], ["margin", "margin"],
 ];
+// the last two columns per task (samplescope/tasks): what says how wrong a prediction is
+const TASK_COLUMNS = {
+  regression: [["residual", "residual"], ["abs_error", "|error|"]],
+  multilabel: [["confidence", "confidence"], ["n_wrong", "wrong labels"]],
+};
 
 export class ErrorsView {
   constructor(ctx, root) {
@@ -25,6 +31,19 @@ export class ErrorsView {
     options(this.q("table-subset"), [["all", "all subsets"], ...subsets], state.tsubset);
     options(this.q("table-label"), [["", "any label"], ...classes], state.tlabel);
     options(this.q("table-prediction"), [["", "any prediction"], ...classes], state.tpred);
+    const task = taskName(ctx);
+    this.columns = TASK_COLUMNS[task] ? [...COLUMNS.slice(0, 6), ...TASK_COLUMNS[task]] : COLUMNS;
+    if (task === "regression") {  // a number is no class to filter by
+      this.q("table-label").hidden = true;
+      this.q("table-prediction").hidden = true;
+    }
+    if (!hasConfusion(ctx)) {
+      const head = this.root.querySelector(".confusion-card");
+      head.querySelector("h2").textContent = task === "regression" ? "Predicted vs true" : "Per-label metrics";
+      head.querySelector(".hint").textContent = task === "regression"
+        ? "Each validation sample at its true and predicted value; red: an error. Beside it, the residuals."
+        : "Precision, recall, F1 and average precision of every label.";
+    }
     this.q("table-errors").checked = state.terr === "1";
     for (const s of this.root.querySelectorAll("select[data-key]")) {
       s.onchange = () => update({ [s.dataset.key]: s.value, tpage: "0" });
@@ -54,6 +73,10 @@ export class ErrorsView {
 
   async renderConfusion() {
     const subset = this.confusionSubset();
+    if (!hasConfusion(this.ctx)) {  // the task's own view (taskviews.js)
+      await renderTaskView(this.ctx, this.q("confusion"), this.q("metrics-line"), subset);
+      return;
+    }
     const [cm, metrics] = await Promise.all([
       getJSON(`/api/confusion?subset=${encodeURIComponent(subset)}`),
       getJSON(`/api/metrics?subset=${encodeURIComponent(subset)}`),
@@ -88,13 +111,17 @@ export class ErrorsView {
   async renderTable() {
     const p = new URLSearchParams({ sort: state.tsort, order: state.torder, limit: PAGE, offset: +state.tpage * PAGE });
     if (state.tsubset !== "all") p.set("subset", state.tsubset);
-    if (state.tlabel !== "") p.set("label", state.tlabel);
-    if (state.tpred !== "") p.set("prediction", state.tpred);
+    const multi = taskName(this.ctx) === "multilabel";  // a set of labels: filter one label's column
+    if (state.tlabel !== "") p.set(multi ? `label_${state.tlabel}` : "label", multi ? "true" : state.tlabel);
+    if (state.tpred !== "") p.set(multi ? `pred_${state.tpred}` : "prediction", multi ? "true" : state.tpred);
+    const extra = this.columns.map(([k]) => k).filter((k) => !COLUMNS.some(([c]) => c === k));
+    if (extra.length) p.set("columns", extra.join(","));
     if (state.terr === "1") p.set("correct", "false");
     const res = await getJSON(`/api/samples?${p}`);
     const classes = this.ctx.classes;
     const table = this.q("loss-table");
-    table.tHead.innerHTML = `<tr>${COLUMNS.map(([k, name]) =>
+    const columns = this.columns, [c6, c7] = columns.slice(6).map(([k]) => k);
+    table.tHead.innerHTML = `<tr>${columns.map(([k, name]) =>
       `<th data-sort="${k}" class="${state.tsort === k ? "sorted " + state.torder : ""}">${name}</th>`).join("")}</tr>`;
     table.tHead.querySelectorAll("th").forEach((th) => {
       if (th.dataset.sort === "image") return;
@@ -105,8 +132,8 @@ export class ErrorsView {
     });
     table.tBodies[0].innerHTML = res.data.map((r) => `<tr data-testid="loss-row" data-sample-id="${r.sample_id}">
       <td><img src="${imageUrl(r.sample_id)}" alt="" loading="lazy"></td><td>${r.sample_id}</td><td>${esc(r.subset)}</td>
-      <td>${esc(classes[r.label] ?? "–")}</td><td class="${r.correct ? "" : "wrong"}">${esc(classes[r.prediction] ?? "–")}</td>
-      <td>${fmt(r.loss)}</td><td>${fmt(r.confidence)}</td><td>${fmt(r.margin)}</td></tr>`).join("");
+      <td>${esc(valueText(this.ctx, r.label))}</td><td class="${r.correct ? "" : "wrong"}">${esc(valueText(this.ctx, r.prediction))}</td>
+      <td>${fmt(r.loss)}</td><td>${fmt(r[c6])}</td><td>${fmt(r[c7])}</td></tr>`).join("");
     table.tBodies[0].querySelectorAll("tr").forEach((tr) => {
       tr.onclick = () => update({ sample: tr.dataset.sampleId }, { push: true });
     });

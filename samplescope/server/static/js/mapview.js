@@ -318,10 +318,14 @@ export class MapView {
     if (i < 0) { this.tooltip.hidden = true; return; }
     const id = this.idOf(i), classes = this.ctx.classes;
     const label = this.cols.label.values[i], pred = this.cols.prediction.values[i];
-    const name = (c) => (c < classes.length ? classes[c] : "–");
+    // a class name, a regression value, or a label set's text (samplescope/tasks)
+    const text = (col, c) => (col.kind === "numeric" ? fmt(c) : (col.categories ?? classes)[c] ?? "–");
+    const name = (c) => text(this.cols.label, c);
+    const predName = (c) => text(this.cols.prediction, c);
+    const wrong = this.cols.correct ? this.cols.correct.values[i] === 0 : label !== pred;
     this.tooltip.innerHTML = `<img src="${imageUrl(id)}" alt="">
       <div><b>#${id}</b> <span class="tag">${esc(this.cols.subset.categories[this.cols.subset.values[i]] || "")}</span><br>
-      label <b>${esc(name(label))}</b> · predicted <b class="${label !== pred ? "wrong" : ""}">${esc(name(pred))}</b><br>
+      label <b>${esc(name(label))}</b> · predicted <b class="${wrong ? "wrong" : ""}">${esc(predName(pred))}</b><br>
       loss ${fmt(this.cols.loss.values[i])}</div>`;
     this.tooltip.dataset.sampleId = id;
     this.tooltip.hidden = false;
@@ -367,7 +371,7 @@ export class MapView {
     this.panel.append(
       el(`<div class="stats" data-testid="selection-stats" data-count="${stats.count}">
         <div class="stat"><div class="v" data-testid="selection-count">${stats.count.toLocaleString()}</div><div class="k">samples</div></div>
-        <div class="stat"><div class="v">${stats.accuracy === null ? "–" : (100 * stats.accuracy).toFixed(1) + "%"}</div><div class="k">accuracy</div></div>
+        <div class="stat"><div class="v">${stats.accuracy === null ? "–" : (100 * stats.accuracy).toFixed(1) + "%"}</div><div class="k">${this.ctx.run.task && this.ctx.run.task.name !== "classification" ? "not an error" : "accuracy"}</div></div>
         <div class="stat"><div class="v">${fmt(stats.mean_loss)}</div><div class="k">mean loss</div></div></div>`),
       el(`<div><h3>Class mix</h3><div class="mix">${stats.class_mix.map((c) => `
         <div class="bar" title="${c.count} samples, ${c.errors} misclassified"><span>${esc(classes[c.class_index])}</span>
@@ -380,7 +384,7 @@ export class MapView {
       ? (await getJSON(`/api/samples?ids=${stats.examples.join(",")}&sort=loss&order=desc&limit=60`)).data
       : [];
     if (this.selection !== sel) return;
-    const items = rows.map((r) => ({ id: r.sample_id, label: r.label, prediction: r.prediction, loss: r.loss }));
+    const items = rows.map((r) => ({ id: r.sample_id, label: r.label, prediction: r.prediction, loss: r.loss, correct: r.correct }));
     const grid = thumbs(items, classes, (id) => update({ sample: id }, { push: true }));
     grid.dataset.testid = "selection-grid";
     this.panel.lastElementChild.appendChild(grid);

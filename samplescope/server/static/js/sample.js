@@ -5,6 +5,7 @@ import { fmt } from "./charts.js";
 import { formatCell } from "./format.js";
 import { state, update } from "./state.js";
 import { el, esc, options, thumbs } from "./dom.js";
+import { defaultTargets, errorWord, heatmapTargets, isError, valueText } from "./taskviews.js";
 
 import { METHODS, drawAttribution, explainFailure, methodButtons, methodFor } from "./attribution.js";
 const HIDDEN = /^(prob_\d+|dist_to_centroid_\d+|label_name|prediction_name|nearest_centroid_name)$/;
@@ -43,16 +44,16 @@ export class SampleView {
   render() {
     const d = this.detail, row = d.row, classes = this.ctx.classes;
     const label = row.label, pred = row.prediction;
-    const ok = label === pred;
+    const ok = !isError(row);  // the task's notion of an error (samplescope/tasks)
     this.root.innerHTML = "";
     this.root.append(el(`<div class="head">
       <h2 data-testid="sample-title">Sample #${d.sample_id}</h2>
       <span class="tag">${esc(d.subset)}</span>
-      <span class="tag ${ok ? "good" : "bad"}">${ok ? "correct" : "misclassified"}</span>
+      <span class="tag ${ok ? "good" : "bad"}">${ok ? "correct" : errorWord(this.ctx)}</span>
       <button class="close" data-testid="close-sample" title="Close">×</button></div>`));
     this.root.querySelector(".close").onclick = () => update({ sample: "" }, { push: true });
-    this.root.append(el(`<div>label <b data-testid="sample-label">${esc(classes[label] ?? "–")}</b> · predicted
-      <b data-testid="sample-prediction">${esc(classes[pred] ?? "–")}</b> · loss <b>${fmt(row.loss)}</b> · confidence ${fmt(row.confidence)}</div>`));
+    this.root.append(el(`<div>label <b data-testid="sample-label">${esc(valueText(this.ctx, label))}</b> · predicted
+      <b data-testid="sample-prediction">${esc(valueText(this.ctx, pred))}</b> · loss <b>${fmt(row.loss)}</b> · confidence ${fmt(row.confidence)}</div>`));
 
     // pictures: the image, then heatmaps for two classes (default: predicted, ground truth)
     const pics = el(`<div class="pics${this.kind() === "image" ? "" : " wide"}"></div>`);
@@ -63,7 +64,7 @@ export class SampleView {
         <img class="hm" data-testid="${testid}" alt="heatmap"></div>${error}<select data-key="${key}" data-testid="${testid}-target"></select></div>`
         : `<div class="pic attr"><div class="attr-box" data-testid="${testid}"></div>${error}<select data-key="${key}" data-testid="${testid}-target"></select></div>`);
       const sel = pic.querySelector("select");
-      options(sel, classes.map((c, i) => [String(i), `${c}${i === pred ? " (predicted)" : ""}${i === label ? " (truth)" : ""}`]), this.target(key));
+      options(sel, heatmapTargets(this.ctx, row), this.target(key));
       sel.onchange = () => update({ [key]: sel.value });
       pics.append(pic);
     }
@@ -87,8 +88,8 @@ export class SampleView {
       for (const p of probs) {
         const bar = el(`<div class="bar" data-testid="prob-bar" data-class="${p.class_index}"><span class="name">${esc(p.name)}</span>
           <span class="track"><span class="fill" style="width:${(100 * (p.value || 0)).toFixed(1)}%"></span></span><span class="val">${fmt(p.value)}</span></div>`);
-        if (p.class_index === label) bar.classList.add("gt");
-        if (p.class_index === pred) bar.classList.add("pred");
+        if (p.class_index === label || row[`label_${p.class_index}`] === true) bar.classList.add("gt");
+        if (p.class_index === pred || row[`pred_${p.class_index}`] === true) bar.classList.add("pred");
         box.lastElementChild.append(bar);
       }
       this.root.append(box);
@@ -131,7 +132,7 @@ export class SampleView {
   target(key) {
     const row = this.detail.row;
     if (state[key] !== "") return state[key];
-    return String(key === "t1" ? row.prediction : (row.label ?? row.prediction));
+    return defaultTargets(this.ctx, row)[key === "t1" ? 0 : 1];
   }
 
   kind() {
@@ -177,7 +178,7 @@ export class SampleView {
     if (!this.detail || this.detail.sample_id !== id) return;
     box.innerHTML = "";
     const grid = thumbs(res.data.map((r) => ({
-      id: r.sample_id, label: r.label, prediction: r.prediction, loss: r.loss, similarity: r.similarity,
+      id: r.sample_id, label: r.label, prediction: r.prediction, loss: r.loss, similarity: r.similarity, correct: r.correct,
     })), this.ctx.classes, (sid) => update({ sample: sid }, { push: true }), "similar-item");
     grid.classList.add("similar");
     box.append(grid);
