@@ -36,11 +36,15 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("dataset", choices=["mnist"])
 
     c = sub.add_parser("check", help="exercise every function of an integration on real samples")
-    c.add_argument("integration", help="a .py file, or a built-in name (mnist)")
+    c.add_argument("integration", help="a .py file, a built-in name (mnist, digits, breast_cancer) or image-folder:PATH")
     c.add_argument("--samples", type=arg_type("samples"), default=8, help="samples checked per subset (default 8)")
 
-    t = sub.add_parser("train", help="train the default CNN on an integration and write a run")
-    t.add_argument("--integration", default="mnist", help="a .py file or built-in name (default mnist)")
+    t = sub.add_parser("train", help="train the default model (CNN, MLP...) on an integration and write a run")
+    t.add_argument("--integration", default="mnist",
+                   help="a .py file, a built-in name (default mnist) or image-folder:PATH (train/ and val/ class folders)")
+    t.add_argument("--model", choices=("auto", "cnn", "mlp", "tokens"), default="auto",
+                   help="the model to train: auto (default: a CNN for images, an MLP for vectors, an embedding "
+                        "model for tokens), cnn, mlp or tokens")
     t.add_argument("--out", default="runs/mnist", help="run folder to write (default runs/mnist)")
     t.add_argument("--epochs", type=arg_type("epochs"), help="training epochs, >= 1 (default: the TrainConfig default)")
     t.add_argument("--batch-size", type=arg_type("batch_size"), help="batch size, >= 1")
@@ -192,7 +196,7 @@ def _train(args: argparse.Namespace) -> int:
     out = train_run(
         integration, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, threads=args.threads, limit=args.limit, resume=args.resume, overwrite=args.overwrite,
-        device=args.device, recipe=args.recipe,
+        device=args.device, recipe=args.recipe, model=args.model,
     )
     run = open_run(out)
     acc = run.info["metrics"].get("val_acc")

@@ -99,6 +99,14 @@ def heatmaps(ctx: ReportContext) -> Section | None:
     if row is None:
         return None
     sid = int(row["sample_id"])
+    if ctx.run.input_kind != "image":  # vectors, tokens: signed bars per feature or token
+        from samplescope.report.figures_attribution import attribution_bars
+
+        label, pred = int(row["label"]), int(row["prediction"])
+        targets = [(pred, f"predicted {ctx.class_name(pred)}")]
+        if label != pred:
+            targets.append((label, f"truth {ctx.class_name(label)}"))
+        return attribution_bars(ctx, row, targets, Section)
     try:
         maps = np.stack(
             [ctx.run.heatmap(sid, target=k, method="gradcam") for k in range(ctx.n_classes)]
