@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -20,6 +21,7 @@ from samplescope.report import (
     figures_errors,
     figures_insights,
     figures_map,
+    figures_tasks,
     summary,
 )
 from samplescope.report.context import ReportContext, Section
@@ -45,6 +47,25 @@ FIGURES: list[Callable[[ReportContext], Section | list[Section] | None]] = [
     figures_insights.insights,
 ]
 
+#: the same for a task without one class per sample (regression, multi-label): the task's own
+#: view (predicted vs true, per-label metrics) in place of the confusion figures
+TASK_FIGURES: list[Callable[[ReportContext], Section | list[Section] | None]] = [
+    summary.overview,
+    figures_map.population_maps,
+    figures_tasks.task_view,
+    figures_tasks.top_losses,
+    figures_tasks.heatmaps,
+    figures_tasks.similars,
+    figures_dashboard.loss_vs_metadata,
+    figures_dashboard.training_curves,
+    figures_insights.insights,
+]
+
+
+def figures_for(task: Any) -> list[Callable[[ReportContext], Section | list[Section] | None]]:
+    """The report's parts for a task: every view the task names, in reading order."""
+    return FIGURES if "confusion" in task.views else TASK_FIGURES
+
 
 def build_report(
     run_path: str | Path,
@@ -53,6 +74,7 @@ def build_report(
     progress: bool = True,
     trust: bool = False,
     integration: str | Path | None = None,
+    compare: str | Path | None = None,
 ) -> Path:
     """Write the report of the analysed run at ``run_path`` into ``out`` (default ``RUN/report``).
 
@@ -70,7 +92,7 @@ def build_report(
             tmp.chmod(0o755)  # mkdtemp makes it private; a report is meant to be shared
             ctx = ReportContext(run, tmp)
             sections: list[Section] = []
-            bar = tqdm(FIGURES, desc="report", unit="figure", disable=not progress, leave=False)
+            bar = tqdm(figures_for(ctx.task), desc="report", unit="figure", disable=not progress, leave=False)
             for make in bar:
                 bar.set_postfix_str(make.__name__)
                 t = time.perf_counter()
@@ -83,6 +105,10 @@ def build_report(
                     continue
                 log.debug("report: %s in %.2f s", make.__name__, time.perf_counter() - t)
                 sections += made if isinstance(made, list) else [made] if made is not None else []
+            if compare is not None:  # `report RUN_B --compare RUN_A`: the comparison page (report/compare.py)
+                from samplescope.report import compare as compare_page
+
+                sections += compare_page.sections(ctx, compare)
             seconds = time.perf_counter() - started
             footer = (
                 f"samplescope report of {run.path.resolve()}, written "

@@ -70,10 +70,16 @@ class ReportContext:
         return self.run.samples()
 
     @functools.cached_property
+    def task(self) -> Any:
+        """The run's task (samplescope/tasks): what label, loss and error mean."""
+        return self.run.task
+
+    @functools.cached_property
     def evaluation(self) -> pd.DataFrame:
         """Labelled samples of the evaluation subset (validation)."""
         df = self.samples
-        return df[(df["subset"] == self.subset) & (df["label"] >= 0)]
+        labelled = self.task.labelled(self.task.labels_from_table(df, self.classes))
+        return df[(df["subset"] == self.subset).to_numpy() & labelled]
 
     @functools.cached_property
     def metrics(self) -> dict[str, Any]:
@@ -101,7 +107,10 @@ class ReportContext:
 
     @functools.cached_property
     def confused_pair(self) -> ConfusedPair | None:
-        """Argmax of the symmetric off-diagonal confusion ``C + C.T``; None without errors."""
+        """Argmax of the symmetric off-diagonal confusion ``C + C.T``; None without errors
+        (or without one class per sample)."""
+        if "confusion" not in self.metrics:
+            return None
         cm = np.asarray(self.metrics["confusion"], dtype=np.int64)
         sym = cm + cm.T
         np.fill_diagonal(sym, 0)

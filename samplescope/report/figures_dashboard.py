@@ -49,7 +49,11 @@ def loss_vs_metadata(
     overall = ctx.run.aggregate(column, y="loss", subset=ctx.subset, bins=BINS)
     if overall.attrs["kind"] == "categorical":
         return _loss_by_category(ctx, column, why, overall)
-    per_class = ctx.run.aggregate(column, y="loss", by="label", subset=ctx.subset, bins=BINS)
+    by_class = "confusion" in ctx.task.views  # one curve per class only when there are classes
+    per_class = (
+        ctx.run.aggregate(column, y="loss", by="label", subset=ctx.subset, bins=BINS)
+        if by_class else pd.DataFrame({"label": []})
+    )
     errors = ctx.run.aggregate(column, y="correct", subset=ctx.subset, bins=BINS)
     rho = trend(overall)
     values = ctx.evaluation[[column, "loss"]].dropna()
@@ -76,7 +80,8 @@ def loss_vs_metadata(
             label=ctx.class_name(k),
         )
     shown = overall[overall["count"] > 0]
-    left.plot(shown["x_mid"], shown["mean"], color="black", lw=2.5, marker="o", label="all classes")
+    overall_name = "all classes" if by_class else "all samples"
+    left.plot(shown["x_mid"], shown["mean"], color="black", lw=2.5, marker="o", label=overall_name)
     if (shown["mean"] > 0).all() and shown["mean"].max() / max(shown["mean"].min(), 1e-12) > 30:
         left.set_yscale("log")
         left.yaxis.set_major_formatter(PLAIN)
@@ -146,8 +151,9 @@ def training_curves(ctx: ReportContext) -> Section:
         loss_ax.plot(epochs["epoch"], epochs[f"{col}_loss"], marker="o", color=color, label=name)
         acc_ax.plot(epochs["epoch"], epochs[f"{col}_acc"], marker="o", color=color, label=name)
         step_ax.plot(steps["step"], steps[f"{col}_loss"], color=color, lw=1.2, label=name)
+    score = "accuracy" if ctx.task.name == "classification" else ctx.task.score_name.split(" (")[0]
     loss_ax.set(xlabel="epoch", ylabel="loss", title="loss per epoch")
-    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy per epoch")
+    acc_ax.set(xlabel="epoch", ylabel=score, title=f"{score} per epoch")
     step_ax.set(xlabel="optimizer step", ylabel="loss", title="loss along the steps", yscale="log")
     step_ax.yaxis.set_major_formatter(PLAIN)
     step_ax.yaxis.set_minor_formatter(PLAIN_MINOR)

@@ -38,15 +38,15 @@ def _scatter_classes(ax, df: pd.DataFrame, colors: np.ndarray, smallest: float, 
 
 
 def _legend(
-    ax, ctx: ReportContext, colors: np.ndarray, losses: np.ndarray, smallest: float, largest: float
+    ax, ctx: ReportContext, colors: np.ndarray, losses: np.ndarray, smallest: float, largest: float,
+    names: list[str] | None = None, title: str = "ground truth",
 ):
     from matplotlib.lines import Line2D
 
+    names = names if names is not None else [ctx.class_name(k) for k in range(ctx.n_classes)]
     handles = [
-        Line2D(
-            [], [], marker="o", linestyle="", color=colors[k], markersize=6, label=ctx.class_name(k)
-        )
-        for k in range(ctx.n_classes)
+        Line2D([], [], marker="o", linestyle="", color=colors[k], markersize=6, label=name)
+        for k, name in enumerate(names)
     ]
     top = float(np.nanquantile(losses, 0.99)) if len(losses) else 0.0
     if top > 0:
@@ -66,7 +66,7 @@ def _legend(
             )
     ax.legend(
         handles=handles,
-        title="ground truth",
+        title=title,
         loc="upper left",
         bbox_to_anchor=(1.01, 1.0),
         frameon=False,
@@ -80,6 +80,14 @@ def population_maps(ctx: ReportContext) -> Section:
     """One map per subset (train, validation), on shared axes."""
     df = ctx.samples
     colors = class_colors(ctx.n_classes)
+    by_class = "confusion" in ctx.task.views
+    names, coloured = None, "ground truth"
+    if not by_class:  # no class per sample: colour by the task's errors (label 0 right, 1 wrong)
+        labelled = ctx.task.labelled(ctx.task.labels_from_table(df, ctx.classes))
+        codes = np.where(labelled, (~df["correct"].astype(bool)).astype(np.int64), -1)
+        df = df.assign(label=codes)
+        colors = np.array([[0.31, 0.47, 0.65, 1.0], [0.84, 0.15, 0.16, 1.0]])
+        names, coloured = ["not an error", "error"], "error"
     xlim, ylim = _limits(df["map_x"].to_numpy(), df["map_y"].to_numpy())
     analysis = ctx.run.info["analysis"]
     images, counts = [], []
@@ -95,9 +103,9 @@ def population_maps(ctx: ReportContext) -> Section:
         _scatter_classes(ax, part, colors, smallest, largest)
         ax.set(xlim=xlim, ylim=ylim, xticks=[], yticks=[], aspect="equal")
         ax.set_title(
-            f"{subset}: {n:,} samples, coloured by ground truth, dot area by loss", fontsize=10
+            f"{subset}: {n:,} samples, coloured by {coloured}, dot area by loss", fontsize=10
         )
-        _legend(ax, ctx, colors, part["loss"].to_numpy(), smallest, largest)
+        _legend(ax, ctx, colors, part["loss"].to_numpy(), smallest, largest, names, coloured)
         images.append(ctx.save(fig, f"map_{subset}.png"))
         counts.append(f"{n:,} {subset}")
     text = (
@@ -106,6 +114,12 @@ def population_maps(ctx: ReportContext) -> Section:
         f"latent vector (the input of layer {analysis['latent_layer']!r}). Samples the model sees "
         "as alike sit together; a dot's colour is its ground truth and its area grows with its "
         "loss, so errors show as large dots of one colour inside another colour's cluster."
+    ) if by_class else (
+        f"Each dot is one sample ({' and '.join(counts)} samples), placed by a 2-D "
+        f"{analysis['projection'].upper()} projection of its {analysis['latent_dim']}-dimensional "
+        f"latent vector (the input of layer {analysis['latent_layer']!r}). Samples the model sees "
+        "as alike sit together; red dots are errors (" + str((analysis.get('error') or {}).get('rule', '')) +
+        "), and a dot's area grows with its loss, so a red region is where the model fails."
     )
     return Section("map", "Population map", [text], images)
 
