@@ -1,6 +1,6 @@
 """How fast `samplescope serve` is on an analysed run. Prints figures; asserts nothing.
 
-    python bench/serve_speed.py runs/mnist [--clients 20] [--seconds 30] [--no-browser]
+    python bench/serve_speed.py runs/mnist [--clients 20] [--seconds 30] [--no-browser] [--heavy both]
 
 Measures, against the real server (``samplescope.server.serve``) in a subprocess on
 loopback:
@@ -15,7 +15,12 @@ loopback:
   x MAX_BINS bins, similars of MAX_SET_IDS ids with k=MAX_K, a selection of MAX_IDS ids,
   an Integrated Gradients heatmap); the errors, the 503s of the bounded heavy lanes, and
   the load average beside the figures (the target: p99 of /api/samples/<id> under 200 ms);
-- the server's resident memory after the load (psutil).
+- the server's resident memory after the load (psutil), its worker processes included.
+
+By default it does this twice, one server after the other: heavy work in threads of the
+server's process (the reference) and in worker processes (what ``samplescope serve``
+does, see samplescope/server/heavy.py), and prints the ratio of every p50 and p99 with the
+load average beside it (``--heavy`` picks one).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -43,11 +49,22 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-def start_server(run: Path, port: int) -> tuple[subprocess.Popen, float, float | None]:
-    code = "import sys; from samplescope.server import serve; serve(sys.argv[1], port=int(sys.argv[2]))"
+#: the server ``samplescope serve`` runs, with heavy work in worker processes or in threads
+SERVER = """
+import sys, uvicorn
+from pathlib import Path
+from samplescope.server import Settings, create_app
+run, port, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+settings = Settings(run_path=run, port=port, heavy_processes=mode == "processes")
+app = create_app(run, settings)
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+"""
+
+
+def start_server(run: Path, port: int, mode: str) -> tuple[subprocess.Popen, float, float | None]:
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, str(run), str(port)], env=env)
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(run), str(port), mode], env=env)
     url = f"http://127.0.0.1:{port}/api/run"
     while True:
         if proc.poll() is not None:
@@ -119,7 +136,7 @@ def route_url(kind: str, rng: random.Random, n: int, n_classes: int, k: int) -> 
 
 def worst_requests(base: str, n: int) -> list[tuple[str, str, dict]]:
     """The heaviest requests within the server's limits: (name, method + url, request kwargs)."""
-    doc = httpx.get(base + "/openapi.json").json()
+    doc = httpx.get(base + "/openapi.json", timeout=60).json()
 
     def enum(path: str, name: str) -> list[str]:
         op = doc["paths"][path]["get"]
@@ -131,7 +148,7 @@ def worst_requests(base: str, n: int) -> list[tuple[str, str, dict]]:
 
     def groups(column: str) -> int:  # distinct values, as an aggregate over it counts them
         params = {"x": column, "y": "count", "bins": limits.MAX_BINS}
-        return len(httpx.get(base + "/api/aggregate", params=params).json()["data"])
+        return len(httpx.get(base + "/api/aggregate", params=params, timeout=120).json()["data"])
 
     by = max((c for c in enum("/api/aggregate", "by") if c), key=groups)
     ids = ",".join(str(i) for i in range(min(n, limits.MAX_SET_IDS)))
@@ -211,29 +228,60 @@ def main() -> None:
     parser.add_argument(
         "--no-worst", action="store_true", help="no worst-allowed requests beside the clients"
     )
+    parser.add_argument(
+        "--heavy",
+        choices=("both", "processes", "threads"),
+        default="both",
+        help="where the server runs heavy work: worker processes (the default server), threads\n"
+        "of its own process (the reference), or both, one server after the other, with ratios",
+    )
     args = parser.parse_args()
+    modes = ["threads", "processes"] if args.heavy == "both" else [args.heavy]
+    results = {}
+    for i, mode in enumerate(modes):
+        print(f"=== heavy work in {mode} ===")
+        results[mode] = bench_server(
+            args, mode, browser=not args.no_browser and i == len(modes) - 1
+        )
+    if len(results) == 2:
+        print("=== processes / threads (the reference, the same run and clients) ===")
+        ref, new = results["threads"], results["processes"]
+        for kind in ref:
+            for q in (50, 99):
+                a, b = percentile(ref[kind][0], q), percentile(new[kind][0], q)
+                print(
+                    f"  {kind:12s} p{q} {b:8.1f} ms / {a:8.1f} ms = {b / a:5.2f}x  "
+                    f"(load {new[kind][1]:.2f} / {ref[kind][1]:.2f})"
+                )
 
+
+def bench_server(
+    args: argparse.Namespace, mode: str, browser: bool
+) -> dict[str, tuple[list, float]]:
+    """One server, heavy work in ``mode``: its figures printed, ``{route: (ms, mean load)}`` returned."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc, startup, startup_cpu = start_server(args.run, port)
+    proc, startup, startup_cpu = start_server(args.run, port, mode)
     try:
         info = httpx.get(base + "/api/run").json()
         n, n_classes = info["count"], len(info["classes"])
         print(f"run {info['name']}: {n:,} samples, {n_classes} classes")
         cpu = f", {startup_cpu:.2f} s of CPU" if startup_cpu is not None else ""
-        print(f"startup (process start -> /api/run answers): {startup:.2f} s wall{cpu}")
+        print(
+            f"startup (process start -> /api/run answers): {startup:.2f} s wall{cpu} ({load_average()})"
+        )
 
         times = []
         for _ in range(5):
             t = time.perf_counter()
-            payload = httpx.get(base + "/api/map").content
+            payload = httpx.get(base + "/api/map", timeout=120).content
             times.append(time.perf_counter() - t)
         print(
             f"map payload: {len(payload):,} bytes ({len(payload) / n:.1f} B/point); "
             f"first fetch {times[0] * 1000:.0f} ms, then median {statistics.median(times[1:]) * 1000:.0f} ms"
         )
 
-        if not args.no_browser:
+        if browser:
             for drawn, renderer, points in bench_browser(base):
                 print(
                     f"navigation -> map drawn: {drawn:.0f} ms ({renderer}, {points:,} points; "
@@ -263,18 +311,29 @@ def main() -> None:
         for name, target, _ in worst:
             print(f"  {name:12s} {target[:100]}")
         print(f"  before: {load_average()}")
+        loads: list[float] = []
+        sampler = threading.Thread(target=sample_load, args=(loads, args.seconds), daemon=True)
+        sampler.start()
         latencies, errors, busy = asyncio.run(
             load(base, n, args.clients, args.seconds, args.k, n_classes, worst)
         )
+        sampler.join()
+        during = statistics.fmean(loads) if loads else float("nan")
+        out = {}
         for kind, values in latencies.items():
             ms = [v * 1000 for v in values]
+            out[kind] = (ms, during)
             extra = f"  ({busy[kind]} answered 503 busy)" if busy.get(kind) else ""
             print(
                 f"  {kind:12s} {len(ms):6d} requests  p50 {percentile(ms, 50):8.1f} ms  "
-                f"p99 {percentile(ms, 99):8.1f} ms  ({len(ms) / args.seconds:5.1f}/s){extra}"
+                f"p99 {percentile(ms, 99):8.1f} ms  ({len(ms) / args.seconds:5.1f}/s, "
+                f"load {during:.2f}){extra}"
             )
         p99 = percentile([v * 1000 for v in latencies["sample"]], 99)
-        print(f"  /api/samples/<id> p99 {p99:.0f} ms: {p99 / 200:.2f}x the 200 ms target")
+        print(
+            f"  /api/samples/<id> p99 {p99:.0f} ms: {p99 / 200:.2f}x the 200 ms target "
+            f"(heavy work in {mode}; mean 1-min load average {during:.2f} on {os.cpu_count()} CPUs)"
+        )
         print(f"  errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
         print(f"  after: {load_average()}")
 
@@ -283,12 +342,24 @@ def main() -> None:
 
             p = psutil.Process(proc.pid)
             rss = p.memory_info().rss + sum(c.memory_info().rss for c in p.children(recursive=True))
-            print(f"server RSS after load: {rss / 2**20:.0f} MiB")
+            print(f"server RSS after load (worker processes included): {rss / 2**20:.0f} MiB")
         except ImportError:
             print("server RSS: psutil not installed")
+        return out
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def sample_load(into: list[float], seconds: float) -> None:
+    """The 1-minute load average once a second while the load runs."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        try:
+            into.append(os.getloadavg()[0])
+        except OSError:
+            return
+        time.sleep(1)
 
 
 if __name__ == "__main__":

@@ -1,25 +1,50 @@
 """Heavy work (heatmaps, aggregates, similars of a set) in small bounded lanes.
 
-A lane is a few worker threads and a short queue: at most ``workers`` jobs of a lane run
-at once, at most ``queue`` more wait, and a request waits at most ``timeout`` seconds
-for its answer. So a burst of heavy requests is answered ``503`` instead of piling up,
-and the cheap routes (a sample's row, its picture, the map) keep their threads and cores.
+A lane is a few workers and a short queue: at most ``workers`` jobs of a lane run at once,
+at most ``queue`` more wait, and a request waits at most ``timeout`` seconds for its
+answer. So a burst of heavy requests is answered ``503`` instead of piling up.
 
-    lane = Lane("heatmap", workers=1, queue=32, timeout=30.0)
-    value = await lane.run(compute, sample_id)      # BusyError (503) when full or too slow
+Two kinds of lane, one interface:
 
-A job that runs past its timeout cannot be stopped (Python threads cannot be killed): its
-request is answered 503 at once, and the job keeps its worker until it ends, so the lane
-stays bounded.
+- :class:`ProcessLane` (what ``samplescope serve`` uses): each worker is a process of its
+  own (spawned, one job at a time), pinned to ``cpus`` cores (the last ones this process
+  may use) and run at a lower priority (``nice``), with one thread each for torch, BLAS
+  and OpenMP. The server's own process keeps its interpreter lock and its cores for the
+  cheap routes (a sample's row, its picture, a table page): measured with
+  ``bench/serve_speed.py``, heavy work in threads of the server's process held the lock
+  long enough to push ``/api/samples/<id>`` past 200 ms at p99. A job that runs past its
+  timeout is stopped: its worker process is killed and a new one starts on the next job.
+- :class:`Lane`: worker threads of this process (a Python thread cannot be stopped, so a
+  job past its timeout keeps its worker until it ends; the lane stays bounded).
+
+    lane = ProcessLane("heatmap", workers=1, queue=32, timeout=30.0)
+    value = await lane.run(compute, state, sample_id)    # BusyError (503) when full or too slow
+
+A job is a module-level function (or a method of the server state) and arguments that
+pickle; the server state among them (any object with a ``worker_spec``) is sent as its
+spec, and the worker calls the function with its own state of the same run, opened once
+per worker and reopened when the run is analysed again. A job that does not pickle (a
+lambda, a closure), or a state whose run cannot be reopened in another process (a run
+opened with an in-memory integration or model), runs in the lane's threads instead.
+Errors raised by the job (ParameterError, NotFoundError, ...) reach the request as they
+would in-process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
+import multiprocessing
+import os
+import pickle
+import queue as queues
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from samplescope.errors import BusyError
@@ -30,6 +55,9 @@ T = TypeVar("T")
 
 class Lane:
     """``workers`` threads for one kind of heavy job, with a bounded queue and a timeout."""
+
+    #: what runs the jobs, for logs and tests
+    kind = "thread"
 
     def __init__(self, name: str, *, workers: int, queue: int, timeout: float) -> None:
         if workers < 1 or queue < 0 or timeout <= 0:
@@ -48,14 +76,7 @@ class Lane:
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on one of the lane's threads; BusyError when full or too slow."""
-        with self._lock:
-            if self._pending >= self.workers + self.queue:
-                raise BusyError(
-                    f"the server is busy: {self._pending} {self.name} requests are running or "
-                    f"waiting, the most it takes at once ({self.workers} running + {self.queue} "
-                    "waiting, settings heavy_workers and heavy_queue); retry in a moment"
-                )
-            self._pending += 1
+        self._admit()
         try:
             future: Future[T] = self._pool.submit(fn, *args, **kwargs)
         except BaseException:
@@ -66,12 +87,325 @@ class Lane:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
         except TimeoutError:
             future.cancel()  # only stops a job still waiting; a running one finishes
-            raise BusyError(
-                f"this {self.name} request took longer than {self.timeout:g} s (settings "
-                "heavy_timeout) and was abandoned; retry later or ask for less (fewer bins, "
-                "ids or a cheaper method)"
-            ) from None
+            raise self._too_slow() from None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _admit(self) -> None:
+        with self._lock:
+            if self._pending >= self.workers + self.queue:
+                raise BusyError(
+                    f"the server is busy: {self._pending} {self.name} requests are running or "
+                    f"waiting, the most it takes at once ({self.workers} running + {self.queue} "
+                    "waiting, settings heavy_workers and heavy_queue); retry in a moment"
+                )
+            self._pending += 1
 
     def _release(self) -> None:
         with self._lock:
             self._pending -= 1
+
+    def _too_slow(self) -> BusyError:
+        return BusyError(
+            f"this {self.name} request took longer than {self.timeout:g} s (settings "
+            "heavy_timeout) and was abandoned; retry later or ask for less (fewer bins, "
+            "ids or a cheaper method)"
+        )
+
+
+# --- worker processes -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """What a worker process needs to open the same run as the server: picklable.
+
+    ``open`` is a module-level function ``open(spec) -> state`` (``ServerState.from_spec``'s
+    wrapper); ``tag`` changes when the run is analysed again, so the worker reopens it."""
+
+    open: Callable[[StateSpec], Any]
+    path: str
+    tag: str
+    args: tuple[Any, ...] = ()
+
+
+class _StateArg:
+    """Stands for the worker's own state in a job's arguments."""
+
+    def __reduce__(self) -> str:
+        return "STATE_ARG"
+
+
+STATE_ARG = _StateArg()
+
+
+def _spec_of(value: Any) -> StateSpec | None:
+    spec = getattr(value, "worker_spec", None)
+    return spec if isinstance(spec, StateSpec) else None
+
+
+class ProcessLane(Lane):
+    """A lane whose ``workers`` are processes: pinned to ``cpus`` cores, ``nice``-d, killable.
+
+    A worker process starts on the first job (or :meth:`call`) and stays for the life of
+    this process: lanes of the same name and size share it (a server that reopens its run,
+    or many apps in one test session, start no new ones); it opens the run a job names once
+    and keeps it open. A job that does not pickle runs in the lane's thread, as in
+    :class:`Lane`."""
+
+    kind = "process"
+
+    def __init__(
+        self, name: str, *, workers: int, queue: int, timeout: float, cpus: int = 1, nice: int = 10
+    ) -> None:
+        super().__init__(name, workers=workers, queue=queue, timeout=timeout)
+        self.cpus = cpus
+        self.nice = nice
+        self._slots: queues.SimpleQueue[int] = queues.SimpleQueue()  # one per worker thread
+        for slot in range(workers):
+            self._slots.put(slot)
+        self._warned: set[str] = set()
+        self.restarts = 0  # worker processes killed (a job past its timeout) or lost
+
+    @property
+    def pids(self) -> set[int]:
+        """Process ids of this lane's live worker processes."""
+        return {w.pid for w in map(self._existing, range(self.workers)) if w is not None}
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        payload = self._payload(fn, args, kwargs)
+        if payload is None:
+            return await super().run(fn, *args, **kwargs)
+        self._admit()
+        job = _Job(payload)
+        try:
+            future: Future[T] = self._pool.submit(self._in_process, job)
+        except BaseException:
+            self._release()
+            raise
+        future.add_done_callback(lambda _: self._release())
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
+        except TimeoutError:  # (wait_for cancelled the future: a job still waiting never starts)
+            job.abandon()  # a running one: its worker process is killed
+            raise self._too_slow() from None
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """The same as :meth:`run`, blocking, for threads outside the event loop (prewarm)."""
+        payload = self._payload(fn, args, kwargs)
+        if payload is None:
+            return fn(*args, **kwargs)
+        return self._pool.submit(self._in_process, _Job(payload)).result(self.timeout)
+
+    def close(self) -> None:
+        """Stop this lane's worker processes (the next job starts new ones)."""
+        super().close()
+        for slot in range(self.workers):
+            worker = self._existing(slot)
+            if worker is not None:
+                _discard(self._key(slot), worker)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _key(self, slot: int) -> tuple[str, int, int, int]:
+        return (self.name, slot, self.cpus, self.nice)
+
+    def _existing(self, slot: int) -> _Worker | None:
+        with _workers_lock:
+            return _workers.get(self._key(slot))
+
+    def _payload(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> bytes | None:
+        """The job pickled for a worker, or None when it must run in this process."""
+        spec = next((s for s in map(_spec_of, (getattr(fn, "__self__", None), *args)) if s), None)
+        if spec is None:
+            return None
+        owner = getattr(fn, "__self__", None)
+        target: Any = fn.__name__ if _spec_of(owner) is not None else fn
+        sent = tuple(STATE_ARG if _spec_of(a) is spec else a for a in args)
+        try:
+            return pickle.dumps((spec, target, sent, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            name = getattr(fn, "__qualname__", repr(fn))
+            if name not in self._warned:
+                self._warned.add(name)
+                log.warning("%s lane: %s runs in a thread of the server (%s)", self.name, name, exc)
+            return None
+
+    def _in_process(self, job: _Job) -> Any:
+        """On a worker thread: the job in its slot's process, started on first use."""
+        slot = self._slots.get()
+        key = self._key(slot)
+        worker = None
+        try:
+            worker = _worker(key)
+            return job.submit(worker).result()
+        except _Abandoned:  # timed out before it reached a process
+            raise self._too_slow() from None
+        except BrokenProcessPool:
+            if worker is not None:
+                _discard(key, worker)
+            self.restarts += 1
+            if job.abandoned:
+                raise self._too_slow() from None
+            raise BusyError(
+                f"the {self.name} worker process ended before answering (out of memory, or "
+                "killed); a new one starts with the next request; retry in a moment"
+            ) from None
+        finally:
+            job.done()
+            self._slots.put(slot)
+
+
+@dataclass
+class _Worker:
+    """One worker process: a single-process pool and its process id (to kill it)."""
+
+    pool: ProcessPoolExecutor
+    pid: int
+
+
+_workers: dict[tuple[str, int, int, int], _Worker] = {}
+_workers_lock = threading.Lock()
+_starting: dict[tuple[str, int, int, int], threading.Lock] = {}
+
+
+def _worker(key: tuple[str, int, int, int]) -> _Worker:
+    """The live worker process of ``key`` (lane name, slot, cpus, nice), started when there is none."""
+    with _workers_lock:
+        found = _workers.get(key)
+        starting = _starting.setdefault(key, threading.Lock())
+    if found is not None:
+        return found
+    with starting:  # one start per key; other keys start meanwhile
+        with _workers_lock:
+            found = _workers.get(key)
+        if found is not None:
+            return found
+        name, _, cpus, nice = key
+        pool = ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded server
+            initializer=_init_worker,
+            initargs=(name, cpus, nice),
+        )
+        pid = pool.submit(os.getpid).result()  # starts it, and names it for a kill
+        with _workers_lock:
+            _workers[key] = worker = _Worker(pool, pid)
+    log.info("%s lane: worker process %d started", name, pid)
+    return worker
+
+
+def _discard(key: tuple[str, int, int, int], worker: _Worker) -> None:
+    with _workers_lock:
+        if _workers.get(key) is worker:
+            del _workers[key]
+    _kill(worker.pid)
+    worker.pool.shutdown(wait=False, cancel_futures=True)
+
+
+@atexit.register
+def _kill_workers() -> None:
+    with _workers_lock:
+        pids = [w.pid for w in _workers.values()]
+    for pid in pids:
+        _kill(pid)
+
+
+class _Abandoned(Exception):
+    """A job that timed out before it was sent to a worker process."""
+
+
+class _Job:
+    """One job on its way to a worker process; :meth:`abandon` kills the process running it."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.abandoned = False
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, worker: _Worker) -> Future[Any]:
+        with self._lock:
+            if self.abandoned:  # timed out while this thread started its process
+                raise _Abandoned
+            self._pid = worker.pid
+            return worker.pool.submit(_work, self.payload)
+
+    def abandon(self) -> None:
+        with self._lock:
+            self.abandoned = True
+            pid = self._pid
+        if pid is not None:
+            log.warning("a heavy job ran past its timeout: its worker process %d is stopped", pid)
+            _kill(pid)
+
+    def done(self) -> None:
+        with self._lock:
+            self._pid = None
+
+
+def _kill(pid: int | None) -> None:
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# --- in the worker process ------------------------------------------------------------------
+
+_state: tuple[StateSpec, Any] | None = None
+
+
+def _init_worker(name: str, cpus: int, nice: int) -> None:
+    """A worker's settings: its cores, its priority, one thread per numeric library."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    if hasattr(os, "sched_getaffinity") and cpus > 0:
+        allowed = sorted(os.sched_getaffinity(0))
+        if len(allowed) > cpus:
+            os.sched_setaffinity(0, set(allowed[-cpus:]))  # the last cores: the first stay free
+    if nice > 0 and hasattr(os, "nice"):
+        os.nice(nice)
+    # the parent's ^C stops the server, which stops its workers; they do not print tracebacks
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.current_thread().name = f"samplescope-{name}-worker"
+
+
+def _work(payload: bytes) -> Any:
+    """Run one job: ``fn(state, ...)`` or ``state.method(...)`` on this worker's state of the run."""
+    global _state
+    spec, target, args, kwargs = pickle.loads(payload)
+    if _state is None or _state[0] != spec:
+        if _state is not None:  # the run was analysed again: close the old one first (DuckDB
+            _close(_state[1])  # keeps one database per path in a process)
+            _state = None
+        _single_threaded()
+        _state = (spec, spec.open(spec))
+    state = _state[1]
+    fn = getattr(state, target) if isinstance(target, str) else target
+    return fn(*(state if a is STATE_ARG else a for a in args), **kwargs)
+
+
+def _single_threaded() -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _close(state: Any) -> None:
+    try:
+        state.run.close()
+    except Exception:  # an old run that will not close is no reason to stop
+        log.debug("closing the old run failed", exc_info=True)

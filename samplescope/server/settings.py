@@ -39,6 +39,13 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     #: heavy requests (heatmaps; aggregates and similars of a set) computed at once, per kind
     heavy_workers: int = 1
+    #: heavy work in worker processes (pinned, lower priority, killed past the timeout) rather
+    #: than threads of the server's process, whose interpreter lock the cheap routes need
+    heavy_processes: bool = True
+    #: cores the heavy worker processes may use (the last ones; 0: any)
+    heavy_cpus: int = 1
+    #: how much lower the heavy workers' scheduling priority is (``nice``; 0: the same)
+    heavy_nice: int = 10
     #: heavy requests of a kind that may wait for a worker; more are answered 503 at once
     heavy_queue: int = 32
     #: seconds a heavy request may take, waiting included, before it is answered 503
@@ -50,6 +57,8 @@ class Settings:
     map_overview_points: int = 250_000
     #: seconds between checks of run.json for a new analysis (0: on every request)
     reload_interval: float = 2.0
+    #: an earlier run to compare the served one with (``serve RUN_B --compare RUN_A``: the Compare view)
+    compare: Path | None = None
 
     @property
     def url(self) -> str:

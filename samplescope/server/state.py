@@ -12,6 +12,7 @@ into the shared model, so two at once would mix their activations.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -30,7 +31,7 @@ import pandas as pd
 from samplescope.errors import NotFoundError, ParameterError, RunError
 from samplescope.server import encoding, limits
 from samplescope.server.encoding import ColumnKind
-from samplescope.server.heavy import Lane
+from samplescope.server.heavy import Lane, ProcessLane, StateSpec
 from samplescope.server.settings import Settings
 from samplescope.store import map_queries, serving
 
@@ -60,7 +61,10 @@ NUMERIC_TYPES = (
 
 @dataclass(frozen=True)
 class Lanes:
-    """The heavy-work lanes; shared by every run a server serves in turn."""
+    """The heavy-work lanes; shared by every run a server serves in turn.
+
+    Worker processes (``Settings.heavy_processes``, the default) or threads of the server's
+    process; see samplescope/server/heavy.py for why processes."""
 
     heatmap: Lane
     compute: Lane
@@ -68,9 +72,16 @@ class Lanes:
     @classmethod
     def of(cls, s: Settings) -> Lanes:
         def lane(name: str) -> Lane:
-            return Lane(name, workers=s.heavy_workers, queue=s.heavy_queue, timeout=s.heavy_timeout)
+            size = {"workers": s.heavy_workers, "queue": s.heavy_queue, "timeout": s.heavy_timeout}
+            if s.heavy_processes:
+                return ProcessLane(name, **size, cpus=s.heavy_cpus, nice=s.heavy_nice)
+            return Lane(name, **size)
 
         return cls(lane("heatmap"), lane("compute"))
+
+    def close(self) -> None:
+        self.heatmap.close()
+        self.compute.close()
 
 
 class ServerState:
@@ -116,6 +127,25 @@ class ServerState:
     def lanes(self) -> Lanes:
         return Lanes(self.heatmap_lane, self.compute_lane)
 
+    @functools.cached_property
+    def worker_spec(self) -> StateSpec | None:
+        """How a heavy lane's worker process opens this run the same way (heavy.py), or None
+        when it cannot: a run opened with an in-memory integration or model."""
+        run = self.run
+        integration = getattr(run, "_given_integration", None)
+        if getattr(run, "_given_model", None) is not None or not isinstance(
+            integration, str | Path | None
+        ):
+            return None
+        # (the lanes' own sizes are left out, so servers that differ only in them share a worker)
+        settings = dataclasses.replace(
+            self.settings, heavy_processes=False, prewarm=False, heavy_workers=1, heavy_queue=0,
+            heavy_timeout=1.0, heavy_cpus=0, heavy_nice=0,
+        )  # fmt: skip
+        trust, device = bool(getattr(run, "_trust", False)), getattr(run, "_device_spec", "auto")
+        args = (trust, integration, device, settings)
+        return StateSpec(open=open_worker_state, path=str(run.path), tag=self.tag, args=args)
+
     # --- calls into the run -----------------------------------------------------------------
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -146,11 +176,19 @@ class ServerState:
             self.similar([0], k=1)
             if self.run.trusted:  # an untrusted run's code is never imported, not even to warm up
                 self.image(0)
-                self.heatmap(0, None, "gradcam")
+                self._warm(self.heatmap_lane, "heatmap", 0, None, "gradcam")
+            self._warm(self.compute_lane, "rows_of", [0])
         except Exception:  # a failure here shows again, with its message, on the real request
             log.debug("prewarm failed", exc_info=True)
         else:
             log.info("heatmaps and similars are warm")
+
+    def _warm(self, lane: Lane, method: str, *args: Any) -> None:
+        """One call in ``lane``: a worker process starts and opens the run (and its model)."""
+        if isinstance(lane, ProcessLane):
+            lane.call(getattr(self, method), *args)
+        elif method == "heatmap":
+            self.heatmap(*args)
 
     # --- samples ----------------------------------------------------------------------------
 
@@ -468,6 +506,13 @@ class ServerState:
     @functools.cached_property
     def image_shape(self) -> tuple[int, int]:
         return tuple(self.image(0).shape[:2])  # type: ignore[return-value]
+
+
+def open_worker_state(spec: StateSpec) -> ServerState:
+    """In a heavy lane's worker process: the server state of ``spec``'s run (heavy.py)."""
+    trust, integration, device, settings = spec.args
+    run = load_run(spec.path, trust=trust, integration=integration, device=device or "auto")
+    return ServerState(run, settings)
 
 
 def _text(value: Any) -> str:

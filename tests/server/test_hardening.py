@@ -360,8 +360,10 @@ def test_lane_refuses_when_full_and_times_out():
 
 
 def test_a_slow_aggregate_does_not_starve_cheap_routes(tiny_run, monkeypatch):
-    """While aggregates fill their lane, a sample's row still answers; more aggregates are 503."""
-    app = create_app(tiny_run, Settings(prewarm=False, heavy_queue=0, heavy_timeout=20))
+    """While aggregates fill their lane, a sample's row still answers; more aggregates are 503.
+    (Lanes of threads here, so the patched method runs; test_lanes.py has the worker processes.)"""
+    settings = Settings(prewarm=False, heavy_queue=0, heavy_timeout=20, heavy_processes=False)
+    app = create_app(tiny_run, settings)
     state = app.state.samplescope.current()
     started, release = threading.Event(), threading.Event()
     real = state.aggregate
@@ -391,7 +393,7 @@ def test_a_slow_aggregate_does_not_starve_cheap_routes(tiny_run, monkeypatch):
 
 
 def test_heavy_timeout_is_503(tiny_run, monkeypatch):
-    app = create_app(tiny_run, Settings(prewarm=False, heavy_timeout=0.2))
+    app = create_app(tiny_run, Settings(prewarm=False, heavy_timeout=0.2, heavy_processes=False))
     state = app.state.samplescope.current()
     release = threading.Event()
     monkeypatch.setattr(state, "heatmap", lambda *a, **k: release.wait(10))

@@ -1,0 +1,163 @@
+"""Heavy work in worker processes (samplescope/server/heavy.py): where it runs, what its errors
+become, and that a slow or dying job is stopped without holding up the cheap routes.
+
+Mechanism, not wall-clock: each test names the process a job ran in, or checks that cheap
+requests were answered while a heavy job was still running."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from samplescope.errors import BusyError, ParameterError
+from samplescope.server import Settings, create_app
+from samplescope.server.heavy import ProcessLane
+from samplescope.server.state import Lanes
+
+from .conftest import LOCAL
+from .conftest import test_client_class as client_class
+
+# --- jobs (module level: a worker process imports them by name) -------------------------------
+
+
+def worker_pid(state) -> tuple[int, str]:
+    """The worker's process id and the run its own state opened."""
+    return os.getpid(), state.run.name
+
+
+def refuse(state, value: int) -> None:
+    raise ParameterError(f"value {value} is refused in the worker")
+
+
+def spin(state, seconds: float) -> int:
+    """Pure Python for ``seconds``: in a thread of the server it would hold the interpreter lock."""
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+
+
+def die(state) -> None:
+    os._exit(3)
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def process_app(tiny_run):
+    return create_app(tiny_run, Settings(prewarm=False, heavy_timeout=60))
+
+
+def test_settings_choose_processes_by_default_and_threads_on_request():
+    lanes = Lanes.of(Settings())
+    assert isinstance(lanes.heatmap, ProcessLane) and isinstance(lanes.compute, ProcessLane)
+    threads = Lanes.of(Settings(heavy_processes=False))
+    assert threads.heatmap.kind == threads.compute.kind == "thread"
+
+
+def test_heavy_routes_run_in_a_worker_process_and_answer_as_in_process(process_app, tiny_run):
+    state = process_app.state.samplescope.current()
+    pid, name = asyncio.run(state.compute_lane.run(worker_pid, state))
+    assert pid != os.getpid() and pid in state.compute_lane.pids
+    assert name == tiny_run.name
+    assert state.compute_lane.kind == "process" and os.getpid() not in state.heatmap_lane.pids
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(process_app)
+        async with httpx.AsyncClient(transport=transport, base_url=LOCAL, timeout=60) as c:
+            agg = await c.get("/api/aggregate", params={"x": "loss", "by": "label", "bins": 5})
+            hm = await c.get("/api/samples/2/heatmap.json", params={"target": 1})
+            return agg, hm
+
+    agg, hm = asyncio.run(scenario())
+    assert agg.status_code == 200 and hm.status_code == 200, (agg.text, hm.text)
+    # the worker's answers are the in-process ones
+    threads = create_app(tiny_run, Settings(prewarm=False, heavy_processes=False))
+    expected = threads.state.samplescope.current().aggregate("loss", "loss", "label", None, 5)
+    got = agg.json()["data"]
+    assert len(got) == len(expected)
+    for column in ("count", "mean", "x_lo"):
+        values = [np.nan if r[column] is None else r[column] for r in got]
+        assert np.allclose(values, expected[column].to_numpy(float), atol=1e-5, equal_nan=True)
+    reference = np.asarray(tiny_run.heatmap(2, 1, method="gradcam"), float)
+    assert np.allclose(np.asarray(hm.json()["values"]), np.nan_to_num(reference), atol=1e-5)
+    assert state.heatmap_lane.pids and not state.heatmap_lane.pids & state.compute_lane.pids
+
+
+def test_an_error_in_the_worker_reaches_the_request_as_in_process(process_app):
+    state = process_app.state.samplescope.current()
+    with pytest.raises(ParameterError, match="value 7 is refused in the worker"):
+        asyncio.run(state.compute_lane.run(refuse, state, 7))
+    # a route whose check fails in the worker answers the same 422 (bad id set for similars)
+    with _client(process_app) as c:
+        r = c.get("/api/similar", params={"ids": "999999"})
+    assert r.status_code == 404 and r.json()["error"] == "NotFoundError"
+
+
+def test_a_slow_job_is_stopped_and_cheap_routes_answer_while_it_runs(tiny_run, process_app):
+    app = create_app(tiny_run, Settings(prewarm=False, heavy_timeout=3, heavy_queue=0))
+    state = app.state.samplescope.current()
+    lane = state.compute_lane
+    # the worker (shared by lanes of one name) started and holding the run, with time to spare
+    warm = process_app.state.samplescope.current().compute_lane
+    first_pid, _ = asyncio.run(warm.run(worker_pid, state))
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url=LOCAL, timeout=60) as c:
+            heavy = asyncio.ensure_future(lane.run(spin, state, 30))
+            await asyncio.sleep(0.2)
+            cheap = await asyncio.gather(*(c.get(f"/api/samples/{i}") for i in range(20)))
+            assert not heavy.done()  # answered while the heavy job still ran
+            assert [r.status_code for r in cheap] == [200] * 20
+            busy = await c.get("/api/aggregate", params={"x": "loss"})  # the lane is full
+            assert busy.status_code == 503 and busy.json()["error"] == "BusyError"
+            with pytest.raises(BusyError, match="heavy_timeout"):
+                await heavy
+
+    asyncio.run(scenario())
+    deadline = time.monotonic() + 10
+    while _alive(first_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(first_pid)  # the slow job's process was killed, not left spinning
+    assert lane.restarts == 1
+    second_pid, _ = asyncio.run(warm.run(worker_pid, state))  # a new worker answers
+    assert second_pid != first_pid
+
+
+def test_a_worker_that_dies_is_a_503_and_the_next_job_gets_a_new_one(process_app):
+    state = process_app.state.samplescope.current()
+    lane = state.compute_lane
+    before, _ = asyncio.run(lane.run(worker_pid, state))
+    with pytest.raises(BusyError, match="worker process ended"):
+        asyncio.run(lane.run(die, state))
+    after, _ = asyncio.run(lane.run(worker_pid, state))
+    assert after != before and after in lane.pids and before not in lane.pids
+
+
+def test_a_job_that_cannot_go_to_a_process_runs_in_a_thread(process_app):
+    state = process_app.state.samplescope.current()
+    assert asyncio.run(state.compute_lane.run(lambda s: os.getpid(), state)) == os.getpid()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a killed child stays a zombie until reaped; its state says so
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _client(app):
+    return client_class()(app, base_url=LOCAL)
