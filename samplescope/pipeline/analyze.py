@@ -299,8 +299,15 @@ def summary_text(path: str | Path) -> str:
         raise RunError(f"Run {path} has not been analysed; run `samplescope analyze {path}`.")
     a = run.info["analysis"]
     lines = [f"run {run.name}: {len(run.samples(columns=['subset']))} samples, analysed in {a['seconds']['total']} s"]
+    task = run.task
     for subset, acc in a["accuracy"].items():
-        lines.append(f"  {subset:<11} accuracy {acc:.2%}")
+        if task.name == "classification":
+            lines.append(f"  {subset:<11} accuracy {acc:.2%}")
+        else:  # the task's own figures, and the share that is not an error under its rule
+            figures = ", ".join(f"{k} {v:.4g}" for k, v in task.headline(run.metrics(subset)))
+            lines.append(f"  {subset:<11} {figures}; {1 - acc:.1%} errors")
+    if task.name != "classification" and a.get("error"):
+        lines.append(f"  an error: {a['error']['rule']}")
     top = run.insights()[:5]
     if top:
         lines.append("top insights:")
