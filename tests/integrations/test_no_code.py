@@ -1,0 +1,178 @@
+"""Integrations without code: from_arrays, from_dataframe, from_image_folder, end to end.
+
+Each is trained with the default model for its input kind, reopened from the run
+folder alone (arrays from the run's .npy copy, images from their folder), analysed
+and reported without a visualizer where it has none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from samplescope.errors import IntegrationError, ParameterError
+from samplescope.integrations import from_arrays, from_dataframe, from_image_folder
+
+
+def _analyse_and_report(path: Path, tmp_path: Path) -> str:
+    from samplescope.pipeline.analyze import analyze_run
+    from samplescope.report.build import build_report
+
+    analyze_run(path, progress=False, projection="pca")
+    return (build_report(path, tmp_path / "report", progress=False) / "report.html").read_text()
+
+
+# --------------------------------------------------------------------------- data frames and arrays
+
+
+def _frame(n: int = 240, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"age": rng.integers(20, 80, n), "bmi": rng.normal(25, 4, n), "noise": rng.normal(size=n)})
+    df["city"] = rng.choice(["north", "south"], n)
+    df["outcome"] = np.where(df["bmi"] + 0.05 * df["age"] > 27.5, "sick", "well")
+    df["split"] = np.where(np.arange(n) < 180, "train", "val")
+    return df
+
+
+def test_from_dataframe_trains_an_mlp_and_reopens_from_the_run_folder(tmp_path: Path) -> None:
+    from samplescope.pipeline.train import train_run
+    from samplescope.run import open_run
+
+    df = _frame()
+    integ = from_dataframe(df, inputs=["age", "bmi", "noise"], target="outcome", subset="split")
+    assert integ.classes == ["sick", "well"] and integ.input_kind == "vector"
+    assert integ.check().ok
+    np.testing.assert_array_equal(
+        integ.encode_labels("validation", np.arange(60)), (df["outcome"][180:] == "well").astype(int)
+    )
+    path = train_run(integ, tmp_path / "df", progress=False, threads=1)
+    assert sorted(p.name for p in (path / "arrays").iterdir())[:3] == ["index.json", "train.meta_city.npy", "train.x.npy"]
+    run = open_run(path)  # no integration passed: rebuilt from arrays/, running nothing from the folder
+    assert run.trusted and run.info["model"]["class"] == "samplescope.models.mlp.MLP"
+    assert run.feature_names == ["age", "bmi", "noise"]
+    np.testing.assert_allclose(run.input(185), df.loc[185, ["age", "bmi", "noise"]].to_numpy(np.float32))
+    heat = run.heatmap(185, target=0, method="integrated_gradients")
+    assert heat.shape == (3,) and abs(heat[2]) < max(abs(heat[0]), abs(heat[1]))  # the noise column matters least
+    with pytest.raises(ParameterError, match=r"run.heatmap\(sample 185, method='gradcam'\).*use method="):
+        run.heatmap(185, method="gradcam")
+    assert run.image(0).dtype == np.uint8  # the feature table picture
+
+
+def test_from_arrays_tokens_train_analyse_and_report(tmp_path: Path) -> None:
+    """Synthetic token sequences: class 1 iff token 'good' (id 2) appears; padding is id 0."""
+    from samplescope.pipeline.train import train_run
+    from samplescope.run import open_run
+
+    rng = np.random.default_rng(0)
+    vocabulary = ["<pad>", "the", "good", "bad", "movie", "plot", "was", "very"]
+    ids = rng.integers(3, len(vocabulary), size=(300, 6))
+    y = rng.integers(0, 2, 300)
+    ids[y == 1, rng.integers(0, 6, int(y.sum()))] = 2
+    ids[rng.random((300, 6)) < 0.2] = 0
+    ids[y == 1] = np.where(ids[y == 1] == 0, 1, ids[y == 1])
+    integ = from_arrays(ids[:240], y[:240], ids[240:], y[240:], classes=["no", "yes"], vocabulary=vocabulary)
+    assert integ.input_kind == "tokens"
+    path = train_run(integ, tmp_path / "tokens", progress=False, threads=1)
+    run = open_run(path)
+    assert run.info["model"]["class"] == "samplescope.models.tokens.TokenClassifier"
+    assert run.attribution_methods()["integrated_gradients"] is None and run.attribution_methods()["saliency"]
+    sid = int(np.flatnonzero(y[240:] == 1)[0]) + 240
+    heat = run.heatmap(sid, target=1, method="integrated_gradients")
+    tokens = run.attribution_labels(sid)
+    assert len(tokens) == 6 and heat.shape == (6,)
+    assert tokens[int(np.argmax(heat))] == "good"  # the word that decides the class gets the most credit
+    run.close()  # DuckDB keeps one instance per open file: a run open here would hide the new analysis
+    html = _analyse_and_report(path, tmp_path)
+    assert "one value per token" in html
+    assert open_run(path).metrics()["accuracy"] > 0.9
+
+
+def test_from_arrays_grey_non_square_images_without_a_visualizer(tmp_path: Path) -> None:
+    """(N, H, W) uint8 arrays 12 x 20: a channel axis is added, the CNN adapts, the picture is the input."""
+    from samplescope.pipeline.train import train_run
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 60, size=(160, 12, 20)).astype(np.uint8)
+    y = rng.integers(0, 2, 160)
+    x[y == 1, :, 10:] += 150  # class 1: a bright right half
+    integ = from_arrays(x[:120], y[:120], x[120:], y[120:])
+    assert integ.input_kind == "image" and integ.encode_inputs("train", [0]).shape == (1, 1, 12, 20)
+    assert integ.visualize("train", 0).shape == (12, 20)
+    path = train_run(integ, tmp_path / "grey", progress=False, threads=1, recipe="fast", epochs=3)
+    from samplescope.run import open_run
+
+    run = open_run(path)
+    assert run.info["model"]["config"]["input_size"] == 12
+    assert run.heatmap(121, method="gradcam").shape == (12, 20)
+
+
+# --------------------------------------------------------------------------- image folders
+
+
+def _image_folder(root: Path) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for subset, n in (("train", 12), ("val", 4)):
+        for cls, channel in (("cats", 0), ("dogs", 2)):
+            folder = root / subset / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                a = rng.integers(0, 80, size=(24, 36, 3)).astype(np.uint8)
+                a[..., channel] += 160
+                name = folder / (f"{i}.png" if i % 2 else f"{i}.jpg")
+                Image.fromarray(a).save(name)
+    (root / "train" / "cats" / "notes.txt").write_text("not an image")  # ignored
+    return root
+
+
+def test_from_image_folder_rgb_end_to_end(tmp_path: Path) -> None:
+    from samplescope.integration.loader import load_integration
+    from samplescope.pipeline.train import train_run
+    from samplescope.run import open_run
+
+    root = _image_folder(tmp_path / "pets")
+    integ = from_image_folder(root)
+    assert integ.classes == ["cats", "dogs"] and integ.subset_names == ["train", "validation"]
+    assert integ.input_kind == "image" and integ.encode_inputs("train", [0, 13]).shape == (2, 3, 24, 36)
+    assert integ.visualize("validation", 0).shape == (24, 36, 3)
+    assert integ.compute_metadata("train", [0])["width"][0] == 36
+    assert integ.check().ok
+    assert load_integration(f"image-folder:{root}").classes == ["cats", "dogs"]  # the CLI's spec
+    path = train_run(f"image-folder:{root}", tmp_path / "pets-run", progress=False, threads=1, recipe="fast",
+                     epochs=4)  # fmt: skip
+    run = open_run(path)
+    config = run.info["model"]["config"]
+    assert config["in_channels"] == 3 and len(config["input_mean"]) == 3  # per-channel normalisation
+    assert config["input_mean"][0] != config["input_mean"][1]
+    run.close()  # DuckDB keeps one instance per open file: a run open here would hide the new analysis
+    html = _analyse_and_report(path, tmp_path)
+    assert "Heatmaps of sample" in html or "Highest-loss" in html
+
+
+def test_errors_say_what_and_how_to_fix(tmp_path: Path) -> None:
+    from samplescope.pipeline.train import train_run
+
+    with pytest.raises(IntegrationError, match=r"has no val/ or validation/ folder"):
+        (tmp_path / "x" / "train" / "a").mkdir(parents=True)
+        from_image_folder(tmp_path / "x")
+    root = _image_folder(tmp_path / "broken")
+    (root / "val" / "dogs" / "bad.png").write_bytes(b"not a png")
+    integ = from_image_folder(root)
+    with pytest.raises(IntegrationError, match=r"bad.png cannot be read as an image.*delete or replace"):
+        integ.encode_inputs("validation", np.arange(len(integ.get_subset("validation"))))
+    df = _frame()
+    with pytest.raises(IntegrationError, match=r"columns \['weight'\] are not in the data frame"):
+        from_dataframe(df, inputs=["weight"], target="outcome")
+    with pytest.raises(IntegrationError, match=r"\['city'\] are not numbers; one-hot encode"):
+        from_dataframe(df, inputs=["age", "city"], target="outcome")
+    with pytest.raises(IntegrationError, match=r"subset 'train' has 3 inputs but 2 targets"):
+        from_arrays(np.zeros((3, 2)), [0, 1], np.zeros((1, 2)), [0])
+    with pytest.raises(IntegrationError, match=r"targets run from 0 to 2 but there are 2 classes"):
+        from_arrays(np.zeros((3, 2)), [0, 1, 2], np.zeros((1, 2)), [0], classes=["a", "b"])
+    with pytest.raises(ParameterError, match=r"--model cnn takes \(C, H, W\) images.*--model mlp"):
+        train_run(from_dataframe(df, inputs=["age"], target="outcome"), tmp_path / "r", model="cnn", progress=False)
+    assert not (tmp_path / "r").exists()
