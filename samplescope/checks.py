@@ -22,9 +22,9 @@ a threshold::
     threshold = 0.05
 
 Every population is counted in DuckDB (no row is loaded). ``suggest(run)`` writes a
-spec from the run's insights: the failing clusters and metadata slices with their
-current values as thresholds (so the next model must be no worse there), plus each
-subset's accuracy.
+spec from the run's insights: each insight's own population test (its slice, or its
+count of mislabels, duplicates or leaked samples) with the current value as the
+threshold (so the next model must be no worse there), plus each subset's accuracy.
 """
 
 from __future__ import annotations
@@ -204,7 +204,11 @@ def suggest(run: Any) -> str:
             add(f"{subset} accuracy", "accuracy", ">=", math.floor(acc * 10_000) / 10_000, subset=subset)
     for ins in run.insights():
         d = ins.details
-        if ins.kind == "low_performance_cluster" and "cluster" in d:
+        test = (d.get("action") or {}).get("test")
+        if test:  # the insight's own population test (samplescope/analysis/insights/explain.py)
+            population = {k: v for k, v in test.items() if k not in ("name", "metric", "op", "threshold")}
+            add(test["name"], test["metric"], test["op"], float(test["threshold"]), **population)
+        elif ins.kind == "low_performance_cluster" and "cluster" in d:
             add(f"cluster {d['cluster']} error rate ({ins.title})", "error_rate", "<=",
                 math.ceil(d["error_rate"] * 10_000) / 10_000, cluster=int(d["cluster"]))
         elif ins.kind == "metadata_failure" and "value" in d and "column" in d:

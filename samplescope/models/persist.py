@@ -50,6 +50,7 @@ def model_spec(model: Any, config: Any = None, init_kwargs: dict[str, Any] | Non
 
     name = class_name(model)
     if name in _builtin_models():
+        config = config if config is not None else getattr(model, "config", None)  # create_run passes none
         return {"class": name, "config": dataclasses.asdict(config) if config is not None else None}
     kwargs = dict(init_kwargs or {})
     try:

@@ -349,19 +349,19 @@ def _cluster_action(
     """Collect or augment samples like the described slice, with a test on that slice
     (the slice outlives the cluster's id, which the next analysis renumbers)."""
     classes = class_population(ctx, mask)
-    who = " and ".join(classes) + "s" if classes else "samples"
+    who = " and ".join(f"{c}s" for c in classes) if classes else "samples"
     rate = float(np.ceil(row.error_rate * 1e4) / 1e4)
-    if meta:
-        m = meta[0]
-        slice_name = f"{who} with {m['phrase'].split(' (')[0]}"
-        where = m["where"]
+    described = [m for m in meta if m.get("where")]
+    if described:
+        m = described[0]
+        slice_name = f"{who} with {m['slice']}"
         test = population_test(
-            f"{slice_name} error rate", "error_rate", "<=", rate, classes=classes, where=where
+            f"{slice_name} error rate", "error_rate", "<=", rate, classes=classes, where=m["where"]
         )
         return action(
             "collect",
-            f"Collect or augment more {slice_name} (e.g. {_where_text(ctx, where)}); "
-            "the model fails on them.",
+            f"Collect or augment more {slice_name}: that sets cluster {c} apart from "
+            f"{m['reference']}, and the model fails there.",
             test,
         )
     return action(
@@ -370,17 +370,6 @@ def _cluster_action(
         "could (how they were written, scanned or sourced), then collect more like them.",
         population_test(f"cluster {c} error rate", "error_rate", "<=", rate, cluster=c),
     )
-
-
-def _where_text(ctx: InsightContext, where: dict[str, Any]) -> str:
-    parts = []
-    for col, cond in where.items():
-        if isinstance(cond, dict):
-            parts += [f"{col} >= {cond['min']:.3g}"] if cond.get("min") is not None else []
-            parts += [f"{col} <= {cond['max']:.3g}"] if cond.get("max") is not None else []
-        else:
-            parts.append(f"{col} = {ctx.value_name(col, cond)}")
-    return ", ".join(parts)
 
 
 def _spherical_kmeans(unit: np.ndarray, k: int, seed: int) -> np.ndarray:

@@ -24,7 +24,8 @@ Two samples are duplicates when either
   JPEG-75 re-encoded copies at 0.3-0.4, 90th percentile); or
 - their latent vectors have cosine distance <= ``latent_threshold`` (1e-4) **and**
   the latent has spread there: the distance is at most ``latent_spread`` (1%) of the
-  median distance to the sample's 16 graph neighbours. A collapsed latent (a ReLU
+  median distance to the sample's 16 graph neighbours, and that median exceeds
+  ``latent_threshold`` itself. A collapsed latent (a ReLU
   layer that maps many different inputs to one direction) gives distance ~0 to
   everything, so its pairs are not trusted; they are reported only when the inputs
   confirm them.
@@ -292,9 +293,13 @@ class Duplicates(InsightFinder):
         # a latent pair is trusted only where the latent has spread: its distance is a
         # small share of the sample's usual neighbour distance (a collapsed latent has none)
         spread = self._latent_spread(ctx)
-        in_latent = (latent <= self.latent_threshold) & (
-            latent <= self.latent_spread * np.minimum(spread[a], spread[b])
+        trusted = (
+            np.ones(len(pairs), bool)
+            if np.isinf(self.latent_spread)  # latent_spread=inf: trust every latent pair
+            else (latent <= self.latent_spread * np.minimum(spread[a], spread[b]))
+            & (np.minimum(spread[a], spread[b]) > self.latent_threshold)  # a collapsed latent has none
         )
+        in_latent = (latent <= self.latent_threshold) & trusted
         in_pixels = pixel <= self.pixel_threshold_
         keep = in_latent | in_pixels | in_aligned
         a, b, pixel, latent, aligned = a[keep], b[keep], pixel[keep], latent[keep], aligned[keep]
@@ -496,7 +501,7 @@ class Duplicates(InsightFinder):
         accounted = hidden + details["label_conflicts"]
         details.update(hidden_errors=hidden, accounted_errors=accounted,
                        leaked_error_rate=r_leak, rest_error_rate=r_rest)
-        test = population_test(f"{sb} samples with a copy in {sa}", "count", "<=", 0,
+        test = population_test(f"{sb} samples with a copy in {sa}", "count", "<=", len(leaked),
                                subset=sb, where={"leaks_from": {"min": 0}}) if sa == ctx.train_subset else None
         details["action"] = action(
             "remove_duplicates",

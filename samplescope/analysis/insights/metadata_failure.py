@@ -18,7 +18,8 @@ against E gives p < ``alpha`` / (number of slices tried over all columns).
 
 One insight per column: its slice accounting for the most errors (O - E), the
 narrower one-class slice when it accounts for at least ``narrow_share`` of the
-broader one's. Severity on the common scale: ``saturate((O - E) / all errors, 0.1)``.
+broader one's. Slices whose Jaccard overlap exceeds ``max_overlap`` tell one story:
+the less severe is named in the more severe one's sentence. Severity on the common scale: ``saturate((O - E) / all errors, 0.1)``.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class MetadataPredictsFailure(InsightFinder):
         min_group_size: int = 30,
         alpha: float = 0.01,
         narrow_share: float = 0.7,
+        max_overlap: float = 0.5,
         max_sample_ids: int = 200,
         random_state: int | None = None,
     ) -> None:
@@ -85,6 +87,7 @@ class MetadataPredictsFailure(InsightFinder):
         self.min_group_size = min_group_size
         self.alpha = alpha
         self.narrow_share = narrow_share
+        self.max_overlap = max_overlap
         self.max_sample_ids = max_sample_ids
         self.random_state = random_state  # deterministic: nothing random here
 
@@ -92,6 +95,7 @@ class MetadataPredictsFailure(InsightFinder):
         columns = ["column", "kind", "slice", "errors", "expected_errors", "p_value"]
         self.column_table_ = pd.DataFrame(columns=columns)
         lab = ctx.labelled
+        self._members: dict[int, np.ndarray] = {}
         if not lab.any() or not ctx.explaining_columns or not ctx.errors.any():
             return []
         per_column = {col: self._slices(ctx, col) for col in ctx.explaining_columns}
@@ -120,9 +124,10 @@ class MetadataPredictsFailure(InsightFinder):
             sl, n, o, e, p = best
             table.append([col, ctx.kind_of(col), sl.what, o, e, p])
             insights.append(self._insight(ctx, sl, n, o, e, p, total_errors, len(passed)))
+            self._members[id(insights[-1])] = sl.rows
         self.column_table_ = pd.DataFrame(table, columns=columns)
         insights.sort(key=lambda i: -i.severity)
-        return insights
+        return _fold_overlapping(insights, self._members, self.max_overlap)
 
     # ------------------------------------------------------------------ slices
 
@@ -155,11 +160,11 @@ class MetadataPredictsFailure(InsightFinder):
                 for t in levels[1:]:
                     name = ctx.value_name(col, int(t) if float(t).is_integer() else t)
                     out.append(_Slice(col, {col: {"min": float(t)}}, f"{col} >= {name}",
-                                      rows[in_group & (x >= t)], j, who))
+                                      rows[in_group & (x >= t)], j, ""))
                 for t in levels[:-1]:
                     name = ctx.value_name(col, int(t) if float(t).is_integer() else t)
                     out.append(_Slice(col, {col: {"max": float(t)}}, f"{col} <= {name}",
-                                      rows[in_group & (x <= t)], j, who))
+                                      rows[in_group & (x <= t)], j, ""))
             else:
                 text = values.astype(str)
                 cats = np.unique(text[in_group])
@@ -170,7 +175,7 @@ class MetadataPredictsFailure(InsightFinder):
                     raw = values[np.flatnonzero(hit)[0]]
                     value = raw.item() if isinstance(raw, np.generic) else raw
                     what = f"{col} = {ctx.value_name(col, raw)}"
-                    out.append(_Slice(col, {col: value}, what, rows[hit], j, who))
+                    out.append(_Slice(col, {col: value}, what, rows[hit], j, ""))
         return out
 
     def _choose(self, passed: list[tuple]) -> tuple:
@@ -193,7 +198,7 @@ class MetadataPredictsFailure(InsightFinder):
         who = "Samples" if sl.class_index is None else f"{ctx.class_name(sl.class_index)}s"
         loss_in = float(ctx.losses[sl.rows].mean())
         text = (
-            f"{who} with {sl.what} ({sl.note}; {n:,} samples) have {pct(rate)} errors vs "
+            f"{who} with {sl.what} ({sl.note + '; ' if sl.note else ''}{n:,} samples) have {pct(rate)} errors vs "
             f"{pct(e_rate)} expected for their class{'es' if sl.class_index is None else ''} "
             f"({o:,} errors vs {e:.1f}; mean loss {loss_in:.3g})."
         )
@@ -231,6 +236,30 @@ class MetadataPredictsFailure(InsightFinder):
         ids = ordered_ids(ctx, sl.rows, self.max_sample_ids)
         severity = error_severity(accounted, total_errors)
         return Insight("metadata_failure", severity, ids, text, title, details)
+
+
+def _fold_overlapping(found: list[Insight], members: dict[int, np.ndarray], max_overlap: float) -> list[Insight]:
+    """Most severe first; a slice whose Jaccard overlap with a kept one (shared samples over
+    the samples of either) exceeds ``max_overlap`` is the same story: named in the kept
+    one's sentence. A small slice inside a broad one keeps its own card."""
+    kept: list[tuple[Insight, np.ndarray, list[str]]] = []
+    for insight in found:
+        rows = members[id(insight)]
+        for i, (other, other_rows, also) in enumerate(kept):
+            shared = len(np.intersect1d(rows, other_rows, assume_unique=True))
+            if shared > max_overlap * (len(rows) + len(other_rows) - shared):
+                also.append(insight.details["slice"])
+                break
+        else:
+            kept.append((insight, rows, []))
+    out = []
+    for insight, _, also in kept:
+        if also:
+            text = f"{insight.text[:-1]}; the same samples also stand out by {', '.join(also)}."
+            details = {**insight.details, "also": also}
+            insight = Insight(insight.kind, insight.severity, insight.sample_ids, text, insight.title, details)
+        out.append(insight)
+    return out
 
 
 def _value_of(cond: Any) -> Any:

@@ -17,6 +17,7 @@ from samplescope.analysis.insights import (
     MetadataPredictsFailure,
     Outliers,
 )
+from samplescope.checks import parse_check
 
 from . import make_problem_data
 
@@ -54,6 +55,13 @@ def test_finder_conformance(finder_cls, problem_data):
         assert len(set(insight.sample_ids)) == len(insight.sample_ids)
         d = insight.to_dict()
         assert json.loads(json.dumps(d, allow_nan=False)) == d
+        # every insight says what to do, and its population test is a valid samplescope-test check
+        act = insight.details["action"]
+        assert act["verb"] in ("relabel", "remove_duplicates", "collect", "watch") and act["text"]
+        if "test" in act:
+            check = parse_check(act["test"], f"{insight.kind} test")
+            assert check.metric in ("error_rate", "count", "mean_loss", "accuracy")
+        assert insight.details["accounted_errors"] >= 0
 
     # deterministic for a random_state, on a fresh context
     again = finder_cls(random_state=0).find(problem_data.context())

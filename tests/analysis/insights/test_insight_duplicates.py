@@ -75,3 +75,98 @@ def test_inputs_with_wrong_shape_are_rejected():
     ctx.inputs = lambda rows: np.zeros((len(rows) + 1, 4), np.float32)
     with pytest.raises(SamplescopeError, match=r"inputs returned shape \(\d+, 4\) for \d+ rows"):
         Duplicates().find(ctx)
+
+
+# --------------------------------------------------------------------------- collapsed latent
+
+
+def test_a_collapsed_latent_gives_no_false_leakage_but_planted_copies_are_still_found():
+    """A latent after a ReLU that maps many different samples to one direction: cosine
+    distance ~0 between them means nothing, so only the pairs the inputs confirm remain."""
+    d = make_data(n_per_class=400, seed=5)
+    leaked = plant_leakage(d, n_exact=15, n_near=15)
+    # collapse: every sample of a class gets the same direction (a dead-ReLU latent)
+    d.latent = np.zeros_like(d.latent)
+    d.latent[np.arange(d.n), d.labels % d.latent.shape[1]] = 1.0 + 0.001 * np.random.default_rng(0).random(d.n)
+    before = Duplicates(pixel_threshold=0.0, aligned_threshold=0.0, latent_spread=np.inf)
+    spurious = _by_kind(before.find(d.context()), "leakage")
+    assert spurious and spurious[0].details["n_leaked"] > 100  # trusting the latent: a false alarm
+
+    insights = Duplicates().find(d.context())
+    [leak] = _by_kind(insights, "leakage")
+    found = _pairs(leak)
+    assert len(found & set(leaked)) / len(leaked) >= 0.9
+    assert len(found - set(leaked)) == 0, f"{len(found - set(leaked))} false pairs"
+    assert not _by_kind(Duplicates().find(d.context(with_inputs=False)), "leakage")
+
+
+# --------------------------------------------------------------------------- shifted copies
+
+
+def _digit_images(n_train: int = 1000, n_val: int = 600):
+    """sklearn's bundled 8x8 digits upsampled to 24x24 (scipy zoom), values in [0, 1]."""
+    from scipy.ndimage import zoom
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    images = zoom(data.images[: n_train + n_val] / 16.0, (1, 3, 3), order=1).clip(0, 1)
+    images = np.pad(images, ((0, 0), (2, 2), (2, 2))).astype(np.float32)  # (N, 28, 28)
+    return images, data.target[: n_train + n_val], n_train
+
+
+def _copies(images: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    from scipy.ndimage import shift, zoom
+
+    if kind == "exact":
+        return images.copy()
+    if kind == "shifted":
+        return np.stack([shift(im, rng.choice([-2, -1, 1, 2], 2), order=0) for im in images])
+    if kind == "rescaled":
+        out = []
+        for im in images:
+            z = zoom(im, 1.1, order=1)
+            o = (z.shape[0] - 28) // 2
+            out.append(z[o : o + 28, o : o + 28])
+        return np.stack(out).clip(0, 1)
+    # re-encoded: 5-bit quantisation plus faint noise, as a lossy re-save does
+    return (np.round(images * 31) / 31 + rng.normal(0, 0.01, images.shape)).clip(0, 1)
+
+
+def test_shifted_rescaled_and_reencoded_copies_are_leakage():
+    import pandas as pd
+
+    from samplescope.analysis.insights import InsightContext
+
+    images, labels, n_train = _digit_images()
+    rng = np.random.default_rng(0)
+    planted: dict[str, set[tuple[int, int]]] = {}
+    sources = rng.choice(n_train, 4 * 25, replace=False)
+    targets = n_train + rng.choice(len(images) - n_train, 4 * 25, replace=False)
+    for i, kind in enumerate(("exact", "shifted", "rescaled", "reencoded")):
+        src, dst = sources[25 * i : 25 * (i + 1)], targets[25 * i : 25 * (i + 1)]
+        images[dst] = _copies(images[src], kind, rng)
+        labels[dst] = labels[src]
+        planted[kind] = {(int(a), int(b)) for a, b in zip(src, dst, strict=True)}
+    n = len(images)
+    flat = images.reshape(n, -1)
+    samples = pd.DataFrame({
+        "sample_id": np.arange(n), "subset": np.where(np.arange(n) < n_train, "train", "validation"),
+        "label": labels, "prediction": labels, "loss": np.full(n, 0.01), "correct": True,
+    })
+    latent = flat @ rng.normal(size=(flat.shape[1], 32)).astype(np.float32)  # not shift-invariant
+    ctx = InsightContext(samples=samples, latent=latent, inputs=lambda rows: flat[np.asarray(rows)],
+                         input_shape=(1, 28, 28))
+    [leak] = _by_kind(Duplicates().find(ctx), "leakage")
+    found = _pairs(leak)
+    recall = {k: len(found & p) / len(p) for k, p in planted.items()}
+    false = found - set().union(*planted.values())
+    print(f"recall {recall}, false pairs {len(false)}")
+    assert min(recall.values()) >= 0.9, recall
+    assert len(false) <= 2, false
+    assert leak.details["n_aligned_only"] >= 40  # shifted and rescaled copies need the alignment
+    assert "only once aligned" in leak.text
+    assert leak.details["action"]["verb"] == "remove_duplicates"
+    # without the image shape, the shifted copies are not found in raw pixels
+    ctx.input_shape = None
+    [raw] = _by_kind(Duplicates().find(ctx), "leakage")
+    assert len(_pairs(raw) & planted["shifted"]) / 25 < 0.5

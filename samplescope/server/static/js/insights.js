@@ -2,6 +2,7 @@
 
 import { state, update } from "./state.js";
 import { el, esc, thumbs } from "./dom.js";
+import { className, formatNumber } from "./format.js";
 
 export class InsightsView {
   constructor(ctx, root) {
@@ -20,7 +21,7 @@ export class InsightsView {
         <div class="meta"><span class="tag">${esc(card.kind.replaceAll("_", " "))}</span>
           <span data-testid="insight-severity">${esc(sev)}${typeof card.severity === "number" ? ` (${card.severity.toFixed(2)})` : ""}</span>
           <span>${card.count.toLocaleString()} samples</span></div>
-        <h2>${esc(card.title || card.kind)}</h2><p>${esc(card.text || "")}</p></article>`);
+        <h2>${esc(card.title || card.kind)}</h2><p>${esc(card.text || "")}</p>${todo(card, this.ctx.classes)}</article>`);
       node.append(thumbs(card.sample_ids.slice(0, 8).map((id) => ({ id })), this.ctx.classes,
         (id) => update({ sample: id }, { push: true })));
       const open = (e) => {
@@ -37,7 +38,35 @@ export class InsightsView {
   onState() { /* static once drawn */ }
 }
 
-/** Severity as a word: numbers in [0, 1] become high / medium / low. */
+const VERBS = { relabel: "Relabel", remove_duplicates: "Remove duplicates", collect: "Collect more", watch: "Watch" };
+
+/** What the insight says to do, and the population test that would catch it again
+ *  (a samplescope test check: `samplescope test RUN --suggest` writes it). */
+function todo(card, classes) {
+  const act = card.details?.action;
+  if (!act) return "";
+  const test = act.test ? `<div class="insight-test" data-testid="insight-test" title="samplescope test RUN --suggest writes this check">
+      test: ${esc(population(act.test, classes))} ${esc(act.test.metric.replaceAll("_", " "))} ${esc(act.test.op)} ${esc(formatNumber(act.test.threshold))}</div>` : "";
+  return `<div class="insight-action" data-testid="insight-action"><span class="tag">${esc(VERBS[act.verb] ?? act.verb)}</span>
+    ${esc(act.text)}</div>${test}`;
+}
+
+/** A check's population in words: subset, classes (by name), metadata conditions. */
+function population(t, classes) {
+  const parts = [];
+  if (t.subset) parts.push(t.subset);
+  if (t.classes?.length) parts.push(`class ${t.classes.map((c) => (typeof c === "number" ? className(classes, c) : c)).join(", ")}`);
+  for (const [col, cond] of Object.entries(t.where ?? {})) {
+    if (cond && typeof cond === "object" && !Array.isArray(cond)) {
+      if (cond.min !== undefined && cond.min !== null) parts.push(`${col} ≥ ${formatNumber(cond.min)}`);
+      if (cond.max !== undefined && cond.max !== null) parts.push(`${col} ≤ ${formatNumber(cond.max)}`);
+    } else parts.push(`${col} = ${Array.isArray(cond) ? cond.join("/") : cond}`);
+  }
+  if (t.cluster !== undefined) parts.push(`cluster ${t.cluster}`);
+  return parts.length ? `${parts.join(", ")}:` : "all samples:";
+}
+
+/** Severity as a word: numbers in [0, 1] become high / medium / low (docs/concepts.md, "One severity scale"). */
 function level(severity) {
   if (typeof severity !== "number") return String(severity ?? "").toLowerCase();
   return severity >= 0.5 ? "high" : severity >= 0.2 ? "medium" : "low";
