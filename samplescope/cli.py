@@ -88,12 +88,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=arg_type("port"), default=8765, help="port, 1 to 65535 (default 8765)")
     s.add_argument("--open", action="store_true", help="open a browser")
+    s.add_argument("--compare", metavar="RUN_A", help="an earlier run of the same integration: adds the Compare view")
     _device_option(s)
     _trust_options(s)
 
     r = sub.add_parser("report", help="write PNG figures and a self-contained HTML report")
     r.add_argument("run", help="run folder")
     r.add_argument("--out", help="output folder (default RUN/report)")
+    r.add_argument("--compare", metavar="RUN_A", help="add a comparison page against this earlier run")
     _trust_options(r)
 
     tr = sub.add_parser("trust", help="trust the code a run names (its integration file and model class)")
@@ -249,14 +251,14 @@ def _serve(args: argparse.Namespace) -> int:
     from samplescope.server.serve import serve
 
     serve(args.run, host=args.host, port=args.port, open_browser=args.open, trust=args.trust,
-          integration=args.integration, device=args.device)
+          integration=args.integration, device=args.device, compare=args.compare)
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
     from samplescope.report.build import build_report
 
-    out = build_report(args.run, args.out, trust=args.trust, integration=args.integration)
+    out = build_report(args.run, args.out, trust=args.trust, integration=args.integration, compare=args.compare)
     print(f"wrote the report to {out}")
     return 0
 

@@ -19,7 +19,17 @@ from samplescope.errors import SamplescopeError
 from samplescope.server import openapi
 from samplescope.server.guard import RequestGuard, allow_header, allowed_methods
 from samplescope.server.reload import ServedRun
-from samplescope.server.routes import annotations, insights, map, metrics, run, samples, selection, similar
+from samplescope.server.routes import (
+    annotations,
+    insights,
+    map,
+    metrics,
+    run,
+    samples,
+    selection,
+    similar,
+)
+from samplescope.server.routes import compare as compare_routes
 from samplescope.server.settings import Settings
 from samplescope.server.state import check_servable, load_run
 
@@ -43,6 +53,8 @@ def create_app(run_or_path: Run | str | Path, settings: Settings | None = None) 
         check_servable(the_run)
     settings = settings or Settings(run_path=Path(the_run.path))
     served = ServedRun(the_run, settings)
+    if settings.compare is not None:  # `serve RUN_B --compare RUN_A`: refused before listening when not comparable
+        compare_routes.check_comparable(settings.compare, the_run)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,7 +78,7 @@ def create_app(run_or_path: Run | str | Path, settings: Settings | None = None) 
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)
-    for module in (run, map, samples, similar, selection, metrics, insights, annotations):
+    for module in (run, map, samples, similar, selection, metrics, insights, annotations, compare_routes):
         app.include_router(module.router)
     app.add_api_route("/", _index, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -25,6 +25,7 @@ def serve(
     integration: str | None = None,
     device: str = "auto",
     on_ready: Callable[[str], None] | None = None,
+    compare: str | Path | None = None,
 ) -> None:
     """Serve an analysed run until interrupted; prints the address once it listens.
 
@@ -37,7 +38,7 @@ def serve(
 
     settings = Settings(
         run_path=Path(run_path), host=host, port=port, prewarm=prewarm, trust=trust, integration=integration,
-        device=device,
+        device=device, compare=Path(compare) if compare is not None else None,
     )
     app = create_app(settings.run_path, settings)  # type: ignore[arg-type]
     if not settings.is_loopback:
