@@ -127,6 +127,7 @@ def main() -> None:
             steady = ""
             if engine == "ray" and r["engine"].get("samples_per_s"):
                 steady = (f"  once shards flow: {r['engine']['samples_per_s'] / workers:,.0f} samples/s/worker, "
+                          f"{r['engine']['samples_per_worker_s']:,.0f} per second of a worker's own work, "
                           f"first shard after {r['engine']['first_shard_s']:.1f} s")
             print(f"  {engine:<8} wall {r['wall']:7.1f} s  pass {r['stages']['inference']:7.1f} s  "
                   f"{per_worker:8.0f} samples/s/worker  driver peak RSS {r['peak_rss_gib']:.2f} GiB  "

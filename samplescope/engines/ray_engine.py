@@ -164,12 +164,13 @@ class RayEngine:
         nodes, pids = set(), set()
         t0 = time.perf_counter()
         first = last = None  # when the first and the last shard came back, and the samples in between
-        after_first = 0
+        after_first, busy = 0, 0.0
         try:
             for row in ds.iter_rows():  # streaming: rows come back as shards finish, anywhere
                 bar.update(int(row["count"]))
                 nodes.add(str(row["node"]))
                 pids.add(int(row["pid"]))
+                busy += float(row["busy_s"])
                 last = time.perf_counter()
                 if first is None:
                     first = last
@@ -184,7 +185,9 @@ class RayEngine:
                        "shards": len(shards), "batch_size": self.batch_size,
                        # start-up (Ray, actors, the model per actor) and the rate once shards flow
                        "first_shard_s": round(first - t0, 2) if first is not None else None,
-                       "samples_per_s": round(steady, 1) if steady else None}
+                       "samples_per_s": round(steady, 1) if steady else None,
+                       # what one worker does per second of its own work (encode, model, sketch, write)
+                       "samples_per_worker_s": round(n / busy, 1) if busy > 0 else None}
 
     def _workers(self, n_shards: int) -> int:
         import ray

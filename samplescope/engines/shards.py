@@ -16,6 +16,7 @@ often Ray retries it, each sample is written once.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,7 @@ class ShardWorker:
         from samplescope.analysis.inference import run_inference
         from samplescope.pipeline.analyze import _gradcams_into
 
-        spec, done = self.spec, []
+        spec, done, t0 = self.spec, [], time.perf_counter()
         for i in range(len(batch["start"])):
             start, count = int(batch["start"][i]), int(batch["count"][i])
             first = int(batch["first"][i])
@@ -131,6 +132,7 @@ class ShardWorker:
             "start": np.array([s for s, _ in done], np.int64),
             "count": np.array([c for _, c in done], np.int64),
             "pid": np.full(len(done), os.getpid(), np.int64),
+            "busy_s": np.full(len(done), (time.perf_counter() - t0) / max(1, len(done))),  # this call's work
             "node": np.array([node] * len(done), dtype=object),
         }
 
