@@ -55,7 +55,7 @@ class Comparison:
             ids = set(self.b.tagged(name).tolist())
             key = frame["sample_id_b"].isin(ids).map({True: f"in {name}", False: f"not in {name}"})
             return _counts(frame.assign(_key=key), "_key").rename(columns={"_key": column})
-        if column == "label":
+        if column == "label" and self.a.task.name == "classification":
             names = np.asarray(self.a.classes, dtype=object)
             labelled = frame[frame["label"] >= 0]
             return _counts(labelled.assign(label=names[labelled["label"].to_numpy()]), "label")
@@ -75,6 +75,8 @@ class Comparison:
 
     def confusion_change(self, subset: str = "validation") -> np.ndarray:
         """(C, C): B's confusion matrix minus A's, over the matched samples of ``subset``."""
+        if self.a.task.name != "classification":
+            raise ParameterError(f"A {self.a.task.name} run has no confusion matrix; compare by('label') instead.")
         part = self.samples[(self.samples["subset"] == subset) & (self.samples["label"] >= 0)]
         n = len(self.a.classes)
 
@@ -153,17 +155,24 @@ def compare(a: Any, b: Any) -> Comparison:
     unmatched = {k: v for k, v in unmatched.items() if v}
     if merged.empty:
         raise RunError(f"Runs {a.path} and {b.path} share no sample (matched by subset and key).")
-    changed = merged[(merged["label_a"] != merged["label_b"]) & (merged["label_a"] >= 0)]
+    changed = merged[(merged["label_a"] != merged["label_b"]) & _labelled(a, merged["label_a"])]
     merged = merged.rename(columns={"label_a": "label"})
     merged["label_changed"] = merged["label"] != merged.pop("label_b")
     ok_a, ok_b = merged["correct_a"].astype(bool), merged["correct_b"].astype(bool)
     status = np.select([~ok_a & ok_b, ok_a & ~ok_b, ~ok_a & ~ok_b], ["fixed", "broken", "still_wrong"],
                        "still_right")
-    merged["status"] = np.where(merged["label"] >= 0, status, "unlabeled")
+    merged["status"] = np.where(_labelled(a, merged["label"]), status, "unlabeled")
     merged["loss_change"] = merged["loss_b"] - merged["loss_a"]
     if len(changed):
         unmatched["relabelled in B"] = len(changed)
     return Comparison(a=a, b=b, samples=merged, insights=_insight_changes(a, b, merged), unmatched=unmatched)
+
+
+def _labelled(run: Any, labels: pd.Series) -> np.ndarray:
+    """Which rows carry ground truth: a class index >= 0, or (regression, multi-label) any label."""
+    if run.task.name == "classification":
+        return (labels >= 0).to_numpy()
+    return labels.notna().to_numpy()
 
 
 def _counts(frame: pd.DataFrame, key: str) -> pd.DataFrame:

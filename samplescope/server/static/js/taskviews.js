@@ -118,9 +118,10 @@ function scatter(rows, threshold, target) {
   const sy = (v) => H - m.b - ((v - lo) / (hi - lo)) * (H - m.t - m.b);
   axes(s, W, H, m, sx, sy, [lo, hi], [lo, hi], `true ${target}`, `predicted ${target}`);
   add(s, "line", { x1: sx(lo), y1: sy(lo), x2: sx(hi), y2: sy(hi), stroke: "#333" });
-  if (threshold) {
+  if (threshold) {  // prediction = truth ± threshold, the part inside the plot
     for (const d of [-threshold, threshold]) {
-      add(s, "line", { x1: sx(lo), y1: sy(lo + d), x2: sx(hi), y2: sy(hi + d), stroke: "#bbb", "stroke-dasharray": "4 3" });
+      const a = Math.max(lo, lo - d), b = Math.min(hi, hi - d);
+      if (a < b) add(s, "line", { x1: sx(a), y1: sy(a + d), x2: sx(b), y2: sy(b + d), stroke: "#bbb", "stroke-dasharray": "4 3" });
     }
   }
   for (const r of [...rows].reverse()) {  // the highest losses drawn last, on top
