@@ -41,6 +41,7 @@ import pickle
 import queue as queues
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
@@ -51,6 +52,8 @@ from samplescope.errors import BusyError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: how often a worker process checks that the server that started it still runs
+PARENT_POLL_SECONDS = 1.0
 
 
 class Lane:
@@ -372,6 +375,16 @@ def _init_worker(name: str, cpus: int, nice: int) -> None:
     # the parent's ^C stops the server, which stops its workers; they do not print tracebacks
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.current_thread().name = f"samplescope-{name}-worker"
+    # a worker holds its own end of the job queue, so it never sees the server go: it watches
+    # (a server killed, or a test session that ends without shutting its lanes, leaves none)
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker process soon after ``parent`` (the server) ends."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(0)
 
 
 def _work(payload: bytes) -> Any:

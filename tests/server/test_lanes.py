@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 
 import httpx
@@ -145,6 +147,33 @@ def test_a_worker_that_dies_is_a_503_and_the_next_job_gets_a_new_one(process_app
 def test_a_job_that_cannot_go_to_a_process_runs_in_a_thread(process_app):
     state = process_app.state.samplescope.current()
     assert asyncio.run(state.compute_lane.run(lambda s: os.getpid(), state)) == os.getpid()
+
+
+def test_worker_processes_end_when_the_server_is_killed(tiny_run_path):
+    """A worker never sees its job queue close (it holds an end itself): it watches the server."""
+    code = (
+        "import sys, time\n"
+        "from samplescope.run import open_run\n"
+        "from samplescope.server import Settings, create_app\n"
+        "state = create_app(open_run(sys.argv[1]), Settings(prewarm=False)).state.samplescope.current()\n"
+        "state.compute_lane.call(state.rows_of, [0])\n"
+        "print(*state.compute_lane.pids, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", code, str(tiny_run_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        (worker,) = map(int, server.stdout.readline().split())
+        assert _alive(worker)
+    finally:
+        server.kill()
+        server.wait()
+        server.stdout.close()
+    deadline = time.monotonic() + 30
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker)
 
 
 def _alive(pid: int) -> bool:
