@@ -8,6 +8,8 @@ import { SampleView } from "./sample.js";
 import { ErrorsView } from "./errors.js";
 import { DashboardView } from "./dashboard.js";
 import { InsightsView } from "./insights.js";
+import { Tags } from "./tags.js";
+import { CompareView, loadComparison } from "./compare.js";
 import { options } from "./dom.js";
 
 // Start both downloads before anything else.
@@ -49,6 +51,8 @@ async function main() {
     insights: new InsightsView(ctx, $("section[data-view=insights]")),
   };
   const sample = new SampleView(ctx, $("[data-testid=sample-view]"));
+  ctx.tags = new Tags(ctx, $("[data-testid=tags-panel]"), toast);
+  const comparing = loadComparison(); // null unless served with --compare RUN_A
   const show = () => {
     const name = views[state.view] ? state.view : "map";
     for (const s of document.querySelectorAll("section.view")) s.hidden = s.dataset.view !== name;
@@ -87,6 +91,13 @@ async function main() {
     drawnIds: (limit = Infinity) => Array.from(ctx.map.scatter.order.slice(0, limit), (r) => ctx.map.idOf(r)),
   };
   await views.map.load(mapPromise);
+  await ctx.tags.refresh();
+  comparing.then((summary) => {
+    if (!summary) return;
+    views.compare = new CompareView(ctx, $("section[data-view=compare]"), summary);
+    $("[data-testid=tab-compare]").hidden = false;
+    if (state.view === "compare") show(); else views.compare.mapColumn();
+  });
   if (state.sample !== "") sample.show();
   ctx.insights().then((cards) => { $("[data-testid=insight-count]").textContent = cards.length || ""; });
   document.body.dataset.ready = "1";

@@ -64,10 +64,11 @@ export class MapView {
     for (const [name, col] of Object.entries(base.cols)) {
       if (!extra.length) { cols[name] = col; continue; }
       const more = detail.cols[name];
-      if (!more) continue; // asked for after the viewport came: dropped until it comes again
+      if (!more && !col.fill) continue; // asked for after the viewport came: dropped until it comes again
       const values = new col.values.constructor(this.n);
       values.set(col.values);
-      for (let k = 0; k < extra.length; k++) values[base.n + k] = more.values[extra[k]];
+      // a column of the page (tags.js, compare.js) gives its own value for each sample the viewport adds
+      for (let k = 0; k < extra.length; k++) values[base.n + k] = more ? more.values[extra[k]] : col.fill(detail.cols.sample_id.values[extra[k]]);
       cols[name] = { ...col, values };
     }
     this.cols = cols;
@@ -98,7 +99,8 @@ export class MapView {
       subset: state.subset === "all" ? "" : state.subset,
       fcol: numeric && (state.fmin !== "" || state.fmax !== "") ? state.fcol : "",
       fmin: numeric ? state.fmin : "", fmax: numeric ? state.fmax : "",
-      ccol: state.cval !== "" ? state.ccol : "", cval: state.ccol ? state.cval : "",
+      // a column of the page only (a tag, the comparison) filters here, not on the server
+      ccol: state.cval !== "" && !this.base?.cols[state.ccol]?.fill ? state.ccol : "", cval: state.ccol && !this.base?.cols[state.ccol]?.fill ? state.cval : "",
     };
   }
 
@@ -116,7 +118,7 @@ export class MapView {
       this.detail = null;
     } else {
       const [x0, x1, y0, y1] = this.scatter.visibleBox();
-      const columns = Object.keys(this.base.cols).filter((c) => !["x", "y", "sample_id"].includes(c) && this.ctx.kinds[c]);
+      const columns = Object.keys(this.base.cols).filter((c) => !["x", "y", "sample_id"].includes(c) && this.ctx.kinds[c] && !this.base.cols[c].fill);
       const data = await fetchViewport({ x0, x1, y0, y1, columns: columns.join(","), ...this.filters() });
       if (token !== this.detailToken) return;
       this.detail = { n: data.n, cols: data.columns, total: data.header.total, complete: data.header.complete };
@@ -179,7 +181,7 @@ export class MapView {
     this.status.textContent = `${order.length.toLocaleString()} drawn of ${this.total.toLocaleString()} samples (${where}) · ${this.scatter.kind}`;
     this.status.dataset.sampled = "1";
     this.status.dataset.detail = d ? (d.complete ? "complete" : "partial") : "";
-    if (legend.kind === "categorical") await this.countLegend(color, token);
+    if (legend.kind === "categorical" && !this.cols[color].fill) await this.countLegend(color, token);
   }
 
   /** A sampled map's legend counts every sample the filters keep (one GROUP BY on the server). */
@@ -238,7 +240,8 @@ export class MapView {
       return { rgba, legend: { kind: "numeric", lo, hi, log } };
     }
     const cats = col.categories, miss = missingCode(col);
-    const palette = cats.map((c, k) => hexToRgb(name === "correct" ? CORRECT[c] : categoryColor(k)));
+    const own = this.ctx.palettes?.[name]; // a page column's own colours (compare.js: fixed green, broken red)
+    const palette = cats.map((c, k) => hexToRgb(own?.[k] ?? (name === "correct" ? CORRECT[c] : categoryColor(k))));
     const counts = new Array(cats.length).fill(0);
     for (let i = 0; i < n; i++) {
       const code = col.values[i];
@@ -388,9 +391,11 @@ export class MapView {
     const grid = thumbs(items, classes, (id) => update({ sample: id }, { push: true }));
     grid.dataset.testid = "selection-grid";
     this.panel.lastElementChild.appendChild(grid);
+    this.ctx.tags?.attach(this.panel, sel.shape ? { shape: sel.shape, filters: sel.filters } : { ids }, sel.title); // tags.js
     this.panel.querySelector("[data-testid=selection-similar]").onclick = async () => {
       const res = await getJSON(`/api/similar?ids=${stats.examples.slice(0, 50).join(",")}&k=24`);
       this.setSimilar(res.data.map((r) => r.sample_id));
+      this.ctx.tags?.attach(this.panel, { ids: res.data.map((r) => r.sample_id) }, "similar samples");
     };
   }
 
