@@ -1,0 +1,96 @@
+"""The sample view for other input kinds: a vector run's page offers only the methods that apply,
+says why the others do not and draws attributions as signed bars; a heatmap that fails shows
+the server's message, never a broken image."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import httpx
+import pytest
+
+from samplescope.testing import serving
+
+from .test_browser import TIMEOUT_MS, browser, open_map, shot  # noqa: F401 - browser is a fixture
+
+pytestmark = pytest.mark.browser
+
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+@contextlib.contextmanager
+def page_on(browser, base_url: str, allowed: tuple[str, ...] = ()):  # noqa: F811
+    """A page on ``base_url``; fails on a console error, or an HTTP error answer, unless its URL
+    contains one of ``allowed`` (a failed load is reported by URL, its console line names none)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 860}, base_url=base_url)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    failed: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    try:
+        yield page
+    finally:
+        context.close()
+    assert [e for e in errors if not e.startswith("Failed to load resource")] == [], f"console errors: {errors}"
+    unexpected = [f for f in failed if not any(a in f for a in allowed)]
+    assert unexpected == [], f"HTTP errors: {unexpected}"
+
+
+#: the page asks for /api/compare on every run; a run served without --compare answers 404
+NO_COMPARE = "/api/compare"
+
+
+@pytest.fixture(scope="module")
+def breast_cancer_server(tmp_path_factory: pytest.TempPathFactory):
+    from samplescope.pipeline.analyze import analyze_run
+    from samplescope.pipeline.train import train_run
+
+    path = train_run("breast_cancer", tmp_path_factory.mktemp("bc") / "breast-cancer", progress=False, threads=1)
+    analyze_run(path, progress=False, projection="pca")
+    with serving(path, log=tmp_path_factory.mktemp("server") / "server.log") as base:
+        yield base
+
+
+def test_vector_run_offers_ig_and_saliency_and_draws_signed_bars(browser, breast_cancer_server):  # noqa: F811
+    with httpx.Client(base_url=breast_cancer_server, timeout=30) as api:
+        wrong = api.get("/api/samples?correct=false&sort=loss&order=desc&limit=1").json()["data"]
+        sid = wrong[0]["sample_id"] if wrong else 3
+        heat = api.get(f"/api/samples/{sid}/heatmap.json", params={"method": "integrated_gradients"}).json()
+    with page_on(browser, breast_cancer_server, allowed=(NO_COMPARE,)) as page:
+        open_map(page, f"/#sample={sid}&method=gradcam")  # asked for Grad-CAM: falls back to one that applies
+        # the first heatmap starts the server's heatmap worker (imports torch, loads the model): slow when loaded
+        page.wait_for_selector("[data-testid=heatmap-1] [data-testid=attr-bar]", timeout=120_000)
+        assert page.is_disabled("[data-testid=method-gradcam]")
+        assert not page.is_disabled("[data-testid=method-integrated_gradients]")
+        why = page.inner_text("[data-testid=method-why]")
+        assert "Grad-CAM" in why and "convolution" in why
+        bars = page.locator("[data-testid=heatmap-1] [data-testid=attr-bar]")
+        assert bars.count() == 12
+        top = max(range(30), key=lambda i: abs(heat["values"][i]))
+        assert bars.first.get_attribute("data-feature") == heat["labels"][top]
+        page.click("[data-testid=method-saliency]")
+        page.wait_for_selector("[data-testid=heatmap-1] .signed-bars")
+        page.wait_for_function("document.querySelector('[data-testid=heatmap-1]').dataset.method === 'saliency'")
+        page.click("[data-testid=method-integrated_gradients]")
+        page.wait_for_function(
+            "document.querySelector('[data-testid=heatmap-1]').dataset.method === 'integrated_gradients'")
+        page.wait_for_selector("[data-testid=heatmap-1] [data-testid=attr-bar]")
+        shot(page, "breast_cancer_sample")
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        page.locator("[data-testid=sample-title]").scroll_into_view_if_needed()
+        page.screenshot(path=DOCS_IMAGES / "breast_cancer_sample.png")
+
+
+def test_a_failing_heatmap_shows_its_message(browser, live_server):  # noqa: F811
+    message = "test: Grad-CAM failed for this sample; use integrated_gradients"
+    with page_on(browser, live_server, allowed=(NO_COMPARE, "/heatmap.png")) as page:
+        page.route("**/heatmap.png*", lambda route: route.fulfill(
+            status=422, content_type="application/json", body=f'{{"error": "ParameterError", "detail": "{message}"}}'))
+        open_map(page, "/#sample=3")
+        page.wait_for_selector("[data-testid=heatmap-1-error]:not([hidden])")
+        assert page.inner_text("[data-testid=heatmap-1-error]") == message
+        assert page.is_hidden("[data-testid=heatmap-1]")  # no broken image
