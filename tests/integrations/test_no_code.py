@@ -176,3 +176,26 @@ def test_errors_say_what_and_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match=r"--model cnn takes \(C, H, W\) images.*--model mlp"):
         train_run(from_dataframe(df, inputs=["age"], target="outcome"), tmp_path / "r", model="cnn", progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_from_arrays_regression_targets(tmp_path: Path) -> None:
+    """task='regression': float targets go through as they are; metrics equal scikit-learn's."""
+    from sklearn.metrics import r2_score
+
+    from samplescope.pipeline.analyze import analyze_run
+    from samplescope.pipeline.train import train_run
+    from samplescope.run import open_run
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4)).astype(np.float32)
+    t = (2 * x[:, 0] - x[:, 1] + 0.1 * rng.normal(size=200)).astype(np.float32)
+    integ = from_arrays(x[:160], t[:160], x[160:], t[160:], task="regression")
+    assert integ.task.name == "regression" and integ.check().ok
+    path = train_run(integ, tmp_path / "reg", progress=False, threads=1)
+    analyze_run(path, progress=False, projection="pca")
+    run = open_run(path)  # rebuilt from arrays/
+    frame = run.samples(subset="validation")
+    assert run.metrics()["r2"] == pytest.approx(r2_score(frame["label"], frame["prediction"]), rel=1e-6)
+    assert run.metrics()["r2"] > 0.9
+    heat = run.heatmap(int(frame["sample_id"].iloc[0]), method="integrated_gradients")
+    assert np.argmax(np.abs(heat)) in (0, 1)  # the two columns the target is made of
