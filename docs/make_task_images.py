@@ -20,6 +20,10 @@ from samplescope.testing import serving
 
 OUT = Path(__file__).resolve().parent / "images"
 MAX_BYTES = 120_000
+LOADED = """() => [...document.images].filter((i) => {
+    const r = i.getBoundingClientRect();
+    return r.width > 0 && r.bottom > 0 && r.top < innerHeight && r.left < innerWidth;
+  }).every((i) => i.complete && i.naturalWidth > 0)"""
 #: (task, the selector the task view draws, the report figure)
 TASKS = [("regression", "[data-testid=regression-point]", "regression.png"),
          ("multilabel", "[data-testid=label-row]", "per_label.png")]
@@ -41,7 +45,7 @@ def main(runs: list[str]) -> None:
                 page.goto(f"{base}/#view=errors")
                 page.wait_for_selector(ready)
                 page.wait_for_selector("[data-testid=loss-row] img")
-                page.wait_for_timeout(1500)  # the table's pictures
+                page.wait_for_function(LOADED)  # every picture in view arrived
                 shot = Path(tmp) / f"app-{task}.png"
                 page.screenshot(path=str(shot))
                 quantise(shot, OUT / f"app-errors-{task}.png")

@@ -107,7 +107,7 @@ function axes(s, W, H, m, sx, sy, [x0, x1], [y0, y1], xLabel, yLabel) {
 }
 
 function scatter(rows, threshold, target) {
-  const W = 380, H = 320, m = { l: 52, r: 12, t: 12, b: 38 };
+  const W = 380, H = 320, m = { l: 52, r: 24, t: 12, b: 38 };
   const s = svg(W, H);
   s.dataset.testid = "pred-vs-true";
   if (!rows.length) return s;
@@ -135,7 +135,7 @@ function scatter(rows, threshold, target) {
 }
 
 function histogram(residuals, threshold, target) {
-  const W = 340, H = 320, m = { l: 44, r: 12, t: 12, b: 38 };
+  const W = 340, H = 320, m = { l: 44, r: 24, t: 12, b: 38 };
   const s = svg(W, H);
   s.dataset.testid = "residual-histogram";
   if (!residuals.length) return s;
