@@ -15,7 +15,7 @@ Ray's start and shutdown included):
 Printed per size and engine: wall seconds, the per-sample pass's seconds (opening the run,
 loading the model and, for Ray, starting it included), samples per second per worker in
 that pass, for Ray also the rate once shards flow and how long the first shard took, the
-driver's peak RSS, and Ray's time as a ratio of the embedded engine's. ``--million`` adds N = 1,000,000 (tens of minutes on 2 cores). The load
+driver's peak RSS (until the pass returned, and in all), and Ray's time as a ratio of the embedded engine's. ``--million`` adds N = 1,000,000 (tens of minutes on 2 cores). The load
 average is printed before and after: on a shared machine the figures are noisy.
 Prints figures; asserts nothing.
 """
@@ -64,15 +64,34 @@ def child_create(run: Path, weights: str | None) -> dict:
     return {"seconds": time.perf_counter() - t}
 
 
+def _peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
 def child_analyze(run: Path, engine: str, workers: int) -> dict:
     import samplescope
     from samplescope.engines import RayEngine
+    from samplescope.pipeline import analyze
 
-    chosen = "embedded" if engine == "embedded" else RayEngine(
-        workers=workers, num_cpus=workers, object_store_memory=256 * 2**20)
+    # the driver's peak RSS until the per-sample pass returns (then come neighbours, map, insights)
+    passed: dict[str, float] = {}
+
+    def timed(pass_fn):
+        def wrapper(*args, **kwargs):
+            out = pass_fn(*args, **kwargs)
+            passed["peak_rss_gib"] = _peak_gib()
+            return out
+        return wrapper
+
+    if engine == "embedded":
+        analyze._encode_pass = timed(analyze._encode_pass)
+        chosen = "embedded"
+    else:
+        chosen = RayEngine(workers=workers, num_cpus=workers, object_store_memory=256 * 2**20)
+        chosen.encode_pass = timed(chosen.encode_pass)
     summary = samplescope.analyze_run(run, projection="pca", progress=False, engine=chosen)
-    return {"stages": summary["seconds"], "engine": summary["engine"],
-            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    return {"stages": summary["seconds"], "engine": summary["engine"], "peak_rss_gib": _peak_gib(),
+            "pass_rss_gib": passed["peak_rss_gib"]}
 
 
 def _child(args: list[str], env: dict[str, str]) -> dict:
@@ -130,20 +149,21 @@ def main() -> None:
                           f"{r['engine']['samples_per_worker_s']:,.0f} per second of a worker's own work, "
                           f"first shard after {r['engine']['first_shard_s']:.1f} s")
             print(f"  {engine:<8} wall {r['wall']:7.1f} s  pass {r['stages']['inference']:7.1f} s  "
-                  f"{per_worker:8.0f} samples/s/worker  driver peak RSS {r['peak_rss_gib']:.2f} GiB  "
+                  f"{per_worker:8.0f} samples/s/worker  driver peak RSS {r['peak_rss_gib']:.2f} GiB "
+                  f"({r['pass_rss_gib']:.2f} until the pass returned)  "
                   f"(load {_load()}){steady}", flush=True)
         ratio = res["ray"]["wall"] / res["embedded"]["wall"]
         rows.append((n, res, ratio))
         print(f"  ray / embedded: {ratio:.2f}x wall (pass {res['ray']['stages']['inference'] / res['embedded']['stages']['inference']:.2f}x)",
               flush=True)
     print(f"load average after: {_load()}")
-    print("\n| N | engine | wall s | pass s | samples/s/worker | driver peak RSS GiB | ray/embedded |")
+    print("\n| N | engine | wall s | pass s | samples/s/worker | driver peak RSS GiB (pass / all) | ray/embedded |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for n, res, ratio in rows:
         for engine, r in res.items():
             workers = 1 if engine == "embedded" else r["engine"]["workers"]
             print(f"| {n:,} | {engine} | {r['wall']:.1f} | {r['stages']['inference']:.1f} | "
-                  f"{n / r['stages']['inference'] / workers:,.0f} | {r['peak_rss_gib']:.2f} | "
+                  f"{n / r['stages']['inference'] / workers:,.0f} | {r['pass_rss_gib']:.2f} / {r['peak_rss_gib']:.2f} | "
                   f"{f'{ratio:.2f}x' if engine == 'ray' else ''} |")
 
 
