@@ -176,7 +176,9 @@ class ServerState:
             self.similar([0], k=1)
             if self.run.trusted:  # an untrusted run's code is never imported, not even to warm up
                 self.image(0)
-                self._warm(self.heatmap_lane, "heatmap", 0, None, "gradcam")
+                usable = [m for m, why in self.run.attribution_methods().items() if why is None]
+                if usable:  # a vector run has no Grad-CAM: warm the method its page asks for first
+                    self._warm(self.heatmap_lane, "heatmap", 0, None, usable[0])
             self._warm(self.compute_lane, "rows_of", [0])
         except Exception:  # a failure here shows again, with its message, on the real request
             log.debug("prewarm failed", exc_info=True)
