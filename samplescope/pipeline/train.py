@@ -159,6 +159,15 @@ def train_run(
     return out
 
 
+def _input_info(integ: Integration, shape: tuple[int, ...]) -> dict[str, Any]:
+    """run.json's ``input`` for a model brought in: any shape the model takes is fine (kind unknown
+    when it is neither (C, H, W) nor (F,); heatmaps then say what they need)."""
+    try:
+        return integ.input_description(shape)
+    except IntegrationError:
+        return {"kind": None, "shape": [int(s) for s in shape]}
+
+
 def _check_spec(integration: str | Path | Integration, integ: Integration) -> str:
     """How to name the integration to `samplescope check`."""
     if not isinstance(integration, Integration):
@@ -279,7 +288,7 @@ def create_run(
         "latent_layer": latent_layer or default_latent_layer(model),
         "gradcam_layer": gradcam_layer,
         "input_shape": list(x0.shape[1:]),
-        "input": integ.input_description(x0.shape[1:]),
+        "input": _input_info(integ, x0.shape[1:]),
         "train_config": None,
         "subsets": sizes,
         "limit": limit,

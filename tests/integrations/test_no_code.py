@@ -199,3 +199,24 @@ def test_from_arrays_regression_targets(tmp_path: Path) -> None:
     assert run.metrics()["r2"] > 0.9
     heat = run.heatmap(int(frame["sample_id"].iloc[0]), method="integrated_gradients")
     assert np.argmax(np.abs(heat)) in (0, 1)  # the two columns the target is made of
+
+
+def test_create_run_keeps_taking_any_input_shape(tmp_path: Path) -> None:
+    """A model brought in may take (H, W) inputs, neither an image (C, H, W) nor a vector: still a run."""
+    import torch
+
+    from samplescope import Integration, Subset, create_run
+    from samplescope.run import open_run
+
+    grids = np.random.default_rng(0).random((20, 4, 4)).astype(np.float32)
+    integ = Integration("grids", classes=["a", "b"])
+    integ.subset("train")(lambda state: Subset(ids=range(15)))
+    integ.subset("validation")(lambda state: Subset(ids=range(15, 20)))
+    integ.input("grid")(lambda sample: grids[sample.id])  # (4, 4)
+    integ.ground_truth(lambda sample: int(sample.id % 2))
+    with pytest.raises(IntegrationError, match=r"encodes shape \(4, 4\).*x\[None\]"):
+        integ.input_kind  # noqa: B018
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    path = create_run(integ, model, tmp_path / "grids", progress=False)
+    run = open_run(path, integration=integ, model=model)
+    assert run.info["input"] == {"kind": None, "shape": [4, 4]} and run.input_kind == "image"
