@@ -76,6 +76,8 @@ MODE_RADIUS = 1.5
 #: would otherwise land on one point)
 JITTER = 0.05
 _MODE_BATCH = 32_768
+#: rows placed per step (bounds the temporaries of the graph read and the weights)
+_PLACE_CHUNK = 65_536
 
 
 def with_self(rows: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -357,22 +359,34 @@ class Projection:
         spread = _spread(fitted, fit_idx)
         rng = np.random.default_rng(self.random_state)
         k = max(1, min(self.n_neighbors - 1, n - 1))
-        nbr, dist = neighbors.kneighbors(rest, k=k)  # (R, k), from the shared graph
-        # umap's membership strengths, as its transform weighs a new point's neighbours
-        _, d_self = with_self(nbr, dist)
-        sigma, rho = _smooth_knn_dist(np.where(np.isfinite(d_self), d_self, 0.0))
-        weight = _memberships(d_self, sigma, rho)[:, 1:] * (nbr >= 0)
-        nbr = np.maximum(nbr, 0)
+        # each row's graph neighbours and umap's membership strengths (as its transform weighs a
+        # new point's neighbours), in chunks: float32 and int32 where they fit, so the (R, k)
+        # arrays and the search's float64 temporaries stay small at millions of rows
+        index_type = np.int32 if n < 2**31 else np.int64
+        nbr = np.empty((len(rest), k), index_type)
+        weight = np.empty((len(rest), k), np.float32)
+        for start in range(0, len(rest), _PLACE_CHUNK):
+            found, dist = neighbors.kneighbors(rest[start : start + _PLACE_CHUNK], k=k)
+            _, d_self = with_self(found, dist)
+            sigma, rho = _smooth_knn_dist(np.where(np.isfinite(d_self), d_self, 0.0))
+            weight[start : start + len(found)] = _memberships(d_self, sigma, rho)[:, 1:] * (found >= 0)
+            nbr[start : start + len(found)] = np.maximum(found, 0)
         todo = np.arange(len(rest))
         for _ in range(PLACE_ROUNDS):  # fitted rows first, then rows placed in earlier rounds
-            w = weight[todo] * placed[nbr[todo]]
-            ok = w.sum(axis=1) > 0
-            if not ok.any():
+            done, waiting = [], []
+            for start in range(0, len(todo), _PLACE_CHUNK):
+                rows = todo[start : start + _PLACE_CHUNK]
+                w = weight[rows] * placed[nbr[rows]]
+                ok = w.sum(axis=1) > 0
+                if ok.any():
+                    done.append((rows[ok], _mode_mean(xy[nbr[rows[ok]]], w[ok], spread, rng)))
+                waiting.append(rows[~ok])
+            if not done:
                 break
-            now = todo[ok]
-            xy[rest[now]] = _mode_mean(xy[nbr[now]], w[ok], spread, rng)
-            placed[rest[now]] = True  # fixed from here on: no averaging of averages
-            todo = todo[~ok]
+            for rows, pos in done:  # fixed from here on: no averaging of averages
+                xy[rest[rows]] = pos
+                placed[rest[rows]] = True
+            todo = np.concatenate(waiting)
         lost = rest[todo]  # no graph path to a placed row: its nearest fitted rows
         if len(lost):
             mask = np.zeros(n, bool)
