@@ -104,3 +104,22 @@ def test_another_integrations_run_is_refused_before_serving(tiny_run_path, tmp_p
     (other / "run.json").write_text(json.dumps(info))
     with pytest.raises(RunError, match="integration 'fashion'"):
         create_app(tiny_run_path, Settings(run_path=tiny_run_path, prewarm=False, compare=other))
+
+
+def test_the_reports_comparison_sections(tiny_run_path, run_a, tmp_path):
+    """`report RUN_B --compare RUN_A`: the counts the page quotes are compare()'s, and each figure is written."""
+    from samplescope.report import compare as compare_page
+    from samplescope.report.context import ReportContext
+
+    run = open_run(tiny_run_path)
+    ctx = ReportContext(run, tmp_path)
+    made = compare_page.sections(ctx, run_a)
+    keys = [s.key for s in made]
+    assert keys == ["compare", "compare-map", "compare-classes", "compare-confusion", "compare-samples"]
+    cmp = compare(run_a, tiny_run_path)
+    val = cmp.summary.set_index("subset").loc["validation"]
+    line = next(p for p in made[0].paragraphs if p.startswith("validation:"))
+    assert f"{int(val['fixed']):,} fixed, {int(val['broken']):,} broken" in line
+    for s in made[1:]:
+        assert all((tmp_path / name).stat().st_size > 1000 for name in s.images)
+    run.close()
