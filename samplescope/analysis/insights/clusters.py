@@ -16,7 +16,7 @@ A cluster is reported when, over its labelled samples,
   one-sided t-test p < ``alpha / n_clusters``.
 
 Each is described by its main labels, its most frequent (label, prediction)
-confusion (classification) and the metadata columns that best separate it from
+confusion (classification) and the metadata columns that best separate its failing samples (all its samples when fewer than ``min_errors`` fail) from
 **the other samples of its classes** (:func:`.explain.describe_slice`; at most two
 with |effect| >= ``min_effect``); it says what to do (collect or augment samples
 like the described slice) and carries a population test for it.
@@ -213,7 +213,11 @@ class LowPerformanceClusters(InsightFinder):
         c = int(row.cluster)
         mask = self.cluster_labels_ == c
         composition, label_shares = _composition(ctx, mask)
-        meta = describe_slice(ctx, mask, min_effect=self.min_effect)
+        # what sets the cluster's *failing* samples apart from the other samples of their
+        # classes (the failing 4s against the 4s that succeed); all its samples when few fail
+        failing = mask & ctx.errors
+        described = failing if failing.sum() >= self.min_errors else mask
+        meta = describe_slice(ctx, described, min_effect=self.min_effect)
         confusion = _top_confusion(ctx, mask) if ctx.is_classification else None
         expected_rate = row.expected_errors / max(row.n_labelled, 1)
         if by_errors:
@@ -228,8 +232,9 @@ class LowPerformanceClusters(InsightFinder):
                 f"vs {pct(p0)})"
             )
         if meta:
+            who = "failing samples" if described is failing else "samples"
             text += (
-                f"; against {meta[0]['reference']}, its samples have "
+                f"; against {meta[0]['reference']}, its {who} have "
                 + " and ".join(m["phrase"] for m in meta)
             )
         else:

@@ -17,7 +17,7 @@ Two samples are duplicates when either
   or two, slightly rescaled or re-encoded still match. The distance is calibrated
   against each sample's own neighbourhood: the pair must be within
   ``aligned_ratio`` (0.5) of the ``aligned_k``-th (4th) nearest aligned neighbour's
-  distance of either sample **and** within ``aligned_threshold * s_aligned`` (0.12);
+  distance of either sample **and** within ``aligned_threshold * s_aligned`` (0.16);
   a copy is far nearer its original than any other drawing is, a distinct pair of
   similar digits is not (on MNIST the nearest/4th-nearest ratio of distinct
   samples has its 1st percentile at 0.57; shifted copies sit at ~0, rescaled and
@@ -94,7 +94,7 @@ class Duplicates(InsightFinder):
         pixel_threshold: float = 0.1,
         latent_threshold: float = 1e-4,
         latent_spread: float = 0.01,
-        aligned_threshold: float = 0.12,
+        aligned_threshold: float = 0.16,
         aligned_ratio: float = 0.5,
         aligned_k: int = 4,
         aligned_sigma: float = 1.0,

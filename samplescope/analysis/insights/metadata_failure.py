@@ -18,8 +18,9 @@ against E gives p < ``alpha`` / (number of slices tried over all columns).
 
 One insight per column: its slice accounting for the most errors (O - E), the
 narrower one-class slice when it accounts for at least ``narrow_share`` of the
-broader one's. Slices whose Jaccard overlap exceeds ``max_overlap`` tell one story:
-the less severe is named in the more severe one's sentence. Severity on the common scale: ``saturate((O - E) / all errors, 0.1)``.
+broader one's. Slices that share more than ``max_overlap`` of each other's errors (or
+whose samples' Jaccard overlap exceeds it) tell one story: the less severe is named in
+the more severe one's sentence. Severity on the common scale: ``saturate((O - E) / all errors, 0.1)``.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class MetadataPredictsFailure(InsightFinder):
             self._members[id(insights[-1])] = sl.rows
         self.column_table_ = pd.DataFrame(table, columns=columns)
         insights.sort(key=lambda i: -i.severity)
-        return _fold_overlapping(insights, self._members, self.max_overlap)
+        return _fold_overlapping(insights, self._members, ctx.errors, self.max_overlap)
 
     # ------------------------------------------------------------------ slices
 
@@ -238,16 +239,22 @@ class MetadataPredictsFailure(InsightFinder):
         return Insight("metadata_failure", severity, ids, text, title, details)
 
 
-def _fold_overlapping(found: list[Insight], members: dict[int, np.ndarray], max_overlap: float) -> list[Insight]:
-    """Most severe first; a slice whose Jaccard overlap with a kept one (shared samples over
-    the samples of either) exceeds ``max_overlap`` is the same story: named in the kept
-    one's sentence. A small slice inside a broad one keeps its own card."""
+def _fold_overlapping(found: list[Insight], members: dict[int, np.ndarray], errors: np.ndarray,
+                      max_overlap: float) -> list[Insight]:
+    """Most severe first; a slice that explains the same errors as a kept one (they share
+    more than ``max_overlap`` of the errors of each) or the same samples (Jaccard above
+    ``max_overlap``) is the same story: named in the kept one's sentence. A small slice
+    inside a broad one keeps its own card: it explains only part of the broad one's errors."""
     kept: list[tuple[Insight, np.ndarray, list[str]]] = []
     for insight in found:
         rows = members[id(insight)]
-        for i, (other, other_rows, also) in enumerate(kept):
+        wrong = rows[errors[rows]]
+        for _, other_rows, also in kept:
             shared = len(np.intersect1d(rows, other_rows, assume_unique=True))
-            if shared > max_overlap * (len(rows) + len(other_rows) - shared):
+            other_wrong = other_rows[errors[other_rows]]
+            same_errors = len(np.intersect1d(wrong, other_wrong, assume_unique=True))
+            if (same_errors > max_overlap * max(len(wrong), len(other_wrong))
+                    or shared > max_overlap * (len(rows) + len(other_rows) - shared)):
                 also.append(insight.details["slice"])
                 break
         else:
