@@ -214,7 +214,7 @@ def _fast_layout(x: torch.Tensor) -> torch.Tensor:
 
 
 def _check_data(x: torch.Tensor, y: torch.Tensor, name: str, task: Task) -> None:
-    if x.dim() < 2 or not x.is_floating_point():
+    if x.dim() not in (2, 4) or not x.is_floating_point():  # images, or vectors and token ids
         raise ValueError(
             f"x_{name} must be a float tensor (N, C, H, W), (N, F) or (N, T), got {x.dtype} {tuple(x.shape)}"
         )
