@@ -164,9 +164,10 @@ def heatmaps(ctx: ReportContext) -> Section | None:
         maps = [np.asarray(ctx.run.heatmap(sid, target=k, method=method)) for k, _ in targets]
     except SamplescopeError as exc:
         return Section("heatmaps", "Heatmaps", [f"No heatmaps for this model: {exc}"])
-    if maps[0].ndim != 2:  # per-feature or per-token attributions: the page draws them as bars
-        return Section("heatmaps", "Heatmaps", [
-            f"{method} attributions of #{sid} are per feature; the page shows them as bars."])
+    if maps[0].ndim != 2:  # per-feature or per-token attributions: signed bars, as the page draws them
+        from samplescope.report.figures_attribution import attribution_bars
+
+        return attribution_bars(ctx, row, targets, Section)
     picture = ctx.image(sid)
     fig = new_figure(2.1 * (len(maps) + 1), 2.5)
     axes = fig.subplots(1, len(maps) + 1, squeeze=False)[0]
