@@ -192,14 +192,18 @@ class RayEngine:
     def _workers(self, n_shards: int) -> int:
         import ray
 
-        if self.workers is not None:
-            return min(self.workers, n_shards)
         resources = ray.cluster_resources()
         if self.gpus_per_worker > 0:
-            fit = resources.get("GPU", 0) // self.gpus_per_worker
+            fit = int(resources.get("GPU", 0) // self.gpus_per_worker)
         else:
-            fit = resources.get("CPU", 1) // max(self.cpus_per_worker, 1e-9)
-        return int(max(1, min(fit, n_shards)))
+            fit = int(resources.get("CPU", 1) // max(self.cpus_per_worker, 1e-9))
+        if self.workers is None:
+            return max(1, min(fit, n_shards))
+        if self.workers > fit:
+            log.warning("--workers %d: the cluster has room for %d now (%s); Ray Data may wait for the rest "
+                        "(an autoscaling cluster adds nodes; pass fewer --workers otherwise)", self.workers, fit,
+                        ", ".join(f"{k} {v:g}" for k, v in resources.items() if k in ("CPU", "GPU")))
+        return min(self.workers, n_shards)
 
 
 # -- the Ray session --------------------------------------------------------------
