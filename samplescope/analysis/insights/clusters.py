@@ -266,7 +266,7 @@ class LowPerformanceClusters(InsightFinder):
             "labels": label_shares,
             "metadata": [{k: v for k, v in m.items() if k != "phrase"} for m in meta],
             "confusion": confusion,
-            "action": _cluster_action(ctx, c, mask, row, meta),
+            "action": _cluster_action(ctx, c, described, row, meta),
         }
         ids = ordered_ids(ctx, np.flatnonzero(mask), self.max_sample_ids)
         return Insight("low_performance_cluster", severity, ids, text, title, details)
