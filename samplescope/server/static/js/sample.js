@@ -53,7 +53,7 @@ export class SampleView {
       <button class="close" data-testid="close-sample" title="Close">×</button></div>`));
     this.root.querySelector(".close").onclick = () => update({ sample: "" }, { push: true });
     this.root.append(el(`<div>label <b data-testid="sample-label">${esc(valueText(this.ctx, label))}</b> · predicted
-      <b data-testid="sample-prediction">${esc(valueText(this.ctx, pred))}</b> · loss <b>${fmt(row.loss)}</b> · confidence ${fmt(row.confidence)}</div>`));
+      <b data-testid="sample-prediction">${esc(valueText(this.ctx, pred))}</b> · loss <b>${fmt(row.loss)}</b>${row.confidence === undefined ? "" : ` · confidence ${fmt(row.confidence)}`}</div>`));
 
     // pictures: the image, then heatmaps for two classes (default: predicted, ground truth)
     const pics = el(`<div class="pics${this.kind() === "image" ? "" : " wide"}"></div>`);
