@@ -6,8 +6,8 @@ import { formatCell } from "./format.js";
 import { state, update } from "./state.js";
 import { el, esc, options, thumbs } from "./dom.js";
 import { defaultTargets, errorWord, heatmapTargets, isError, valueText } from "./taskviews.js";
+import { drawAttribution, explainFailure, methodButtons, methodFor } from "./attribution.js";
 
-import { METHODS, drawAttribution, explainFailure, methodButtons, methodFor } from "./attribution.js";
 const HIDDEN = /^(prob_\d+|dist_to_centroid_\d+|label_name|prediction_name|nearest_centroid_name)$/;
 
 export class SampleView {
