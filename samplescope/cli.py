@@ -105,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("run_a", help="the earlier run")
     cp.add_argument("run_b", help="the later run")
     cp.add_argument("--out", help="also write comparison.json, samples.parquet and summary.txt into this folder")
+    cp.add_argument("--spec", help="also evaluate this population-test spec (samplescope test) on both runs")
 
     te = sub.add_parser("test", help="population tests: exit 1 when a check of the spec fails")
     te.add_argument("run", help="run folder")
@@ -268,6 +269,8 @@ def _compare(args: argparse.Namespace) -> int:
 
     result = compare(args.run_a, args.run_b)
     print(result.text())
+    if args.spec:
+        print(result.checks_text(args.spec))
     if args.out:
         print(f"wrote {result.write(args.out)}")
     return 0

@@ -86,6 +86,30 @@ class Comparison:
 
         return matrix("prediction_b") - matrix("prediction_a")
 
+    def checks(self, spec: str | Path | list[Any]) -> pd.DataFrame:
+        """A population-test spec (``samplescope.checks``: a TOML file or its checks) evaluated on
+        both runs: one row per check with each run's population size, value and verdict."""
+        from samplescope import checks
+
+        found = checks.load_spec(spec) if isinstance(spec, str | Path) else list(spec)
+        ra, rb = checks.evaluate(self.a, found), checks.evaluate(self.b, found)
+        return pd.DataFrame([{
+            "check": x.check.name, "metric": x.check.metric, "op": x.check.op, "threshold": x.check.threshold,
+            "count_a": x.count, "value_a": x.value, "passed_a": x.passed,
+            "count_b": y.count, "value_b": y.value, "passed_b": y.passed,
+        } for x, y in zip(ra, rb, strict=True)])  # fmt: skip
+
+    def checks_text(self, spec: str | Path | list[Any]) -> str:
+        """:meth:`checks` as lines for the terminal: which checks B newly passes or fails."""
+        t = self.checks(spec)
+        lines = [f"{'check':<48} {'threshold':>12} {'A':>10} {'B':>10}"]
+        for r in t.itertuples():
+            lines.append(f"{r.check[:48]:<48} {r.op:>2} {r.threshold:<9.4g} {r.value_a:>6.4g} {_word(r.passed_a)} "
+                         f"{r.value_b:>6.4g} {_word(r.passed_b)}")
+        lines.append(f"A passes {int(t.passed_a.sum())} of {len(t)}, B {int(t.passed_b.sum())}; newly failing in B: "
+                     f"{int((t.passed_a & ~t.passed_b).sum())}, newly passing: {int((~t.passed_a & t.passed_b).sum())}")
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "a": str(self.a.path), "b": str(self.b.path), "unmatched": self.unmatched,
@@ -173,6 +197,10 @@ def _labelled(run: Any, labels: pd.Series) -> np.ndarray:
     if run.task.name == "classification":
         return (labels >= 0).to_numpy()
     return labels.notna().to_numpy()
+
+
+def _word(passed: bool) -> str:
+    return "pass" if passed else "FAIL"
 
 
 def _counts(frame: pd.DataFrame, key: str) -> pd.DataFrame:

@@ -104,3 +104,22 @@ def test_cli_prints_and_writes(runs, tmp_path, capsys):
     assert {r["subset"] for r in data["summary"]} == {"train", "validation"}
     back = pd.read_parquet(tmp_path / "cmp" / "samples.parquet")
     assert len(back) == 1797
+
+
+def test_a_spec_is_evaluated_on_both_runs(runs, tables, tmp_path):
+    """compare(...).checks(spec) and `compare --spec`: each run's value is its own table's, computed here."""
+    spec = tmp_path / "checks.toml"
+    spec.write_text('[[check]]\nname = "val acc"\nsubset = "validation"\nmetric = "accuracy"\nop = ">="\n'
+                    'threshold = 0.9\n\n[[check]]\nname = "errors of 3s"\nclasses = ["3"]\nmetric = "error_rate"\n'
+                    'op = "<="\nthreshold = 0.05\n')  # fmt: skip
+    got = compare(*runs).checks(spec).set_index("check")
+    for (table, side) in zip(tables, ("a", "b"), strict=True):
+        val = table[table["subset"] == "validation"]
+        acc = (val["prediction"] == val["label"]).mean()
+        threes = table[table["label"] == 3]
+        err = (threes["prediction"] != threes["label"]).mean()
+        assert got.loc["val acc", f"value_{side}"] == pytest.approx(acc)
+        assert got.loc["val acc", f"passed_{side}"] == (acc >= 0.9)
+        assert got.loc["errors of 3s", f"value_{side}"] == pytest.approx(err)
+        assert got.loc["errors of 3s", f"count_{side}"] == len(threes)
+    assert main(["compare", str(runs[0]), str(runs[1]), "--spec", str(spec)]) == 0
