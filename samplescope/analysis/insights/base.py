@@ -142,8 +142,9 @@ def to_json(value: Any) -> Any:
 #: The common severity scale: an insight's severity is ``saturate(E / errors, SEVERITY_HALF)``
 #: where E is the expected number of errors it accounts for (docs/concepts.md).
 SEVERITY_HALF = 0.1
-#: Severity bands, as the page and the report name them.
-SEVERITY_BANDS = (("high", 0.5), ("medium", 0.2), ("low", 0.0))
+#: Severity bands, as the page and the report name them: high accounts for at least a tenth
+#: of the errors (saturate(0.1, 0.1) = 1/2), medium for at least a twentieth (1/3).
+SEVERITY_BANDS = (("high", 0.5), ("medium", 1 / 3), ("low", 0.0))
 
 
 def error_severity(accounted: float, total_errors: float) -> float:

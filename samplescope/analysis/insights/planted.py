@@ -20,7 +20,7 @@ MNIST files (nothing is stored):
 among the insights of its kind (by severity), and whether its explanation names the
 planted column; for the copies, the recall of each kind and the pairs reported that
 were not planted (and are not in the clean run either). On the clean run it counts the
-insights of medium severity or more (>= 0.2) that nothing real explains: a cluster whose
+insights of medium severity or more (>= 1/3: 5% of the errors) that nothing real explains: a cluster whose
 explanation names no column, outliers no more often wrong than the rest, or duplicate
 pairs seen only in latent space.
 """
@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from samplescope.analysis.insights.base import severity_band
 
 __all__ = ["Planted", "evaluate", "planted_mnist", "table"]
 
@@ -210,7 +212,7 @@ def evaluate(run: Any, planted: Planted, clean: Any | None = None) -> dict[str, 
 
 def clean_alarms(run: Any) -> dict[str, Any]:
     """Insights of medium severity or more on a clean run, and those nothing real explains."""
-    medium = [i for i in run.insights() if i.severity >= 0.2]
+    medium = [i for i in run.insights() if severity_band(i.severity) != "low"]
     unexplained = []
     for ins in medium:
         d = ins.details

@@ -69,5 +69,6 @@ function population(t, classes) {
 /** Severity as a word: numbers in [0, 1] become high / medium / low (docs/concepts.md, "One severity scale"). */
 function level(severity) {
   if (typeof severity !== "number") return String(severity ?? "").toLowerCase();
-  return severity >= 0.5 ? "high" : severity >= 0.2 ? "medium" : "low";
+  // high: accounts for >= 10% of the errors, medium: >= 5% (saturate(0.05, 0.1) = 1/3)
+  return severity >= 0.5 ? "high" : severity >= 1 / 3 ? "medium" : "low";
 }
