@@ -17,6 +17,7 @@ Tables:
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +44,55 @@ SCHEMA_VERSION = 2
 _DAMAGE = (duckdb.OperationalError, duckdb.InternalError, duckdb.FatalException)
 
 
+def _writer(path: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(path))
+
+
+# Read-only connections opened straight on a file, per absolute path: (inode, how many are open).
+_plain: dict[str, tuple[int, int]] = {}
+_plain_lock = threading.Lock()
+
+
+def _reader(path: Path) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+    """A read-only connection to the file as it is now, and the key to release when it closes.
+
+    ``duckdb.connect(path)`` hands back the process's cached instance while another
+    connection to the same path is open, so a run opened before an analysis replaced
+    its database would keep reading the old file. When that is the case (an open
+    connection to the same path, but another inode) the file is attached to a fresh
+    in-memory database instead, which opens it anew. Reading a run never needs other
+    files: external access is off, so a query cannot read or write outside it.
+    """
+    key = os.path.abspath(path)
+    inode = os.stat(path).st_ino
+    with _plain_lock:
+        held = _plain.get(key)
+        if held is None or held[0] == inode or held[1] == 0:
+            conn = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+            _plain[key] = (inode, (held[1] if held and held[0] == inode else 0) + 1)
+            return conn, key
+    conn = duckdb.connect(":memory:")
+    try:
+        quoted = str(path).replace("'", "''")
+        conn.execute(f"ATTACH '{quoted}' AS run (READ_ONLY)")
+        conn.execute("SET enable_external_access = false")
+    except BaseException:
+        conn.close()
+        raise
+    return conn, None
+
+
+def _release(key: str | None) -> None:
+    if key is None:
+        return
+    with _plain_lock:
+        inode, count = _plain.get(key, (0, 1))
+        if count <= 1:
+            _plain.pop(key, None)
+        else:
+            _plain[key] = (inode, count - 1)
+
+
 class RunDatabase:
     """A run's database. Open read-only to read, ``writable=True`` to write."""
 
@@ -52,9 +102,7 @@ class RunDatabase:
             raise RunError(f"Database {self.path} does not exist; is this a samplescope run folder?")
         self.writable = writable
         try:
-            # reading a run never needs other files: a query cannot read or write outside it
-            config = {} if writable else {"enable_external_access": False}
-            self._conn = duckdb.connect(str(self.path), read_only=not writable, config=config)
+            self._conn, self._key = (_writer(self.path), None) if writable else _reader(self.path)
         except duckdb.Error as exc:
             raise self._failure(exc, "open") from exc
         self._lock = threading.Lock()
@@ -73,6 +121,8 @@ class RunDatabase:
         with self._lock:
             cur = self._conn.cursor()
         try:
+            if self._key is None and not self.writable:
+                cur.execute("USE run")  # an attached file (see _reader)
             yield cur
         except _DAMAGE as exc:  # a damaged file or a full disk, not a wrong query
             raise self._failure(exc, "write" if self.writable else "read") from exc
@@ -97,6 +147,8 @@ class RunDatabase:
         return RunError(f"Cannot {action} database {self.path} ({said}); {fix}.")
 
     def close(self) -> None:
+        key, self._key = self._key, None
+        _release(key)
         try:
             self._conn.close()
         except _DAMAGE as exc:  # a writable database flushes on close
@@ -112,7 +164,9 @@ class RunDatabase:
         if not self.writable and self._tables is not None:  # a read-only file cannot change under us
             return self._tables
         with self._cursor() as cur:
-            found = [r[0] for r in cur.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+            found = [r[0] for r in cur.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+            ).fetchall()]
         if not self.writable:
             self._tables = found
         return found
