@@ -242,13 +242,12 @@ class ProcessLane(Lane):
         worker = None
         try:
             worker = _worker(key)
-            return job.submit(worker).result()
+            return job.submit(worker, lambda: self._restart(key, worker)).result()
         except _Abandoned:  # timed out before it reached a process
             raise self._too_slow() from None
         except BrokenProcessPool:
             if worker is not None:
-                _discard(key, worker)
-            self.restarts += 1
+                self._restart(key, worker)
             if job.abandoned:
                 raise self._too_slow() from None
             raise BusyError(
@@ -258,6 +257,11 @@ class ProcessLane(Lane):
         finally:
             job.done()
             self._slots.put(slot)
+
+    def _restart(self, key: tuple[str, int, int, int], worker: _Worker) -> None:
+        """Kill ``worker`` and forget it (the next job of its slot starts a new one), once."""
+        if _discard(key, worker):
+            self.restarts += 1
 
 
 @dataclass
@@ -299,12 +303,16 @@ def _worker(key: tuple[str, int, int, int]) -> _Worker:
     return worker
 
 
-def _discard(key: tuple[str, int, int, int], worker: _Worker) -> None:
+def _discard(key: tuple[str, int, int, int], worker: _Worker) -> bool:
+    """Kill ``worker`` and drop it from the registry; False when that was done already."""
     with _workers_lock:
-        if _workers.get(key) is worker:
+        found = _workers.get(key) is worker
+        if found:
             del _workers[key]
-    _kill(worker.pid)
-    worker.pool.shutdown(wait=False, cancel_futures=True)
+    if found:
+        _kill(worker.pid)
+        worker.pool.shutdown(wait=False, cancel_futures=True)
+    return found
 
 
 @atexit.register
@@ -325,27 +333,29 @@ class _Job:
     def __init__(self, payload: bytes) -> None:
         self.payload = payload
         self.abandoned = False
+        self._stop: Callable[[], None] | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
 
-    def submit(self, worker: _Worker) -> Future[Any]:
+    def submit(self, worker: _Worker, stop: Callable[[], None]) -> Future[Any]:
+        """Send the job to ``worker``; ``stop()`` kills and forgets it (on :meth:`abandon`)."""
         with self._lock:
             if self.abandoned:  # timed out while this thread started its process
                 raise _Abandoned
-            self._pid = worker.pid
+            self._pid, self._stop = worker.pid, stop
             return worker.pool.submit(_work, self.payload)
 
     def abandon(self) -> None:
         with self._lock:
             self.abandoned = True
-            pid = self._pid
-        if pid is not None:
+            pid, stop = self._pid, self._stop
+        if stop is not None:  # at once, so the next job never meets the dying process
             log.warning("a heavy job ran past its timeout: its worker process %d is stopped", pid)
-            _kill(pid)
+            stop()
 
     def done(self) -> None:
         with self._lock:
-            self._pid = None
+            self._pid = self._stop = None
 
 
 def _kill(pid: int | None) -> None:
@@ -360,6 +370,7 @@ def _kill(pid: int | None) -> None:
 # --- in the worker process ------------------------------------------------------------------
 
 _state: tuple[StateSpec, Any] | None = None
+_nice = 0
 
 
 def _init_worker(name: str, cpus: int, nice: int) -> None:
@@ -370,8 +381,8 @@ def _init_worker(name: str, cpus: int, nice: int) -> None:
         allowed = sorted(os.sched_getaffinity(0))
         if len(allowed) > cpus:
             os.sched_setaffinity(0, set(allowed[-cpus:]))  # the last cores: the first stay free
-    if nice > 0 and hasattr(os, "nice"):
-        os.nice(nice)
+    global _nice
+    _nice = nice  # applied after the first job (see _lower_priority)
     # the parent's ^C stops the server, which stops its workers; they do not print tracebacks
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.current_thread().name = f"samplescope-{name}-worker"
@@ -399,7 +410,20 @@ def _work(payload: bytes) -> Any:
         _state = (spec, spec.open(spec))
     state = _state[1]
     fn = getattr(state, target) if isinstance(target, str) else target
-    return fn(*(state if a is STATE_ARG else a for a in args), **kwargs)
+    try:
+        return fn(*(state if a is STATE_ARG else a for a in args), **kwargs)
+    finally:
+        _lower_priority()
+
+
+def _lower_priority() -> None:
+    """``nice`` the worker, once, after its first job: start-up, opening the run and loading
+    the libraries and the model (the prewarm's heatmap) at a low priority on a busy machine
+    could take longer than any request waits."""
+    global _nice
+    if _nice > 0 and hasattr(os, "nice"):
+        os.nice(_nice)
+    _nice = 0
 
 
 def _single_threaded() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -142,6 +143,19 @@ def test_a_worker_that_dies_is_a_503_and_the_next_job_gets_a_new_one(process_app
         asyncio.run(lane.run(die, state))
     after, _ = asyncio.run(lane.run(worker_pid, state))
     assert after != before and after in lane.pids and before not in lane.pids
+
+
+def test_one_worker_serves_each_run_a_state_names_in_turn(process_app, tiny_run_path, tmp_path):
+    """A re-analysed or other run is a new spec: the worker closes the run it holds, opens it."""
+    copy = tmp_path / "other"
+    shutil.copytree(tiny_run_path, copy)
+    other = create_app(copy, Settings(prewarm=False, heavy_timeout=60)).state.samplescope.current()
+    state = process_app.state.samplescope.current()
+    first = asyncio.run(state.compute_lane.run(worker_pid, state))
+    second = asyncio.run(other.compute_lane.run(worker_pid, other))
+    again = asyncio.run(state.compute_lane.run(worker_pid, state))
+    assert first[0] == second[0] == again[0]  # the same process
+    assert (first[1], second[1], again[1]) == (state.run.name, "other", state.run.name)
 
 
 def test_a_job_that_cannot_go_to_a_process_runs_in_a_thread(process_app):
