@@ -41,6 +41,7 @@ def both(tiny_run_path, run_a) -> pd.DataFrame:
 
 
 def test_summary_counts_equal_pandas(api, both, run_a, tiny_run_path):
+    assert api.get("/api/compare/status").json() == {"enabled": True, "a": str(run_a)}
     got = api.get("/api/compare").json()
     assert got["a"]["name"] == "a" and got["b"]["name"] == tiny_run_path.name
     for status in ("fixed", "broken", "still_wrong", "still_right"):
@@ -91,6 +92,7 @@ def test_one_sample_shows_both_runs_probabilities(api, both, run_a, tiny_run_pat
 def test_without_compare_the_routes_say_how_to_start_one(client):
     r = client.get("/api/compare")
     assert r.status_code == 404 and "--compare RUN_A" in r.json()["detail"]
+    assert client.get("/api/compare/status").json() == {"enabled": False, "a": None}
 
 
 def test_another_integrations_run_is_refused_before_serving(tiny_run_path, tmp_path):

@@ -108,6 +108,18 @@ def comparison(request: Request, state: ServerState) -> Comparison:
         return cached[1]
 
 
+class CompareStatusPublic(BaseModel):
+    enabled: bool = Field(description="whether this server was started with --compare RUN_A")
+    a: str | None = Field(description="the folder of RUN_A, or null")
+
+
+@router.get("/status", response_model=CompareStatusPublic, responses=errors())
+def compare_status(request: Request) -> CompareStatusPublic:
+    """Whether the Compare routes answer (the page asks this first; it makes no comparison)."""
+    path = getattr(request.app.state.samplescope.settings, "compare", None)
+    return CompareStatusPublic(enabled=path is not None, a=None if path is None else str(path))
+
+
 def _run_ref(run: Any) -> RunRef:
     return RunRef(name=run.name, path=str(run.path))
 

@@ -13,10 +13,8 @@ const pct = (v) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed
 
 /** Whether this server compares runs: the summary, or null (no --compare). */
 export async function loadComparison() {
-  try { return await getJSON("/api/compare"); } catch (err) {
-    if (err instanceof ApiError && err.message.startsWith("404")) return null;
-    throw err;
-  }
+  const status = await getJSON("/api/compare/status"); // (a 404 would show as a console error)
+  return status.enabled ? getJSON("/api/compare") : null;
 }
 
 export class CompareView {
