@@ -98,7 +98,7 @@ def test_tags_need_a_run_and_must_exist(tagged_run):
 def test_train_relabel_exclude_trains_without_them_and_records_it(tagged_run, tmp_path, monkeypatch):
     """`samplescope train --relabel --exclude`: the excluded samples never reach the training
     loop, the relabelled ones reach it with their new label, and the run keeps and records both."""
-    import samplescope.train.loop as loop
+    from samplescope.train import loop
 
     seen = {}
     real_train = loop.train
