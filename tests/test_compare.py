@@ -123,3 +123,14 @@ def test_a_spec_is_evaluated_on_both_runs(runs, tables, tmp_path):
         assert got.loc["errors of 3s", f"value_{side}"] == pytest.approx(err)
         assert got.loc["errors of 3s", f"count_{side}"] == len(threes)
     assert main(["compare", str(runs[0]), str(runs[1]), "--spec", str(spec)]) == 0
+
+
+def test_samplescope_compare_stays_callable_after_the_module_is_imported(runs):
+    import importlib
+
+    import samplescope
+
+    first = samplescope.compare(*runs)  # the package's function imports the module...
+    importlib.import_module("samplescope.compare")  # ...which Python binds on the package
+    second = samplescope.compare(*runs)
+    assert second.samples.equals(first.samples)
