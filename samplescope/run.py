@@ -101,7 +101,6 @@ class Run:
 
         return task_from_info(self.info)
 
-
     @property
     def subsets(self) -> list[str]:
         return list(self.info["subsets"])
@@ -126,9 +125,9 @@ class Run:
         Read from run.json alone (no model is loaded): an image run's Grad-CAM applies when the
         run recorded a conv layer (every trained CNN does) or its model is built in.
         """
-        from samplescope.analysis.attribution import applicable_methods
+        from samplescope.analysis.methods import methods_for_kind
 
-        out = applicable_methods(self.input_kind)
+        out = methods_for_kind(self.input_kind)
         if self.input_kind == "image" and not self.info.get("gradcam_layer") and not self.code.builtin_model:
             out["gradcam"] = None if self._model_has_conv() else (
                 "Grad-CAM needs a convolution layer and the run's model has no nn.Conv2d")

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from samplescope.analysis.methods import methods_for_kind
 from samplescope.errors import NotFoundError, ParameterError, SamplescopeError
 
 logger = logging.getLogger(__name__)
@@ -108,19 +109,9 @@ def applicable_methods(input_kind: str, model: nn.Module | None = None, layer: s
     ``layer`` is a recorded Grad-CAM layer (it makes Grad-CAM apply to an image model without
     an ``nn.Conv2d`` attribute search).
     """
-    if input_kind == "vector":
-        return {
-            "gradcam": "Grad-CAM needs a convolution over an image; a vector's features have no spatial layout",
-            "integrated_gradients": None,
-            "saliency": None,
-        }
-    if input_kind == "tokens":
-        return {
-            "gradcam": "Grad-CAM needs a convolution over an image; token inputs have none",
-            "integrated_gradients": None,
-            "saliency": "token ids are integers, not differentiable; Integrated Gradients goes through the embedding",
-        }
-    out: dict[str, str | None] = {"gradcam": None, "integrated_gradients": None, "saliency": None}
+    out = methods_for_kind(input_kind)
+    if input_kind in ("vector", "tokens"):
+        return out
     if model is not None and layer is None:
         try:
             default_gradcam_layer(model)
