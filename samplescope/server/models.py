@@ -222,6 +222,11 @@ class ConfusionPublic(BaseModel):
     matrix: list[list[int]] = Field(description="rows: ground truth, columns: prediction")
 
 
+
+class HeadlinePublic(BaseModel):
+    name: str = Field(description="the figure's name, e.g. accuracy, mae, exact_match")
+    value: float | None = Field(description="its value; null when it is undefined (no labelled samples)")
+
 class MetricsPublic(BaseModel):
     subset: str
     task: str = Field("classification", description="classification, regression or multilabel")
@@ -236,9 +241,7 @@ class MetricsPublic(BaseModel):
     per_label: list[dict[str, Any]] = Field(
         default_factory=list, description="multi-label: precision, recall, f1, average_precision per label"
     )
-    headline: list[tuple[str, float | None]] = Field(
-        default_factory=list, description="the figures to show first, as (name, value)"
-    )
+    headline: list[HeadlinePublic] = Field(default_factory=list, description="the figures to show first")
 
 
 class AggregatePublic(BaseModel):

@@ -55,7 +55,7 @@ def test_diabetes_served(diabetes_run, client_for):
     metrics = client.get("/api/metrics?subset=validation").json()
     expected = open_run(diabetes_run).metrics("validation")
     assert metrics["summary"]["mae"] == pytest.approx(expected["mae"])
-    assert [k for k, _ in metrics["headline"]] == ["MAE", "RMSE", "R²"]
+    assert [h["name"] for h in metrics["headline"]] == ["MAE", "RMSE", "R²"]
     rows = client.get("/api/samples?subset=validation&sort=loss&order=desc&limit=5&columns=residual").json()["data"]
     assert isinstance(rows[0]["label"], float) and rows[0].get("label_name") is None  # no class to name
     assert rows[0]["loss"] >= rows[-1]["loss"]

@@ -57,7 +57,7 @@ def read_metrics(state: State, subset: SubsetParam) -> MetricsPublic:
         per_class=rows,
         summary=_scalars(metrics),
         per_label=labels,
-        headline=[(k, _float(v)) for k, v in state.task.headline(metrics)],
+        headline=[{"name": k, "value": _float(v)} for k, v in state.task.headline(metrics)],
     )
 
 

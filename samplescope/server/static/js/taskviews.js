@@ -58,7 +58,7 @@ export function defaultTargets(ctx, row) {
 /** The task view of one subset into `box`; `line` gets the headline figures. */
 export async function renderTaskView(ctx, box, line, subset) {
   const metrics = await getJSON(`/api/metrics?subset=${encodeURIComponent(subset)}`);
-  line.textContent = `${subset}: ` + metrics.headline.map(([k, v]) => `${k} ${fmt(v)}`).join(" · ");
+  line.textContent = `${subset}: ` + metrics.headline.map(({ name, value }) => `${name} ${fmt(value)}`).join(" · ");
   if (taskName(ctx) === "regression") return regressionView(ctx, box, subset, metrics);
   return perLabelView(ctx, box, metrics);
 }
