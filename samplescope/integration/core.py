@@ -403,8 +403,8 @@ class Integration:
             "name": self.name,
             "version": self.version,
             "classes": self.classes,
-            "metadata_kinds": dict(self.metadata_kinds),
             "task": self.task.name,
+            "metadata_kinds": dict(self.metadata_kinds),
             "source": self.source,
             "hash": source_hash(self.source) if self.source else None,
         } | ({"rebuild": self.rebuild} if self.rebuild is not None else {})

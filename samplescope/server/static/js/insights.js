@@ -17,10 +17,11 @@ export class InsightsView {
     for (const card of cards) {
       const sev = level(card.severity);
       const node = el(`<article class="insight sev-${esc(sev)}" data-testid="insight-card" data-insight-id="${card.id}"
-          data-count="${card.count}" tabindex="0">
+          data-count="${card.count}" data-shown="${card.sample_ids.length}" tabindex="0">
         <div class="meta"><span class="tag">${esc(card.kind.replaceAll("_", " "))}</span>
           <span data-testid="insight-severity">${esc(sev)}${typeof card.severity === "number" ? ` (${card.severity.toFixed(2)})` : ""}</span>
-          <span>${card.count.toLocaleString()} samples</span></div>
+          <span>${card.count.toLocaleString()} samples${card.sample_ids.length < card.count
+            ? ` (a click shows the ${card.sample_ids.length.toLocaleString()} most relevant)` : ""}</span></div>
         <h2>${esc(card.title || card.kind)}</h2><p>${esc(card.text || "")}</p>${todo(card, this.ctx.classes)}</article>`);
       node.append(thumbs(card.sample_ids.slice(0, 8).map((id) => ({ id })), this.ctx.classes,
         (id) => update({ sample: id }, { push: true })));
