@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from samplescope.analysis.insights import Duplicates
@@ -170,3 +171,34 @@ def test_shifted_rescaled_and_reencoded_copies_are_leakage():
     ctx.input_shape = None
     [raw] = _by_kind(Duplicates().find(ctx), "leakage")
     assert len(_pairs(raw) & planted["shifted"]) / 25 < 0.5
+
+
+def test_table_rows_are_copies_only_when_equal_not_when_similar_in_large_features():
+    """scikit-learn's breast-cancer table (30 raw features, a few in the thousands): 10 training
+    rows copied into validation are a leak; nothing else is (the pixel-scale cut paired 94.5%)."""
+    from sklearn.datasets import load_breast_cancer
+
+    from samplescope.analysis.insights.base import InsightContext
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x = x.astype(np.float32)
+    rng = np.random.default_rng(0)
+    n_train = 455
+    copies = rng.choice(n_train, 10, replace=False)
+    x = np.concatenate([x, x[copies]])
+    y = np.concatenate([y, y[copies]])
+    n = len(x)
+    subset = np.where(np.arange(n) < n_train, "train", "validation")
+    probs = np.stack([1 - y * 0.9 - 0.05, y * 0.9 + 0.05], axis=1)
+    frame = pd.DataFrame({"sample_id": np.arange(n), "subset": subset, "label": y, "prediction": y,
+                          "loss": 0.1, "correct": True, "confidence": probs.max(1), "prob_0": probs[:, 0],
+                          "prob_1": probs[:, 1]})
+    latent = rng.normal(size=(n, 16)).astype(np.float32)  # a spread latent: no latent pairs
+    ctx = InsightContext(samples=frame, latent=latent, inputs=lambda rows: x[np.asarray(rows)],
+                         class_names=["malignant", "benign"], metadata_columns=[], input_shape=(30,))
+    insights = Duplicates().find(ctx)
+    [leak] = _by_kind(insights, "leakage")
+    planted = {(int(c), n - 10 + i) for i, c in enumerate(copies)}
+    assert _pairs(leak) == planted
+    assert "input distance" in leak.text or "identical" in leak.text
+    assert not _by_kind(insights, "duplicate")
