@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from matplotlib.cm import ScalarMappable
@@ -154,49 +157,73 @@ def heatmaps(ctx: ReportContext) -> Section | None:
     return Section("heatmaps", f"Heatmaps of sample #{sid}", [text], [image])
 
 
-def similars(ctx: ReportContext) -> Section | None:
-    """The training samples the model considers most like the worst error."""
+def nearest_training(ctx: ReportContext) -> tuple[pd.Series, int, str | None, pd.DataFrame] | None:
+    """The worst error (its row and id), the subset searched and its ``SIMILAR_K`` most similar samples."""
     row = ctx.focus
     if row is None:
         return None
     sid = int(row["sample_id"])
     subset = "train" if "train" in ctx.run.subsets else None
-    near = ctx.run.similar(sid, k=SIMILAR_K, subset=subset)
+    return row, sid, subset, ctx.run.similar(sid, k=SIMILAR_K, subset=subset)
+
+
+def similar_grid(
+    ctx: ReportContext,
+    sid: int,
+    query_caption: str,
+    neighbours: pd.DataFrame,
+    similarity: pd.Series,
+    caption_of: Callable[[pd.Series], str],
+    wrong_of: Callable[[pd.Series], bool],
+    where: str,
+    frame_of: Callable[[pd.Series], Any] | None = None,
+    row_height: float = 1.65,
+) -> str:
+    """The query and its neighbours in rows of eight, errors captioned in red, saved as similar.png.
+
+    ``neighbours`` are their table rows (``sample_id`` and what the callables read), in the
+    order of ``similarity``; ``frame_of`` gives each neighbour's frame colour (none: no frame)."""
     ncols = 8
-    nrows = int(np.ceil((len(near) + 1) / ncols))
-    fig = new_figure(1.45 * ncols, 1.65 * nrows + 0.3)
+    nrows = int(np.ceil((len(neighbours) + 1) / ncols))
+    fig = new_figure(1.45 * ncols, row_height * nrows + 0.3)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    colors = class_colors(ctx.n_classes)
     axes.flat[0].axis("on")
-    show_image(
-        axes.flat[0],
-        ctx.image(sid),
-        f"query #{sid}\n{ctx.class_name(row['label'])} \u2192 {ctx.class_name(row['prediction'])}",
-        color=ERROR,
-    )
-    for ax, (_, n) in zip(axes.flat[1:], near.iterrows(), strict=False):
+    show_image(axes.flat[0], ctx.image(sid), f"query #{sid}\n{query_caption}", color=ERROR)
+    for ax, (_, n), sim in zip(axes.flat[1:], neighbours.iterrows(), similarity, strict=False):
         ax.axis("on")
-        wrong = "prediction" in n and int(n["prediction"]) != int(n["label"])
-        caption = f"{ctx.class_name(n['label'])}" + (
-            f" \u2192 {ctx.class_name(n['prediction'])}" if wrong else ""
-        )
-        show_image(
-            ax,
-            ctx.image(int(n["sample_id"])),
-            f"{caption}\nsim {n['similarity']:.3f}",
-            color=ERROR if wrong else "black",
-        )
-        for spine in ax.spines.values():
-            spine.set_color(colors[int(n["label"])])
-            spine.set_linewidth(2.5)
+        wrong = wrong_of(n)
+        show_image(ax, ctx.image(int(n["sample_id"])), f"{caption_of(n)}\nsim {sim:.3f}",
+                   color=ERROR if wrong else "black")  # fmt: skip
+        if frame_of is not None:
+            for spine in ax.spines.values():
+                spine.set_color(frame_of(n))
+                spine.set_linewidth(2.5)
+    fig.suptitle(f"the {len(neighbours)} most similar {where}samples of #{sid} (cosine similarity of latents)",
+                 fontsize=10)  # fmt: skip
+    return ctx.save(fig, "similar.png")
+
+
+def similars(ctx: ReportContext) -> Section | None:
+    """The training samples the model considers most like the worst error."""
+    found = nearest_training(ctx)
+    if found is None:
+        return None
+    row, sid, subset, near = found
+    colors = class_colors(ctx.n_classes)
+
+    def wrong(n: pd.Series) -> bool:
+        return "prediction" in n and int(n["prediction"]) != int(n["label"])
+
+    def caption(n: pd.Series) -> str:
+        return f"{ctx.class_name(n['label'])}" + (f" \u2192 {ctx.class_name(n['prediction'])}" if wrong(n) else "")
+
     where = f"{subset} " if subset else ""
-    fig.suptitle(
-        f"the {len(near)} most similar {where}samples of #{sid} (cosine similarity of latents)",
-        fontsize=10,
+    image = similar_grid(
+        ctx, sid, f"{ctx.class_name(row['label'])} \u2192 {ctx.class_name(row['prediction'])}", near,
+        near["similarity"], caption, wrong, where, frame_of=lambda n: colors[int(n["label"])],
     )
-    image = ctx.save(fig, "similar.png")
 
     labels = near["label"].to_numpy()
     n_pred = int((labels == int(row["prediction"])).sum())

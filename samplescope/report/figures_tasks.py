@@ -16,7 +16,6 @@ from samplescope.report.context import ReportContext, Section
 from samplescope.report.draw import ERROR, GREY, heatmap_cmap, new_figure, show_image
 
 TOP_N = 12
-SIMILAR_K = 15
 
 
 def _fmt(v: float) -> str:
@@ -184,30 +183,18 @@ def heatmaps(ctx: ReportContext) -> Section | None:
 
 def similars(ctx: ReportContext) -> Section | None:
     """The training samples the model considers most like the worst error, with their labels."""
-    row = ctx.focus
-    if row is None:
+    from samplescope.report.figures_errors import nearest_training, similar_grid
+
+    found = nearest_training(ctx)
+    if found is None:
         return None
-    sid = int(row["sample_id"])
-    subset = "train" if "train" in ctx.run.subsets else None
-    near = ctx.run.similar(sid, k=SIMILAR_K, subset=subset)
+    row, sid, subset, near = found
     rows = ctx.samples.set_index("sample_id").loc[near["sample_id"].to_numpy()].reset_index()
-    ncols = 8
-    nrows = int(np.ceil((len(near) + 1) / ncols))
-    fig = new_figure(1.45 * ncols, 1.9 * nrows + 0.3)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    axes.flat[0].axis("on")
-    show_image(axes.flat[0], ctx.image(sid), f"query #{sid}\n{caption(ctx, row)}", color=ERROR)
-    for ax, (_, n), sim in zip(axes.flat[1:], rows.iterrows(), near["similarity"], strict=False):
-        ax.axis("on")
-        wrong = not bool(n["correct"]) if pd.notna(n.get("correct")) else False
-        show_image(ax, ctx.image(int(n["sample_id"])), f"{caption(ctx, n)}\nsim {sim:.3f}",
-                   color=ERROR if wrong else "black")  # fmt: skip
     where = f"{subset} " if subset else ""
-    fig.suptitle(f"the {len(near)} most similar {where}samples of #{sid} (cosine similarity of latents)",
-                 fontsize=10)  # fmt: skip
-    image = ctx.save(fig, "similar.png")
+    image = similar_grid(
+        ctx, sid, caption(ctx, row), rows, near["similarity"], lambda n: caption(ctx, n),
+        lambda n: not bool(n["correct"]) if pd.notna(n.get("correct")) else False, where, row_height=1.9,
+    )
     text = [(f"The {len(near)} {where}samples whose latent vectors are most similar to #{sid}, with their "
             "ground truth and prediction (red: an error).")]  # fmt: skip
     return Section("similar", f"Most similar samples to #{sid}", text, [image])
