@@ -106,6 +106,8 @@ def check_integration(integration: Integration, samples_per_subset: int = 8, see
     labelled = {n: p for n, p in picks.items() if n != "unlabeled"}
     for fn in integration.inputs.values():
         rows.append(_check_function(integration, fn, picks, _input_problem))
+    if integration.inputs and all(r.status == "ok" for r in rows if r.kind == "input"):
+        add(_kind_row(integration))
     if integration.ground_truth_fn is None:
         add(CheckRow("ground_truth", "ground_truth", "FAIL", "no ground-truth encoder declared; add @x.ground_truth"))
     else:
@@ -119,6 +121,23 @@ def check_integration(integration: Integration, samples_per_subset: int = 8, see
     if not integration.inputs:
         add(CheckRow("input", "input", "FAIL", "no input encoder declared; add @x.input('image')"))
     return CheckReport(integration.name, rows)
+
+
+def _kind_row(integration: Integration) -> CheckRow:
+    """The model input's kind (image, vector, tokens) and how it was decided: declared or inferred."""
+    name, spec = integration.input_name, integration.input_spec
+    try:
+        kind = integration.input_kind
+    except SamplescopeError as exc:
+        return CheckRow(name, "input kind", "FAIL", str(exc))
+    if spec.kind_declared:
+        how = f"declared (@x.input({name!r}, kind={kind!r}))"
+    elif spec.kind is not None:
+        how = "inferred from the vocabulary the input declares"
+    else:
+        shape = tuple(integration.encode_inputs(integration.subset_names[0], [0]).shape[1:])
+        how = f"inferred from the input's shape {shape} (declare kind= on @x.input to override)"
+    return CheckRow(name, "input kind", "ok", f"{kind}, {how}")
 
 
 def _pick(n: int, k: int, seed: int) -> np.ndarray:

@@ -39,6 +39,8 @@ class InputSpec:
     kind: str | None = None
     feature_names: tuple[str, ...] | None = None
     vocabulary: tuple[str, ...] | None = None
+    #: the integration said ``kind=`` itself (else it is inferred, see :func:`infer_kind`)
+    kind_declared: bool = False
 
     @classmethod
     def declare(
@@ -59,6 +61,7 @@ class InputSpec:
             kind=kind or ("tokens" if vocabulary is not None else None),
             feature_names=tuple(str(f) for f in feature_names) if feature_names is not None else None,
             vocabulary=tuple(str(v) for v in vocabulary) if vocabulary is not None else None,
+            kind_declared=kind is not None,
         )
 
 

@@ -161,3 +161,25 @@ def test_preprocess_and_subsets_run_once_when_threads_ask_together():
         subsets = list(pool.map(lambda _: integ.get_subset("train"), range(4)))
     assert calls == {"preprocess": 1, "train": 1}
     assert all(s is states[0] for s in states) and all(s is subsets[0] for s in subsets)
+
+
+def test_check_says_the_input_kind_and_how_it_was_decided():
+    """The table names the input kind, and whether the integration declared it or check inferred it."""
+    inferred = tiny().check()
+    row = next(r for r in inferred.rows if r.kind == "input kind")
+    assert (row.function, row.status) == ("image", "ok")
+    assert row.detail.startswith("image, inferred from the input's shape (1, 4, 4)")
+    assert "input kind" in inferred.table()
+
+    table = np.random.default_rng(0).random((20, 3)).astype(np.float32)
+    integ = Integration("table", classes=["a", "b"])
+    integ.subset("train")(lambda s: Subset(ids=list(range(15)), data=None))
+    integ.subset("validation")(lambda s: Subset(ids=list(range(15, 20)), data=None))
+    integ.input("x", kind="vector", feature_names=["p", "q", "r"])(lambda smp: table[smp.index])
+    integ.ground_truth(lambda smp: smp.index % 2)
+    row = next(r for r in integ.check().rows if r.kind == "input kind")
+    assert row.detail == "vector, declared (@x.input('x', kind='vector'))"
+
+    flat = tiny(image=lambda s: np.zeros((4, 4), np.float32)).check()  # (H, W): neither kind
+    row = next(r for r in flat.rows if r.kind == "input kind")
+    assert row.status == "FAIL" and "neither an image (C, H, W) nor a vector" in row.detail
