@@ -383,9 +383,21 @@ class Integration:
             from samplescope.integration.pictures import default_picture
 
             x = self.encode_inputs(subset, [index])[0]
-            return default_picture(self.input_kind, x, self.input_spec)
+            stats = self.feature_stats() if self.input_kind == "vector" else None
+            return default_picture(self.input_kind, x, self.input_spec, stats)
         fn = self.visualizers[name or next(iter(self.visualizers))]
         return to_uint8_image(np.asarray(_call(fn.name, fn.fn, self.sample(subset, index))))
+
+    def feature_stats(self, rows: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+        """A vector input's training (mean, std) per feature, from at most ``rows`` evenly spread
+        training rows (computed once): what a sample's feature picture measures its values against."""
+        cached = getattr(self, "_feature_stats", None)
+        if cached is None:
+            subset = "train" if "train" in self.subset_names else self.subset_names[0]
+            n = len(self.get_subset(subset))
+            x = self.encode_inputs(subset, np.unique(np.linspace(0, n - 1, min(n, rows)).astype(np.int64)))
+            cached = self._feature_stats = (x.mean(axis=0), x.std(axis=0))
+        return cached
 
     def _apply(self, fn: Function, subset: str, indices: Sequence[int] | np.ndarray, stack: bool = True) -> Any:
         if fn.batched:

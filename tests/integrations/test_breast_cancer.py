@@ -48,6 +48,32 @@ def test_integration_is_a_vector_with_named_features() -> None:
     assert integ.input_spec.feature_names[0] == "mean radius"
 
 
+def test_feature_picture_reads_at_thumbnail_size() -> None:
+    """Without a visualizer a row is drawn as a bar strip of its z-scores against the training rows
+    and its five most atypical features in a large font: about as wide as tall (a 30-row table was
+    500 pixels tall and shrank to a grey patch in the page's thumbnails), the strip's bars red above
+    the training mean and blue below, the named features those of the largest |z| by numpy."""
+    from samplescope.integration.pictures import PAD, STRIP, WIDTH, top_features
+    from samplescope.palette import palette, rgb
+
+    integ = load_integration("breast_cancer")
+    train = integ.encode_inputs("train", np.arange(len(integ.get_subset("train"))))
+    mean, std = integ.feature_stats()
+    np.testing.assert_allclose(mean, train.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(std, train.std(axis=0), rtol=1e-4)
+    x = integ.encode_inputs("validation", [7])[0].astype(np.float64)
+    z = (x - train.mean(axis=0)) / train.std(axis=0)
+    assert top_features(z) == list(np.argsort(-np.abs(z))[:5])
+
+    picture = integ.visualize("validation", 7)
+    height, width = picture.shape[:2]
+    assert width == WIDTH and 0.5 <= height / width <= 1.0
+    step, mid = (WIDTH - 2 * PAD) / 30, PAD + STRIP // 2
+    for i in np.flatnonzero(np.abs(z) > 0.5):  # the bar of feature i, just off the zero line
+        column = picture[mid - 3 if z[i] > 0 else mid + 3, int(PAD + (i + 0.5) * step)]
+        np.testing.assert_array_equal(column, rgb(palette()["positive" if z[i] > 0 else "negative"]))
+
+
 def test_trains_an_mlp_with_sensible_results(run_path: Path) -> None:
     from sklearn.metrics import accuracy_score, confusion_matrix
 
