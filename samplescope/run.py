@@ -143,6 +143,12 @@ class Run:
             return [str(vocabulary[i]) if 0 <= i < len(vocabulary) else f"<{i}>" for i in ids]
         return None
 
+    def attribution_padding(self, sample_id: int) -> list[bool] | None:
+        """A tokens run's padding (id 0) per value of the sample's heatmap, which no view shows; else None."""
+        if self.input_kind != "tokens":
+            return None
+        return (np.round(self.input(sample_id)).astype(np.int64) == 0).tolist()
+
     def _model_has_conv(self) -> bool:
         from samplescope.errors import SamplescopeError
 

@@ -269,6 +269,7 @@ class HeatmapPublic(BaseModel):
         description="(H, W) for an image; one value per feature (vector) or per token (tokens)"
     )
     labels: list[str] | None = Field(None, description="what each value is: feature names, or the sample's tokens")
+    padding: list[bool] | None = Field(None, description="tokens: which values are padding (id 0), left out of views")
 
 
 class MapCountsPublic(BaseModel):

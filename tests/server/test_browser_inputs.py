@@ -86,6 +86,41 @@ def test_vector_run_offers_ig_and_saliency_and_draws_signed_bars(browser, breast
             page.screenshot(path=DOCS_IMAGES / "breast_cancer_sample.png")
 
 
+@pytest.fixture(scope="module")
+def tokens_server(tmp_path_factory: pytest.TempPathFactory):
+    """A token-sequence run (from_arrays, 240 + 60 sentences of 6 ids, a fifth of them padding)."""
+    import numpy as np
+
+    from samplescope.integrations import from_arrays
+    from samplescope.pipeline.analyze import analyze_run
+    from samplescope.pipeline.train import train_run
+
+    rng = np.random.default_rng(0)
+    vocabulary = ["<pad>", "the", "good", "bad", "movie", "plot", "was", "very"]
+    ids = rng.integers(3, len(vocabulary), size=(300, 6))
+    y = rng.integers(0, 2, 300)
+    ids[y == 1, rng.integers(0, 6, int(y.sum()))] = 2
+    ids[:, 4:][rng.random((300, 2)) < 0.5] = 0  # padding at the end
+    integ = from_arrays(ids[:240], y[:240], ids[240:], y[240:], classes=["no", "yes"], vocabulary=vocabulary)
+    path = train_run(integ, tmp_path_factory.mktemp("tok") / "tokens", progress=False, threads=1)
+    analyze_run(path, progress=False, projection="pca")
+    sid = 240 + int(np.flatnonzero((ids[240:] == 0).any(axis=1))[0])  # a validation sentence with padding
+    with serving(path, log=tmp_path_factory.mktemp("server") / "server.log") as base:
+        yield base, sid, [vocabulary[i] for i in ids[sid] if i != 0]
+
+
+def test_tokens_view_leaves_padding_out(browser, tokens_server):  # noqa: F811
+    base, sid, words = tokens_server
+    with httpx.Client(base_url=base, timeout=60) as api:
+        heat = api.get(f"/api/samples/{sid}/heatmap.json", params={"method": "integrated_gradients"}).json()
+    assert heat["labels"].count("<pad>") == sum(heat["padding"]) > 0
+    with page_on(browser, base, allowed=(NO_COMPARE,)) as page:
+        open_map(page, f"/#sample={sid}&method=integrated_gradients")
+        page.wait_for_selector("[data-testid=heatmap-1] [data-testid=attr-token]", timeout=120_000)
+        shown = page.locator("[data-testid=heatmap-1] [data-testid=attr-token]").all_inner_texts()
+        assert shown == words  # the sentence's words in order, no <pad>
+
+
 def test_a_failing_heatmap_shows_its_message(browser, live_server):  # noqa: F811
     message = "test: Grad-CAM failed for this sample; use integrated_gradients"
     with page_on(browser, live_server, allowed=(NO_COMPARE, "/heatmap.png")) as page:

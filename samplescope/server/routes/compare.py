@@ -17,13 +17,14 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from samplescope.compare import STATUSES, Comparison
-from samplescope.errors import NotFoundError
+from samplescope.errors import NotFoundError, ParameterError
 from samplescope.server import encoding
 from samplescope.server.deps import SampleIdPath, State, SubsetParam
 from samplescope.server.limits import MAX_PAGE, MAX_SAMPLE_ID
-from samplescope.server.models import ClassValue
+from samplescope.server.models import ClassValue, HeatmapPublic
 from samplescope.server.openapi import errors
-from samplescope.server.state import ServerState
+from samplescope.server.responses import cached
+from samplescope.server.state import HeatmapMethod, ServerState, _run_tag
 
 router = APIRouter(prefix="/api/compare", tags=["compare"])
 
@@ -50,6 +51,8 @@ class ComparePublic(BaseModel):
     classes: list[str]
     confusion_change: dict[str, list[list[int]]] = Field(
         description="per subset: B's confusion matrix minus A's (rows: ground truth)")
+    a_trust: dict[str, Any] = Field(description="what A's own trust allows (its heatmaps need its code "
+                                    "unless stored): trusted, inputs, model, hint")  # fmt: skip
 
 
 class CompareRow(BaseModel):
@@ -137,6 +140,7 @@ def compare_summary(state: State, request: Request) -> ComparePublic:
         counts={**{c: int(counts.get(c, 0)) for c in CHANGES[:-1]}, "unmatched": n_b - len(cmp.samples)},
         classes=list(cmp.a.classes),
         confusion_change={s: cmp.confusion_change(s).tolist() for s in state.subsets if s != "unlabeled"},
+        a_trust=cmp.a.trust_status(),
     )  # fmt: skip
 
 
@@ -145,14 +149,20 @@ def compare_summary(state: State, request: Request) -> ComparePublic:
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}, "description": "map payload"}, **errors(404)},
 )
-def compare_map(state: State, request: Request) -> Response:
+def compare_map(
+    state: State,
+    request: Request,
+    every: Annotated[bool, Query(description="every sample, by sample id, even when /api/map sends an overview "
+                                 "(the page colours the samples a zoomed-in viewport adds from it)")] = False,
+) -> Response:
     """One column, ``change`` (fixed, broken, still_wrong, still_right, unlabeled, unmatched), for the
-    rows of /api/map (every sample, or the same overview), in the map payload's format."""
+    rows of /api/map (every sample, or the same overview), in the map payload's format: one byte
+    a sample."""
     cmp = comparison(request, state)
     codes = np.full(state.n, CHANGES.index("unmatched"), np.int64)
     status = cmp.samples["status"].map({c: i for i, c in enumerate(CHANGES)}).to_numpy(np.int64)
     codes[cmp.samples["sample_id_b"].to_numpy(np.int64)] = status
-    rows = state.map_rows
+    rows = None if every else state.map_rows
     if rows is not None:
         codes = codes[rows]
     arr, entry = encoding.encode_column(pd.Series(codes), "categorical", list(CHANGES))
@@ -193,16 +203,106 @@ def _row(r: Any) -> CompareRow:
 def compare_sample(state: State, request: Request, sample_id: SampleIdPath) -> CompareSamplePublic:
     """One sample of B beside itself in A: both predictions, losses and class probabilities."""
     cmp = comparison(request, state)
+    r = _match(cmp, state, sample_id)
+    return CompareSamplePublic(
+        sample_id=sample_id, sample_id_a=int(r["sample_id_a"]), subset=str(r["subset"]), label=int(r["label"]),
+        status=str(r["status"]), a=_side(cmp.a, int(r["sample_id_a"])), b=_side(cmp.b, sample_id),
+    )  # fmt: skip
+
+
+# --- run A's heatmaps, beside B's in the sample view ---------------------------------------------
+
+
+def _match(cmp: Comparison, state: ServerState, sample_id: int) -> pd.Series:
+    """The comparison's row of B's sample ``sample_id`` (404 when A has no such sample)."""
     state.rows_of([sample_id])
     frame = cmp.samples
     at = int(np.searchsorted(frame["sample_id_b"].to_numpy(), sample_id))
     if at >= len(frame) or int(frame["sample_id_b"].iat[at]) != sample_id:
         raise NotFoundError(f"sample {sample_id} of {cmp.b.name!r} has no match in {cmp.a.name!r} (subset and key)")
-    r = frame.iloc[at]
-    return CompareSamplePublic(
-        sample_id=sample_id, sample_id_a=int(r["sample_id_a"]), subset=str(r["subset"]), label=int(r["label"]),
-        status=str(r["status"]), a=_side(cmp.a, int(r["sample_id_a"])), b=_side(cmp.b, sample_id),
+    return frame.iloc[at]
+
+
+def _a_target(cmp: Comparison, state: ServerState, row: pd.Series, target: str | None) -> int:
+    """The class a heatmap of A explains: ``target`` (index or name), else A's prediction."""
+    if "prediction" not in state.class_columns:
+        raise NotFoundError(f"A's heatmaps are shown for classification runs; this run's task is {state.task.name}")
+    return int(row["prediction_a"]) if target in (None, "") else state.class_index(target)
+
+
+@router.get(
+    "/samples/{sample_id}/heatmap.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "a PNG picture"}, **errors(404, 422, 503)},
+)
+async def compare_heatmap_png(
+    state: State,
+    request: Request,
+    sample_id: SampleIdPath,
+    target: Annotated[str | None, Query(description="class index or name; default: A's prediction")] = None,
+    method: Annotated[HeatmapMethod, Query(description="attribution method")] = "gradcam",
+) -> Response:
+    """Run A's heatmap of B's sample ``sample_id`` (its match in A), as /api/samples/{id}/heatmap.png
+    draws B's: the same picture, so the page lays them side by side. Reads A only; made from A's
+    stored heatmaps, or with A's code when A is trusted (samplescope/trust.py), never otherwise."""
+    cmp = comparison(request, state)
+    row = _match(cmp, state, sample_id)
+    cls = _a_target(cmp, state, row, target)
+    body = await state.heatmap_lane.run(a_heatmap_png, state, str(cmp.a.path), int(row["sample_id_a"]), cls, method)
+    etag = f"{state.tag}-{_run_tag(cmp.a)}-hm-{sample_id}-{cls}-{method}"
+    return cached(request, body, "image/png", etag, state.settings.image_max_age)
+
+
+@router.get("/samples/{sample_id}/heatmap.json", response_model=HeatmapPublic, responses=errors(404, 422, 503))
+async def compare_heatmap_json(
+    state: State,
+    request: Request,
+    sample_id: SampleIdPath,
+    target: Annotated[str | None, Query(description="class index or name; default: A's prediction")] = None,
+    method: Annotated[HeatmapMethod, Query(description="attribution method")] = "gradcam",
+) -> HeatmapPublic:
+    """Run A's raw heatmap values of B's sample ``sample_id`` (a vector's or tokens' one value each)."""
+    cmp = comparison(request, state)
+    row = _match(cmp, state, sample_id)
+    cls = _a_target(cmp, state, row, target)
+    h = np.nan_to_num(await state.heatmap_lane.run(a_heatmap, state, str(cmp.a.path), int(row["sample_id_a"]), cls, method))
+    return HeatmapPublic(
+        sample_id=sample_id, target=cls, method=method, shape=list(h.shape), min=float(h.min()), max=float(h.max()),
+        values=h.astype(float).round(6).tolist(),
+        labels=None if h.ndim == 2 else cmp.a.attribution_labels(int(row["sample_id_a"])),
+        padding=None if h.ndim == 2 else cmp.a.attribution_padding(int(row["sample_id_a"])),
     )  # fmt: skip
+
+
+#: run A opened in this process (the server's own, or a heavy lane's worker), by folder
+_runs_a: dict[str, Any] = {}
+_runs_a_lock = threading.Lock()
+
+
+def a_heatmap(state: ServerState, path: str, sample_id_a: int, target: int, method: HeatmapMethod) -> np.ndarray:
+    """A heatmap of run A (a heavy-lane job: ``state`` is B's, which sends the job to B's worker).
+
+    A is opened without trust, so only its own trust (the trust list, a built-in integration)
+    lets its code run; without it only A's stored heatmaps are read, and anything else is
+    the RunError that says how to trust A."""
+    with _runs_a_lock:
+        run = _runs_a.get(path)
+        if run is None:
+            from samplescope.run import open_run
+
+            run = _runs_a[path] = open_run(Path(path))
+    return np.asarray(run.heatmap(sample_id_a, target, method=method), np.float32)
+
+
+def a_heatmap_png(state: ServerState, path: str, sample_id_a: int, target: int, method: HeatmapMethod) -> bytes:
+    """:func:`a_heatmap` as the overlay PNG that B's heatmap.png is (the size of B's picture)."""
+    heatmap = a_heatmap(state, path, sample_id_a, target, method)
+    if heatmap.ndim != 2:
+        raise ParameterError(
+            f"heatmap.png draws over an image, and this run's inputs are {state.run.input_kind}s; ask "
+            "/api/compare/samples/{id}/heatmap.json for A's attributions (one value per feature or token)."
+        )
+    return encoding.png_bytes(encoding.heatmap_rgba(heatmap, state.image_shape))
 
 
 def _side(run: Any, sample_id: int) -> RunSide:

@@ -175,6 +175,7 @@ async def read_heatmap_json(
         max=float(h.max()),
         values=h.astype(float).round(6).tolist(),
         labels=None if h.ndim == 2 else await run_in_threadpool(state.run.attribution_labels, sample_id),
+        padding=None if h.ndim == 2 else await run_in_threadpool(state.run.attribution_padding, sample_id),
     )
 
 

@@ -50,8 +50,10 @@ export function drawAttribution(box, heat, kind) {
   const values = heat.values, labels = heat.labels || values.map((_, i) => `#${i}`);
   const max = Math.max(...values.map((v) => Math.abs(v)), 1e-12);
   box.dataset.method = heat.method;
-  if (kind === "tokens") {
-    box.innerHTML = `<div class="tokens">${labels.map((t, i) => {
+  if (kind === "tokens") {  // in the sentence's order, padding (heat.padding) left out
+    const shown = labels.map((t, i) => i).filter((i) => !(heat.padding && heat.padding[i]));
+    box.innerHTML = `<div class="tokens">${shown.map((i) => {
+      const t = labels[i];
       const a = Math.min(1, Math.abs(values[i]) / max);
       return `<span class="token" data-testid="attr-token" title="${fmt(values[i])}" style="background:${colour(values[i])}${
         Math.round(a * 200).toString(16).padStart(2, "0")}">${esc(t)}</span>`;
