@@ -60,7 +60,21 @@ class CuratedIntegration(Integration):
         out.__dict__.update(base.__dict__)  # the same dataset: name, source, functions, state
         out.base, out.relabel, out.exclude, out.record = base, relabel, exclude, record
         out._positions = {}
+        if base.write_data is not None:  # a no-code integration: the run's copy must hold the new labels
+            out.write_data = out._write_curated_data
         return out
+
+    def _write_curated_data(self, folder: Any) -> None:
+        """The base's arrays, then each subset's labels as relabelled and its ``curation`` column, so
+        the run reopened from its ``arrays/`` copy has the labels it was trained and analysed with."""
+        from samplescope.integrations.arrays import replace_array
+
+        self.base.write_data(folder)
+        for subset in self.subset_names:
+            every = np.arange(len(self.get_subset(subset)))
+            if any(key[0] == subset for key in self.relabel):
+                replace_array(Path(folder), subset, "y", self.encode_labels(subset, every))
+            replace_array(Path(folder), subset, f"meta_{COLUMN}", self.compute_metadata(subset, every)[COLUMN])
 
     def _keys(self, subset: str, indices: Sequence[int] | np.ndarray) -> list[SampleKey]:
         ids = self.get_subset(subset).ids

@@ -229,6 +229,19 @@ def _save(folder: Path, data: dict[str, dict[str, np.ndarray]]) -> None:
     (out / "index.json").write_text(json.dumps(index))
 
 
+def replace_array(folder: Path, subset: str, key: str, values: np.ndarray) -> None:
+    """Write (or add) one subset's array ``key`` (``y``, ``meta_<column>``) in a run's ``arrays/``,
+    e.g. the labels a curated run was trained on (samplescope/curation.py)."""
+    from samplescope.store import layout
+
+    out = Path(folder) / layout.ARRAYS
+    index = json.loads((out / "index.json").read_text())
+    np.save(out / f"{subset}.{key}.npy", _plain(values), allow_pickle=False)
+    if key not in index.setdefault(subset, []):
+        index[subset].append(key)
+    (out / "index.json").write_text(json.dumps(index))
+
+
 def rebuild(run_path: str | Path, recipe: dict[str, Any]) -> Any:
     """The integration a run made from arrays was made with, from the ``.npy`` files in its folder."""
     from samplescope.store import layout

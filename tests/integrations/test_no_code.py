@@ -61,6 +61,38 @@ def test_from_dataframe_trains_an_mlp_and_reopens_from_the_run_folder(tmp_path: 
     assert run.image(0).dtype == np.uint8  # the feature table picture
 
 
+def test_a_curated_run_from_arrays_reopens_with_its_new_labels(tmp_path: Path) -> None:
+    """`train --relabel/--exclude` on in-memory arrays: the run folder's copy of the arrays holds the
+    new labels and each sample's fate, so the run reopened (and re-analysed) from it alone has them."""
+    from samplescope.curation import curate
+    from samplescope.pipeline.analyze import analyze_run
+    from samplescope.pipeline.train import train_run
+    from samplescope.run import open_run
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(120, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    integ = from_arrays(x[:90], y[:90], x[90:], y[90:], classes=["no", "yes"])
+    flipped = [2, 5, 95]  # two training rows and one validation row (sample ids = row order)
+    pd.DataFrame({"sample_id": flipped, "new_label": [["yes", "no"][y[i]] for i in flipped]}).to_csv(
+        tmp_path / "relabel.csv", index=False)
+    pd.DataFrame({"sample_id": [7, 8]}).to_csv(tmp_path / "exclude.csv", index=False)
+    curated = curate(integ, relabel=tmp_path / "relabel.csv", exclude=[tmp_path / "exclude.csv"])
+    path = train_run(curated, tmp_path / "curated", progress=False, threads=1, epochs=2)
+    analyze_run(path, progress=False, projection="pca")
+
+    run = open_run(path)  # no integration passed: rebuilt from arrays/
+    rows = run.samples(columns=["sample_id", "label", "curation"]).set_index("sample_id")
+    expected = y.copy()
+    expected[flipped] = 1 - y[flipped]
+    np.testing.assert_array_equal(rows["label"].to_numpy(), expected)
+    assert rows.loc[flipped, "curation"].tolist() == ["relabelled"] * 3
+    assert rows.loc[[7, 8], "curation"].tolist() == ["excluded"] * 2 and rows.loc[0, "curation"] == "kept"
+    again = run.integration()
+    np.testing.assert_array_equal(again.encode_labels("validation", [5]), [1 - y[95]])
+    assert run.info["curation"]["relabel"]["samples"] == 3
+
+
 def test_from_arrays_tokens_train_analyse_and_report(tmp_path: Path) -> None:
     """Synthetic token sequences: class 1 iff token 'good' (id 2) appears; padding is id 0."""
     from samplescope.pipeline.train import train_run
