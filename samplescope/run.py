@@ -554,7 +554,10 @@ class Run:
         cache = heatmap_cache.for_folder(self.path / HEATMAP_CACHE)
         value = cache.get(method, sample_id, target)
         if value is None:
-            value = self._attribution(method).attribute(self.input(sample_id), target=target)
+            x = self.input(sample_id)
+            if self._channelless:  # (H, W): the wrapped model of _attribution takes (1, H, W)
+                x = x[None]
+            value = self._attribution(method).attribute(x, target=target)
             value = np.asarray(value, dtype=np.float32)
             cache.put(method, sample_id, target, value)
         return value
@@ -571,7 +574,14 @@ class Run:
                 mean = getattr(getattr(model, "normalize", None), "mean", None)
                 if mean is not None and tuple(mean.shape) == tuple(self.info["input_shape"]):
                     baseline = mean.detach().cpu().numpy()
+            if self._channelless:  # a brought model taking (N, H, W) grey images: explained as (N, 1, H, W)
+                model, layer = with_channel_axis(model), f"inner.{layer}" if layer else None
             return Attribution(model, method=method, layer=layer, input_kind=self.input_kind, baseline=baseline)
+
+    @property
+    def _channelless(self) -> bool:
+        """An image run whose model takes (H, W) inputs, without a channel axis (create_run)."""
+        return self.input_kind == "image" and len(self.info.get("input_shape") or ()) == 2
 
     @functools.cache  # noqa: B019
     def _gradcam_store(self) -> np.ndarray | None:
@@ -792,3 +802,18 @@ def default_target(task: Any, row: pd.Series) -> int:
 def _check_k(k: int) -> None:
     if not 1 <= int(k) <= 1000:
         raise ParameterError(f"k={k} is out of range; ask for 1 to 1000 neighbours.")
+
+
+def with_channel_axis(model: Any) -> Any:
+    """``model``, which takes (N, H, W), as a module taking (N, 1, H, W): attributions want a channel axis."""
+    from torch import nn
+
+    class ChannelAxis(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Any) -> Any:
+            return self.inner(x[:, 0])  # (N, 1, H, W) -> (N, H, W)
+
+    return ChannelAxis(model).eval()

@@ -383,6 +383,8 @@ class Integration:
             from samplescope.integration.pictures import default_picture
 
             x = self.encode_inputs(subset, [index])[0]
+            if x.ndim == 2:  # (H, W): a brought model's grey image without a channel axis (create_run)
+                return to_uint8_image(x)
             stats = self.feature_stats() if self.input_kind == "vector" else None
             return default_picture(self.input_kind, x, self.input_spec, stats)
         fn = self.visualizers[name or next(iter(self.visualizers))]

@@ -236,6 +236,10 @@ def _gradcams_into(out: np.ndarray, run: Run, model: Any, x: np.ndarray, start: 
     from samplescope.analysis.attribution import gradcam_batch
 
     layer = run.info.get("gradcam_layer")
+    if x.ndim == 3:  # a brought model taking grey (N, H, W) images: explained as (N, 1, H, W), as run.heatmap does
+        from samplescope.run import with_channel_axis
+
+        model, layer, x = with_channel_axis(model), f"inner.{layer}" if layer else None, x[:, None]
     gt = np.where(labels >= 0, labels, preds)
     for s in range(0, len(x), GRADCAM_BATCH):  # gradients of 512 inputs at a time
         r = slice(s, s + GRADCAM_BATCH)

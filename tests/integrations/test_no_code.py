@@ -252,3 +252,50 @@ def test_create_run_keeps_taking_any_input_shape(tmp_path: Path) -> None:
     path = create_run(integ, model, tmp_path / "grids", progress=False)
     run = open_run(path, integration=integ, model=model)
     assert run.info["input"] == {"kind": None, "shape": [4, 4]} and run.input_kind == "image"
+
+
+class ChannellessNet:
+    """A brought CNN whose forward takes grey images (N, H, W) without a channel axis."""
+
+    def __new__(cls):
+        import torch
+
+        class Net(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+                self.head = torch.nn.Linear(4, 2)
+
+            def forward(self, x):  # (N, H, W)
+                return self.head(torch.relu(self.conv(x[:, None])).mean(dim=(2, 3)))
+
+        torch.manual_seed(0)
+        return Net()
+
+
+def test_create_run_with_channelless_images_shows_and_explains_them(tmp_path: Path) -> None:
+    """(H, W) inputs to a model that takes (N, H, W): the picture is the grey image and every method
+    explains it, Integrated Gradients equal to Captum's on the model's own input."""
+    import torch
+    from captum.attr import IntegratedGradients
+
+    from samplescope import Integration, Subset, create_run
+    from samplescope.run import open_run
+
+    grids = np.random.default_rng(1).random((24, 6, 6)).astype(np.float32)
+    integ = Integration("grey-grids", classes=["a", "b"])
+    integ.subset("train")(lambda state: Subset(ids=range(18)))
+    integ.subset("validation")(lambda state: Subset(ids=range(18, 24)))
+    integ.input("grid")(lambda sample: grids[sample.id])  # (6, 6)
+    integ.ground_truth(lambda sample: int(sample.id % 2))
+    model = ChannellessNet()
+    path = create_run(integ, model, tmp_path / "grey", progress=False)
+    run = open_run(path, integration=integ, model=model)
+    np.testing.assert_array_equal(run.image(20), np.round(grids[20] * 255).astype(np.uint8))
+    assert all(why is None for why in run.attribution_methods().values())
+    for method in ("gradcam", "saliency"):
+        assert run.heatmap(20, target=1, method=method).shape == (6, 6)
+    x = torch.from_numpy(grids[20][None])
+    expected = IntegratedGradients(model.eval()).attribute(x, baselines=torch.zeros_like(x), target=1, n_steps=50,
+                                                           method="gausslegendre")[0].detach().numpy()  # fmt: skip
+    np.testing.assert_allclose(run.heatmap(20, target=1, method="integrated_gradients"), expected, rtol=1e-4, atol=1e-6)
