@@ -17,6 +17,11 @@ brought in with ``create_run``. For each size, each stage runs in a fresh proces
 Each process's peak RSS is printed beside its time, and each stage's ratio against
 the previous size (the target: 10x the samples costs at most 12x the time). The load
 average is printed before and after. Prints figures; asserts nothing.
+
+The ``analyze`` child samples its own RSS every 0.5 s in a thread and reports where the
+main thread was (the innermost samplescope frames) when it reached its peak; with
+``--max-rss-gib`` it stops itself there, printing that place, instead of running the
+machine out of memory.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -90,14 +97,48 @@ def child_create(out: Path, n: int) -> dict:
     return {"seconds": time.perf_counter() - t}
 
 
-def child_analyze(out: Path, n: int) -> dict:
+class RssWatch(threading.Thread):
+    """Samples this process's RSS; remembers where the main thread was at the peak."""
+
+    def __init__(self, limit_gib: float | None, every: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self.proc, self.limit, self.every = psutil.Process(), limit_gib, every
+        self.peak, self.where, self.main = 0.0, "", threading.main_thread().ident
+        self.t0 = time.perf_counter()
+
+    def _stack(self) -> str:
+        frame = sys._current_frames().get(self.main)
+        if frame is None:
+            return ""
+        ours = [f for f in traceback.extract_stack(frame) if "samplescope" in f.filename]
+        return " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(ours[-4:]))
+
+    def run(self) -> None:
+        while True:
+            rss = self.proc.memory_info().rss / 2**30
+            if rss > self.peak:
+                self.peak, self.where = rss, f"{time.perf_counter() - self.t0:.0f} s: {self._stack()}"
+            if self.limit and rss > self.limit:
+                print(json.dumps({"error": f"RSS {rss:.2f} GiB passed --max-rss-gib {self.limit}",
+                                  "where": self.where, "load": os.getloadavg()}), flush=True)
+                os._exit(3)
+            time.sleep(self.every)
+
+
+def child_analyze(out: Path, n: int, max_rss_gib: float | None = None) -> dict:
     import samplescope
 
+    watch = RssWatch(max_rss_gib)
+    watch.start()
     t = time.perf_counter()
     summary = samplescope.analyze_run(out / f"run-{n}", progress=False)
     seconds = time.perf_counter() - t
     return {"seconds": seconds, "stages": summary.get("seconds", {}),
-            "recall@10": (summary.get("neighbors") or {}).get("recall_at_10"), **planted_recall(out, n)}
+            "recall@10": (summary.get("neighbors") or {}).get("recall_at_10"),
+            "neighbors": summary.get("neighbors"), "rss_peak_gib": round(watch.peak, 3),
+            "rss_peak_at": watch.where, **planted_recall(out, n)}
 
 
 def planted_recall(out: Path, n: int) -> dict:
@@ -188,6 +229,8 @@ def child_serve(out: Path, n: int) -> dict:
         proc.wait(30)
 
 
+MAX_RSS_GIB: float | None = None
+
 CHILDREN = {"train": child_train, "create": child_create, "analyze": child_analyze, "query": child_query,
             "serve": child_serve}
 
@@ -195,11 +238,14 @@ CHILDREN = {"train": child_train, "create": child_create, "analyze": child_analy
 def _child(stage: str, out: Path, n: int) -> dict:
     """Run one stage in a fresh process; its JSON result plus its wall time and peak RSS."""
     t = time.perf_counter()
+    extra = ["--max-rss-gib", str(MAX_RSS_GIB)] if MAX_RSS_GIB else []
     done = subprocess.run(
-        [sys.executable, __file__, "--child", stage, "--out", str(out), "--sizes", str(n)],
+        [sys.executable, __file__, "--child", stage, "--out", str(out), "--sizes", str(n), *extra],
         env=_env(n, out), capture_output=True, text=True, check=False,
     )
     if done.returncode != 0:
+        if done.stdout.strip().startswith("{"):  # stopped by its RSS watch: where it was
+            return json.loads(done.stdout.strip().splitlines()[-1])
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["wall_s"] = time.perf_counter() - t
@@ -211,21 +257,27 @@ def main() -> None:
     p.add_argument("--sizes", default="100000,1000000", help="comma-separated sample counts")
     p.add_argument("--out", help="folder for the runs (default: a temporary folder)")
     p.add_argument("--skip-serve", action="store_true")
+    p.add_argument("--max-rss-gib", type=float, help="stop an analysis whose RSS passes this, saying where")
+    p.add_argument("--skip-train", action="store_true", help="reuse OUT/mlp-state.pt from an earlier run")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
+    global MAX_RSS_GIB
+    MAX_RSS_GIB = args.max_rss_gib
     sizes = [int(s) for s in args.sizes.split(",")]
     out = Path(args.out or tempfile.mkdtemp(prefix="samplescope-scale-"))
     out.mkdir(parents=True, exist_ok=True)
 
     if args.child:
-        result = CHILDREN[args.child](out, *([] if args.child == "train" else [sizes[0]]))
+        extra = [args.max_rss_gib] if args.child == "analyze" else []
+        result = CHILDREN[args.child](out, *([] if args.child == "train" else [sizes[0], *extra]))
         result["peak_rss_gib"] = _peak_gib()
         print(json.dumps(result, default=float))
         return
 
     print(f"load average before: {os.getloadavg()}; runs in {out}")
-    trained = _child("train", out, 100_000)
-    print(f"trained the MLP on 100k samples: {trained}")
+    if not (args.skip_train and (out / "mlp-state.pt").exists()):
+        trained = _child("train", out, 100_000)
+        print(f"trained the MLP on 100k samples: {trained}")
     stages = ["create", "analyze", "query"] + ([] if args.skip_serve else ["serve"])
     previous: dict[str, float] = {}
     for n in sizes:
@@ -234,8 +286,9 @@ def main() -> None:
             seconds = r.get("seconds", r.get("wall_s", float("nan")))
             ratio = f"{seconds / previous[stage]:.1f}x" if stage in previous else "-"
             previous[stage] = seconds
-            print(f"n={n:>10,}  {stage:<8} {seconds:8.1f} s  (x{ratio} the previous size)  "
-                  f"peak RSS {r.get('peak_rss_gib', float('nan')):.2f} GiB  {json.dumps(r, default=float)}",
+            print(f"n={n:>10,}  {stage:<8} {seconds:8.1f} s  ({ratio} the previous size)  "
+                  f"peak RSS {r.get('peak_rss_gib', float('nan')):.2f} GiB  load {os.getloadavg()[0]:.1f}  "
+                  f"{json.dumps(r, default=float)}",
                   flush=True)
     print(f"load average after: {os.getloadavg()}")
 

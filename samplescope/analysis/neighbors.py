@@ -14,10 +14,18 @@ exact (``n <= exact_max``)
     Brute force (``faiss.IndexFlat``: BLAS in blocks, memory bounded by the query
     batch), so answers equal a numpy search.
 approximate (``n > exact_max``)
-    A seeded faiss IVF index (``2 sqrt(N)`` lists). Its ``nprobe`` is doubled from 4 at
-    build time until the recall@10 against exact search, measured on a sample
-    of rows, reaches ``target_recall``; the measured recall is kept in
-    ``recall_`` (and ``analyze`` writes it to run.json).
+    A seeded faiss IVF index with lists of about ``list_rows`` (128) rows, at least
+    ``2 sqrt(N)`` lists. Its ``nprobe`` is doubled from 4 at build time until the
+    recall@10 against exact search, measured on a sample of rows, reaches
+    ``target_recall``; the measured recall is kept in ``recall_`` (and ``analyze``
+    writes it to run.json). Up to ``flat_quantizer_max`` lists (1,024: about 131,000
+    rows, MNIST's 70,000 included) the lists are found by a flat scan of their
+    centroids, trained by k-means on 40 rows per list; above it the centroids come
+    from a two-level k-means (sqrt(lists) coarse clusters, each split by its share)
+    on 16 rows per list, and an HNSW graph over them finds a query's lists. So a
+    query costs ``nprobe`` lists of a constant size plus a log(N) walk: the kNN graph
+    grows as N log N, not as N^1.5 as with ``2 sqrt(N)`` lists
+    (``bench/neighbor_speed.py`` measures both in one process).
 
 ``fit`` also computes the kNN graph of every row over all rows (``graph_k``
 neighbours, self excluded): the map, the insight finders and ``similar`` read
@@ -57,8 +65,14 @@ __all__ = ["EXACT_MAX", "GRAPH_K", "NeighborIndex"]
 EXACT_MAX = 30_000
 #: neighbours per row in the saved kNN graph (umap's default 15, and one spare)
 GRAPH_K = 16
+#: rows per IVF list above the exact threshold: per-query cost stays flat as N grows
+LIST_ROWS = 128
+#: up to this many lists a flat scan of the centroids finds a query's lists; above, HNSW
+FLAT_QUANTIZER_MAX = 1024
 _SUBSET_CACHE_SIZE = 4  # masked sub-indexes kept per NeighborIndex
 _BATCH = 8192  # queries per faiss call: bounds the (Q, k) temporaries
+_GRAPH_BLOCK = 262_144  # graph rows read at a time by kneighbors
+_EXACT_BLOCK = 262_144  # rows prepared at a time when the whole matrix is scanned or added
 _RECALL_SAMPLE = 500  # rows whose exact 10-NN measure the index's recall
 #: the tuning stops only this far above the target: a 500-row estimate of recall@10 has a
 #: standard error of about 0.003, and queries restricted to a subset (a mask) lose a little
@@ -101,6 +115,9 @@ class NeighborIndex:
         tuned to find, for queries lying within that distance of an indexed row (a
         sample of rows moved by it in random directions), their nearest row; the
         duplicate finder needs only pairs that close, which few lists hold.
+    list_rows, flat_quantizer_max:
+        Rows per IVF list (at least ``2 sqrt(N)`` lists), and the most lists whose
+        centroids are scanned flat (above: an HNSW graph over the centroids).
     n_threads:
         Threads faiss may use for ``fit`` and batches of 64+ queries; ``None`` means
         the machine's cores, at most 8. Smaller batches always run on one thread.
@@ -123,7 +140,11 @@ class NeighborIndex:
         random_state: int = 0,
         n_threads: int | None = None,
         recall_radius: float | None = None,
+        list_rows: int = LIST_ROWS,
+        flat_quantizer_max: int = FLAT_QUANTIZER_MAX,
     ):
+        self.list_rows = list_rows
+        self.flat_quantizer_max = flat_quantizer_max
         self.metric = metric
         self.exact_max = exact_max
         self.graph_k = graph_k
@@ -141,27 +162,32 @@ class NeighborIndex:
         if x.ndim != 2 or x.shape[0] == 0:
             raise SamplescopeError(f"NeighborIndex.fit: x must be a non-empty (N, D) array, got {x.shape}")
         self._set_threads()
-        vectors = self._prepare(x)
-        self.n_samples_, self.n_features_ = vectors.shape
-        self._source: Any = vectors  # rows for queries by row
-        self._source_prepared = True  # already normalised (cosine)
+        self.n_samples_, self.n_features_ = x.shape
         self._subsets: OrderedDict[bytes, tuple[Any, np.ndarray]] = OrderedDict()
         if self.n_samples_ <= self.exact_max:
+            vectors = self._prepare(x)
+            self._source: Any = vectors  # rows for queries by row
+            self._source_prepared = True  # already normalised (cosine)
             self.kind_, self.nprobe_ = "exact", None
             self.index_ = self._flat(vectors)
         else:
+            # the IVF lists hold the one prepared copy; rows are re-prepared per batch from x
+            self._source, self._source_prepared = x, False
             self.kind_ = "ivf"
-            self.index_ = self._ivf(vectors)
+            self.index_ = self._ivf()
         self.recall_ = 1.0
         if self.graph_k > 0:
             k = min(self.graph_k, self.n_samples_ - 1)
-            self.graph_rows_, self.graph_dist_ = self._search_rows(np.arange(self.n_samples_), k, None)
-            self.graph_rows_ = self.graph_rows_.astype(np.int32)
+            from samplescope.engines.stages import map_rows
+
+            # every row's k nearest: here, or on an engine's workers (Ray), batch for batch the same
+            self.graph_rows_, self.graph_dist_ = map_rows(
+                lambda start, stop: self._search_rows(np.arange(start, stop), k, None, dtype=np.int32),
+                self.n_samples_, align=_BATCH, what="kNN graph",
+            )
         if self.kind_ == "ivf":
-            self.recall_ = self._measure_recall(vectors)
-            # the index holds the vectors; queries by row re-prepare the caller's rows
-            self._source, self._source_prepared = x, False
-        logger.info("neighbours: %s over %s, recall@10 %.3f", self.kind_, vectors.shape, self.recall_)
+            self.recall_ = self._measure_recall()
+        logger.info("neighbours: %s over %s, recall@10 %.3f", self.kind_, x.shape, self.recall_)
         return self
 
     def _check_params(self) -> None:
@@ -193,24 +219,45 @@ class NeighborIndex:
         index.add(vectors)
         return index
 
-    def _ivf(self, vectors: np.ndarray) -> Any:
+    def _blocks(self) -> Any:
+        """(start, prepared rows) of the whole matrix in blocks: no full prepared copy."""
+        for start in range(0, self.n_samples_, _EXACT_BLOCK):
+            yield start, self._prepare(np.asarray(self._source[start : start + _EXACT_BLOCK]))
+
+    def _nlist(self) -> int:
+        n = self.n_samples_
+        return max(1, min(max(int(2 * math.sqrt(n)), n // max(1, int(self.list_rows))), n // 39))
+
+    def _ivf(self) -> Any:
         import faiss
 
-        n, d = vectors.shape
-        nlist = max(1, min(int(2 * math.sqrt(n)), n // 39))
-        index = faiss.IndexIVFFlat(faiss.IndexFlat(d, self._faiss_metric()), d, nlist, self._faiss_metric())
-        index.cp.seed = int(self.random_state)
-        index.cp.niter = 10  # the lists need only partition the space, not be good clusters
-        index.cp.min_points_per_centroid = 1  # no faiss warning on small training sets
+        n, d = self.n_samples_, self.n_features_
+        nlist = self._nlist()
         rng = np.random.default_rng(self.random_state)
-        train = np.sort(rng.choice(n, min(n, 40 * nlist), replace=False))
-        index.train(vectors[train])
-        index.add(vectors)
+        if nlist <= self.flat_quantizer_max:
+            index = faiss.IndexIVFFlat(faiss.IndexFlat(d, self._faiss_metric()), d, nlist, self._faiss_metric())
+            index.cp.seed = int(self.random_state)
+            index.cp.niter = 10  # the lists need only partition the space, not be good clusters
+            index.cp.min_points_per_centroid = 1  # no faiss warning on small training sets
+            train = np.sort(rng.choice(n, min(n, 40 * nlist), replace=False))
+            index.train(self._vectors(train))
+        else:
+            train = np.sort(rng.choice(n, min(n, 16 * nlist), replace=False))
+            centroids = self._two_level_centroids(self._vectors(train), nlist)
+            quantizer = faiss.IndexHNSWFlat(d, 32, self._faiss_metric())
+            quantizer.hnsw.efConstruction = 40
+            quantizer.hnsw.efSearch = 64
+            quantizer.add(centroids)
+            index = faiss.IndexIVFFlat(quantizer, d, len(centroids), self._faiss_metric())
+            self._quantizer = quantizer  # the IVF index does not own it until written and read back
+            nlist = len(centroids)
+        for _start, block in self._blocks():
+            index.add(block)
         # the smallest nprobe whose recall on a sample reaches the target
         sample = self._recall_sample()
         self.index_ = index
         if self.recall_radius is None:
-            truth, _ = self._exact_rows(vectors, sample, 10)
+            truth, _ = self._exact_rows(sample, 10)
             self._recall_truth = (sample, truth)
             # from 4 probes: a latent that reaches the target plus the margin there scans half
             # what 8 probes scan (MNIST's 64-value latent: 0.958 at 4, just short, 0.994 at 8;
@@ -220,8 +267,8 @@ class NeighborIndex:
             def recall() -> float:
                 return recall_at(self._search_rows(sample, 10, None)[0], truth)
         else:
-            queries = self._near_queries(vectors, sample)
-            _, near = faiss.knn(queries, vectors, 1, metric=self._faiss_metric())
+            queries = self._near_queries(sample)
+            _, near = self._exact_knn(queries, 1)
             index.nprobe = 1
 
             def recall() -> float:
@@ -234,28 +281,72 @@ class NeighborIndex:
         self.nprobe_ = int(index.nprobe)
         return index
 
-    def _near_queries(self, vectors: np.ndarray, sample: np.ndarray) -> np.ndarray:
+    def _two_level_centroids(self, sample: np.ndarray, nlist: int) -> np.ndarray:
+        """About ``nlist`` k-means centroids of ``sample``: sqrt(nlist) coarse clusters, each split by its share.
+
+        One k-means over all lists costs sample x lists per iteration (N^2 / 128 at 16
+        rows per list); split in two levels it costs about sample x 2 sqrt(lists).
+        """
+        import faiss
+
+        d = sample.shape[1]
+        spherical = self.metric == "cosine"
+        n_coarse = max(1, int(math.sqrt(nlist)))
+        coarse = faiss.Kmeans(d, n_coarse, niter=10, seed=int(self.random_state), spherical=spherical,
+                              min_points_per_centroid=1, max_points_per_centroid=2000)
+        coarse.train(sample)
+        _, assign = coarse.index.search(sample, 1)
+        assign = assign[:, 0]
+        order = np.argsort(assign, kind="stable")
+        counts = np.bincount(assign, minlength=n_coarse)
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        parts = []
+        for c in range(n_coarse):
+            members = sample[order[bounds[c] : bounds[c + 1]]]
+            k = int(min(len(members), max(1, round(len(members) * nlist / len(sample)))))
+            if k == 0:
+                continue
+            fine = faiss.Kmeans(d, k, niter=10, seed=int(self.random_state) + 1 + c, spherical=spherical,
+                                min_points_per_centroid=1)
+            fine.train(np.ascontiguousarray(members))
+            parts.append(fine.centroids)
+        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+
+    def _near_queries(self, sample: np.ndarray) -> np.ndarray:
         """Sample rows moved ``recall_radius`` in seeded random directions (unit length for cosine)."""
         rng = np.random.default_rng(self.random_state + 2)
-        step = rng.standard_normal((len(sample), vectors.shape[1])).astype(np.float32)
+        step = rng.standard_normal((len(sample), self.n_features_)).astype(np.float32)
         step *= float(self.recall_radius) / np.maximum(np.linalg.norm(step, axis=1, keepdims=True), 1e-12)
-        queries = vectors[sample] + step
+        queries = self._vectors(sample) + step
         return _normalise(queries) if self.metric == "cosine" else np.ascontiguousarray(queries)
 
     def _recall_sample(self) -> np.ndarray:
         rng = np.random.default_rng(self.random_state + 1)
         return np.sort(rng.choice(self.n_samples_, min(self.n_samples_, _RECALL_SAMPLE), replace=False))
 
-    def _exact_rows(self, vectors: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact k nearest other rows of ``rows``, by a flat scan (the recall reference)."""
+    def _exact_knn(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact (score, rows) of the k nearest rows to each query, scanning prepared blocks."""
         import faiss
 
+        higher_better = self.metric == "cosine"
+        best_s = np.full((len(queries), 0), np.nan, np.float32)
+        best_i = np.full((len(queries), 0), -1, np.int64)
+        for start, block in self._blocks():
+            score, found = faiss.knn(queries, block, min(k, len(block)), metric=self._faiss_metric())
+            best_s = np.concatenate([best_s, score], axis=1)
+            best_i = np.concatenate([best_i, found + start], axis=1)
+            order = np.argsort(-best_s if higher_better else best_s, axis=1, kind="stable")[:, :k]
+            best_s = np.take_along_axis(best_s, order, axis=1)
+            best_i = np.take_along_axis(best_i, order, axis=1)
+        return best_s, best_i
+
+    def _exact_rows(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact k nearest other rows of ``rows``, by a flat scan (the recall reference)."""
         k = min(k, self.n_samples_ - 1)
-        # faiss.knn scans ``vectors`` in place: no second copy of the matrix
-        score, found = faiss.knn(vectors[rows], vectors, k + 1, metric=self._faiss_metric())
+        score, found = self._exact_knn(self._vectors(rows), k + 1)
         return self._drop_self(rows, found, score, k)
 
-    def _measure_recall(self, vectors: np.ndarray) -> float:
+    def _measure_recall(self) -> float:
         """Recall@10 of the kNN graph (or of a search when there is none) on a sample."""
         if self.recall_radius is not None:
             return float(self._radius_recall)
@@ -392,27 +483,34 @@ class NeighborIndex:
         query = np.arange(self.n_samples_) if rows is None else self._rows(rows)
         if not hasattr(self, "graph_rows_") or k > self.graph_rows_.shape[1]:
             return self._search_rows(query, k, None if mask is None else self._mask(mask))
-        graph = np.asarray(self.graph_rows_[query], dtype=np.int64)  # (Q, graph_k)
-        dist = np.asarray(self.graph_dist_[query], dtype=np.float32)
-        if mask is None:
-            return graph[:, :k], dist[:, :k]
-        # the k nearest allowed rows are the first k allowed entries of a row's sorted
-        # graph list whenever it holds k of them; only the other rows are searched
-        allowed = self._mask(mask)[np.maximum(graph, 0)] & (graph >= 0)
-        enough = allowed.sum(axis=1) >= k
-        order = np.argsort(~allowed, axis=1, kind="stable")[:, :k]  # allowed entries first, in order
-        found = np.take_along_axis(graph, order, axis=1)
-        found_dist = np.take_along_axis(dist, order, axis=1)
-        short = np.flatnonzero(~enough)
-        if len(short):
-            found[short], found_dist[short] = self._search_rows(query[short], k, mask)
+        if mask is not None:
+            mask = self._mask(mask)
+        found = np.empty((len(query), k), np.int64)
+        found_dist = np.empty((len(query), k), np.float32)
+        for start in range(0, len(query), _GRAPH_BLOCK):  # bounded (block, graph_k) temporaries
+            part = query[start : start + _GRAPH_BLOCK]
+            at = slice(start, start + len(part))
+            graph = np.asarray(self.graph_rows_[part])  # (Q, graph_k)
+            dist = np.asarray(self.graph_dist_[part], dtype=np.float32)
+            if mask is None:
+                found[at], found_dist[at] = graph[:, :k], dist[:, :k]
+                continue
+            # the k nearest allowed rows are the first k allowed entries of a row's sorted
+            # graph list whenever it holds k of them; only the other rows are searched
+            allowed = mask[np.maximum(graph, 0)] & (graph >= 0)
+            order = np.argsort(~allowed, axis=1, kind="stable")[:, :k]  # allowed entries first, in order
+            found[at] = np.take_along_axis(graph, order, axis=1)
+            found_dist[at] = np.take_along_axis(dist, order, axis=1)
+            short = np.flatnonzero(allowed.sum(axis=1) < k)
+            if len(short):
+                found[start + short], found_dist[start + short] = self._search_rows(part[short], k, mask)
         return found, found_dist
 
     def _search_rows(
-        self, rows: np.ndarray, k: int, mask: np.ndarray | None
+        self, rows: np.ndarray, k: int, mask: np.ndarray | None, dtype: Any = np.int64
     ) -> tuple[np.ndarray, np.ndarray]:
         """k nearest other rows of ``rows`` in batches, as (rows, distances)."""
-        out_rows = np.empty((len(rows), k), np.int64)
+        out_rows = np.empty((len(rows), k), dtype)
         out_dist = np.empty((len(rows), k), np.float32)
         for start in range(0, len(rows), _BATCH):
             chunk = rows[start : start + _BATCH]
@@ -582,5 +680,9 @@ class NeighborIndex:
             "recall_sample": int(min(self.n_samples_, _RECALL_SAMPLE)) if self.kind_ == "ivf" else 0,
         }
         if self.kind_ == "ivf":
-            out.update(nlist=int(self.index_.nlist), nprobe=int(self.nprobe_))
+            import faiss
+
+            quantizer = faiss.downcast_index(self.index_.quantizer)
+            out.update(nlist=int(self.index_.nlist), nprobe=int(self.nprobe_),
+                       quantizer="hnsw" if isinstance(quantizer, faiss.IndexHNSW) else "flat")
         return out

@@ -366,8 +366,14 @@ class InsightContext:
 
     @property
     def unit_latent(self) -> np.ndarray:
-        """(N, D) float32 latent rows scaled to unit length (zero rows stay zero)."""
+        """(N, D) float32 latent rows scaled to unit length (zero rows stay zero): a full copy,
+        kept once made; the built-in finders ask :meth:`unit_rows` for the rows they need."""
         return self._get("unit_latent", lambda: _unit_rows(self.latent))
+
+    def unit_rows(self, rows: np.ndarray | slice) -> np.ndarray:
+        """(len(rows), D) float32 unit-length latent rows, computed for these rows only."""
+        cached = self._cache.get("unit_latent")
+        return cached[rows] if cached is not None else _unit_rows(np.asarray(self.latent[rows]))
 
     @property
     def is_classification(self) -> bool:

@@ -276,8 +276,7 @@ class Duplicates(InsightFinder):
     def _measure(self, ctx: InsightContext, pairs: np.ndarray) -> pd.DataFrame:
         """Exact pixel and latent distances of candidate pairs; keep those under a threshold."""
         a, b = pairs[:, 0], pairs[:, 1]
-        unit = ctx.unit_latent
-        latent = np.maximum(0.0, 1.0 - np.einsum("ij,ij->i", unit[a], unit[b]))
+        latent = np.maximum(0.0, 1.0 - np.einsum("ij,ij->i", ctx.unit_rows(a), ctx.unit_rows(b)))
         pixel = np.full(len(pairs), np.nan)
         if ctx.inputs is not None and len(pairs):
             rows = np.unique(pairs)

@@ -48,6 +48,8 @@ __all__ = ["LikelyMislabels"]
 
 logger = logging.getLogger(__name__)
 
+_BLOCK = 262_144  # rows whose probabilities are copied at a time
+
 
 class LikelyMislabels(InsightFinder):
     """Rank labelled samples by how likely their label is wrong.
@@ -94,9 +96,11 @@ class LikelyMislabels(InsightFinder):
         above = probs >= self.thresholds_[None, :]
         confident = np.where(above, probs, -1.0).argmax(axis=1)
         cl_flag = lab & above.any(axis=1) & (confident != y)
-        others = probs.copy()
-        others[rows, y] = -np.inf
-        suggested = others.argmax(axis=1)
+        suggested = np.empty(n, np.int64)  # the most probable class other than the label
+        for start in range(0, n, _BLOCK):  # a block's copy at a time, not a second (N, C) array
+            others = probs[start : start + _BLOCK].copy()
+            others[np.arange(len(others)), y[start : start + _BLOCK]] = -np.inf
+            suggested[start : start + len(others)] = others.argmax(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             reach = np.minimum(1.0, probs[rows, suggested] / self.thresholds_[suggested])
         signal_cl = np.nan_to_num(reach) * (1.0 - probs[rows, y])
