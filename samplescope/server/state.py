@@ -331,7 +331,7 @@ class ServerState:
         if not self.sampled:
             return None
         started = time.perf_counter()
-        ids = map_queries.overview_ids(self.run.db, self.settings.map_overview_points)
+        ids = map_queries.overview_ids(self.run.db, self.settings.map_overview_points, group=self.task.map_group_sql)
         log.info("map overview: %d of %d samples in %.2f s", len(ids), self.n,
                  time.perf_counter() - started)  # fmt: skip
         return ids

@@ -35,13 +35,13 @@ def bounds(db: RunDatabase) -> tuple[float, float, float, float]:
     return float(b["x0"]), float(b["x1"]), float(b["y0"]), float(b["y1"])
 
 
-def _cells(db: RunDatabase, grid: int) -> str:
-    """SQL of (sample_id, cell, class, loss without NaN) for every placed sample."""
+def _cells(db: RunDatabase, grid: int, group: str = '"label"') -> str:
+    """SQL of (sample_id, cell, group, loss without NaN) for every placed sample."""
     x0, x1, y0, y1 = bounds(db)
     fx, fy = grid / ((x1 - x0) or 1.0), grid / ((y1 - y0) or 1.0)
     has_loss = "loss" in db.columns()
     loss = 'CASE WHEN isnan("loss") THEN NULL ELSE "loss" END' if has_loss else "NULL"
-    label = '"label"' if "label" in db.columns() else "NULL"
+    label = group if "label" in db.columns() else "NULL"
     cx = f'least({grid - 1}, greatest(0, CAST(floor(("map_x" - {x0!r}) * {fx!r}) AS INTEGER)))'
     cy = f'least({grid - 1}, greatest(0, CAST(floor(("map_y" - {y0!r}) * {fy!r}) AS INTEGER)))'
     return (
@@ -50,15 +50,17 @@ def _cells(db: RunDatabase, grid: int) -> str:
     )
 
 
-def overview_ids(db: RunDatabase, budget: int, grid: int = GRID, seed: int = 0) -> np.ndarray:
+def overview_ids(db: RunDatabase, budget: int, grid: int = GRID, seed: int = 0, group: str = '"label"') -> np.ndarray:
     """At most ``budget`` sample ids, sorted, that draw the map's shape faithfully.
 
-    Every (grid cell, class) pair keeps up to the same cap ``c`` of its samples, the largest
-    ``c`` whose total fits the budget (water-filling): sparse regions and rare classes keep
+    Every (grid cell, group) pair keeps up to the same cap ``c`` of its samples, the largest
+    ``c`` whose total fits the budget (water-filling): sparse regions and rare groups keep
     every sample, dense ones are thinned. Of each pair's cap, ``LOSS_SHARE`` goes to its
     highest-loss samples (the errors people look for), the rest to a seeded random draw.
+    ``group``: SQL naming each sample's group, the task's ``map_group_sql`` (the class; a
+    regression target's decile).
     """
-    cells = _cells(db, grid)
+    cells = _cells(db, grid, group)
     counts = db.fetch(f"SELECT count(*) AS n FROM ({cells}) GROUP BY cell, cls")["n"].to_numpy(np.int64)
     if counts.sum() <= budget:
         cap = int(counts.max()) if counts.size else 0

@@ -172,6 +172,10 @@ class Task:
         """What the insight finders call the one group of a task without classes."""
         return "all samples"
 
+    #: the map overview's groups (store/map_queries.overview_ids keeps some of every group in every
+    #: map cell, so a rare one is never thinned away): SQL over the samples table, NULL for no label
+    map_group_sql: ClassVar[str] = '"label"'
+
     # -- metrics ----------------------------------------------------------------
 
     def metric_columns(self, classes: Sequence[str]) -> list[str]:

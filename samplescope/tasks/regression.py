@@ -64,6 +64,9 @@ class Regression(Task):
     views: ClassVar[tuple[str, ...]] = ("regression",)
     class_columns: ClassVar[tuple[str, ...]] = ()
     score_name: ClassVar[str] = "1 - MSE on standardised targets (R² against the training mean)"
+    #: a continuous target has no classes to keep apart on the map overview (every value would be a
+    #: group of one, and nothing kept per group): its deciles instead, NULL unlabelled
+    map_group_sql: ClassVar[str] = 'CASE WHEN "label" IS NULL THEN NULL ELSE ntile(10) OVER (ORDER BY "label", "sample_id") END'
 
     def __init__(self, target: str = "target", threshold: float | None = None, quantile: float = 0.9) -> None:
         if threshold is not None and not (isinstance(threshold, numbers.Real) and threshold >= 0):

@@ -69,6 +69,24 @@ def test_diabetes_served(diabetes_run, client_for):
     assert wrong.status_code == 422
 
 
+def test_diabetes_map_overview_keeps_the_worst_of_each_target_decile(diabetes_run):
+    """The map overview of a large run keeps some of every group in every cell, the highest-loss
+    first; a regression run's groups are its target's deciles (each distinct target value was a
+    group of its own, so the overview was a random draw that ignored the errors)."""
+    from samplescope.store.map_queries import overview_ids
+
+    run = open_run(diabetes_run)
+    frame = run.samples(columns=["sample_id", "label", "loss"]).sort_values(["label", "sample_id"])
+    q, r = divmod(len(frame), 10)  # DuckDB's ntile(10): the first r deciles one row longer
+    frame["decile"] = np.repeat(np.arange(10), [q + 1] * r + [q] * (10 - r))
+    worst = frame.sort_values(["loss", "sample_id"], ascending=[False, True]).groupby("decile").head(2)
+    ids = overview_ids(run.db, 100, grid=1, group=run.task.map_group_sql)  # one cell: the deciles alone
+    assert len(ids) <= 100
+    assert set(worst["sample_id"]) <= set(ids.tolist())
+    counts = frame.set_index("sample_id").loc[ids, "decile"].value_counts()
+    assert len(counts) == 10 and counts.min() >= 7  # every decile about a tenth of the overview
+
+
 def test_diabetes_report(diabetes_run, tmp_path):
     out = build_report(diabetes_run, tmp_path / "report", progress=False)
     page = (out / "report.html").read_text()
