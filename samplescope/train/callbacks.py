@@ -77,7 +77,7 @@ class ProgressBar(Callback):
 
     def _set_postfix(self, state: TrainState) -> None:
         postfix = {
-            "epoch": f"{state.epoch + 1}/{state.config.epochs}",
+            "epoch": f"{state.epoch + 1}/{state.epochs}",
             "loss": f"{state.running_loss:.4f}",
             "acc": f"{state.running_acc:.4f}",
         }

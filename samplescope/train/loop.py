@@ -46,7 +46,7 @@ def default_threads() -> int:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 8
+    epochs: float = 8  # a fraction stops the last epoch early: 1.5 = one epoch and half of the next
     batch_size: int = 128
     lr: float = 4e-3  # peak learning rate of the one-cycle schedule
     pct_start: float = 0.25  # fraction of the steps spent warming up to `lr`
@@ -60,9 +60,11 @@ class TrainConfig:
     threads: int | None = None  # torch threads; None = every core this process may use
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size"):
+        for name in ("batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.epochs > 0:
+            raise ValueError(f"TrainConfig.epochs must be > 0 (a fraction such as 1.5 is allowed), got {self.epochs}")
         if self.lr <= 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
         if not 0.0 <= self.ema < 1.0:
@@ -159,7 +161,12 @@ class TrainState:
 
     @property
     def total_steps(self) -> int:
-        return self.steps_per_epoch * self.config.epochs
+        return total_steps(self.config, self.steps_per_epoch)
+
+    @property
+    def epochs(self) -> int:
+        """Epochs the run goes through, the last one possibly cut short (``config.epochs`` rounded up)."""
+        return math.ceil(self.total_steps / self.steps_per_epoch)
 
     @property
     def lr(self) -> float:
@@ -168,6 +175,11 @@ class TrainState:
 
 # -----------------------------------------------------------------------------
 # helpers
+
+
+def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Optimizer steps of a whole run: ``config.epochs`` (maybe fractional) epochs, at least one step."""
+    return max(1, round(config.epochs * steps_per_epoch))
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -284,7 +296,7 @@ def train(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=steps_per_epoch * config.epochs,
+        optimizer, max_lr=config.lr, total_steps=total_steps(config, steps_per_epoch),
         pct_start=config.pct_start,
     )  # fmt: skip
     state = TrainState(
@@ -329,12 +341,13 @@ def train(
         for cb in callbacks:
             cb.on_train_start(state)
         start_epoch = state.epoch  # > 0 when resuming
-        for epoch in range(start_epoch, config.epochs):
+        for epoch in range(start_epoch, state.epochs):
             state.epoch = epoch
             perm = torch.randperm(n, generator=state.generator)
             sums = [0.0, 0, 0, 0]  # loss sum, correct, samples seen, steps since the last row
             t0 = time.perf_counter()
-            for i in range(steps_per_epoch):
+            steps = min(steps_per_epoch, state.total_steps - epoch * steps_per_epoch)  # the last may be short
+            for i in range(steps):
                 idx = perm[i * config.batch_size : (i + 1) * config.batch_size].to(device)
                 xb, yb = x_train[idx], y_train[idx]  # (B, C, H, W), (B,)
                 if config.augment_shift and xb.dim() == 4:  # shifts are for images
@@ -362,7 +375,7 @@ def train(
                 for cb in callbacks:
                     cb.on_step_end(state)
 
-                last_step = i == steps_per_epoch - 1
+                last_step = i == steps - 1
                 if config.eval_every and state.step % config.eval_every == 0 and not last_step:
                     state.elapsed_s += time.perf_counter() - t0  # the clock stops during eval
                     record("step", sums)
@@ -372,7 +385,7 @@ def train(
             row = record("epoch", sums)
             for cb in callbacks:
                 cb.on_epoch_end(state, row)
-        state.epoch = config.epochs
+        state.epoch = state.epochs
         if state.ema is not None:  # the run keeps the weights validation measured
             model.load_state_dict(state.ema.state_dict())
         for cb in callbacks:

@@ -160,6 +160,26 @@ def test_history_rows_have_every_field(data):
     assert list(frame.columns) == list(FIELDS) and len(frame) == len(history)
 
 
+def test_fractional_epochs_stop_the_last_epoch_early(data):
+    # 1.5 epochs of 10 steps: 15 steps, the one-cycle schedule spread over them
+    class Lrs(Callback):
+        def __init__(self) -> None:
+            self.lrs: list[float] = []
+
+        def on_step_end(self, state):  # the lr the next step will use
+            self.lrs.append(state.lr)
+            self.total = state.total_steps
+
+    spy = Lrs()
+    config = TrainConfig(**{**FAST.__dict__, "epochs": 1.5, "eval_every": 0})
+    history = train(fresh_model(), *data, config, callbacks=[ProgressBar(disable=True), spy])
+    assert [(r["epoch"], r["step"]) for r in history.to_rows("epoch")] == [(1, 10), (2, 15)]
+    assert spy.total == 15 and len(spy.lrs) == 15
+    assert spy.lrs[-2] < 1e-3 * config.lr  # the 15th step ran at the annealed end of the schedule
+    with pytest.raises(ValueError, match="epochs must be > 0"):
+        TrainConfig(epochs=0)
+
+
 class CallOrder(Callback):
     def __init__(self) -> None:
         self.calls: list[str] = []
