@@ -7,6 +7,7 @@ user's own code have a real run to read in seconds.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 _CACHE: dict[tuple[int, int, str], Path] = {}
 
@@ -54,22 +56,47 @@ def make_tiny_run(
     return path
 
 
+#: ``serving(..., settings=...)``: the app with settings the command line has no option for
+_SERVE_WITH_SETTINGS = """
+import json, sys
+from pathlib import Path
+import uvicorn
+from samplescope.server import Settings, create_app
+given = json.loads(sys.argv[3])
+given.update({k: Path(given[k]) for k in ("run_path", "compare") if given.get(k) is not None})
+settings = Settings(port=int(sys.argv[2]), **given)
+uvicorn.run(create_app(sys.argv[1], settings), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+"""
+
+
 @contextmanager
-def serving(run_path: str | Path, *args: str, log: Path | None = None, timeout: float = 60.0) -> Iterator[str]:
+def serving(
+    run_path: str | Path,
+    *args: str,
+    log: Path | None = None,
+    timeout: float = 60.0,
+    settings: dict[str, Any] | None = None,
+) -> Iterator[str]:
     """Run ``samplescope serve RUN_PATH *args`` in a subprocess on a free port; yield its base URL.
 
-    Waits until ``/api/run`` answers (or fails with the server's output); stops the server
-    on exit. ``log`` keeps the server's output in that file.
+    With ``settings`` (``Settings`` fields as JSON values, e.g. ``{"map_full_max": 500}``) the
+    subprocess serves ``create_app(RUN_PATH, Settings(**settings))`` instead, and ``args`` must
+    be empty. Waits until ``/api/run`` answers (or fails with the server's output); stops the
+    server on exit. ``log`` keeps the server's output in that file.
     """
     import httpx
 
     port = free_port()
     log_path = Path(log) if log is not None else Path(tempfile.mkstemp(prefix="samplescope-serve-", suffix=".log")[1])
+    if settings is not None and args:
+        raise ValueError("serving(): pass command-line args or settings, not both")
+    command = (
+        [sys.executable, "-m", "samplescope", "serve", str(run_path), "--port", str(port), *args]
+        if settings is None
+        else [sys.executable, "-c", _SERVE_WITH_SETTINGS, str(run_path), str(port), json.dumps(settings, default=str)]
+    )
     with log_path.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "samplescope", "serve", str(run_path), "--port", str(port), *args],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

@@ -335,6 +335,8 @@ class SelectionSave(BaseModel):
     note: str = Field("", max_length=10_000)
     samples: ShapeQuery
     overwrite: bool = Field(False, description="replace a selection of the same name")
+    append: bool = Field(False, description="add these samples to the saved selection of this name (a list "
+                         f"of more than {MAX_IDS:,} ids is saved in parts)")  # fmt: skip
 
 
 class SavedSelectionPublic(BaseModel):

@@ -183,14 +183,24 @@ class Annotations:
             )
         return self._load_selection(path)
 
-    def save_selection(self, name: str, sample_ids: Any, note: str = "", overwrite: bool = False) -> Selection:
+    def save_selection(
+        self, name: str, sample_ids: Any, note: str = "", overwrite: bool = False, append: bool = False
+    ) -> Selection:
+        """Save ``sample_ids`` as the selection ``name``; ``append`` adds them to the saved one
+        (its note and date kept), so a selection too large for one request is saved in parts."""
         path = self._selection_path(check_name(name, "selection"))
         if not isinstance(note, str) or len(note) > 10_000:
             raise ParameterError("note must be text of at most 10,000 characters.")
         ids = self._ids(sample_ids)
         meta = json.dumps({"name": name, "note": note, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         with self.locked():
-            if path.exists() and not overwrite:
+            if append:
+                if not path.exists():
+                    raise NotFoundError(f"No saved selection {name!r} to add to; save its first part without append.")
+                old = self._load_selection(path)
+                ids = np.union1d(old.ids, ids)
+                meta = json.dumps({"name": name, "note": old.note, "created": old.created})
+            elif path.exists() and not overwrite:
                 raise ConflictError(f"A selection named {name!r} exists; pick another name or overwrite it.")
             self._write(path, lambda f: np.savez(f, ids=ids, meta=np.array(meta)))
         return self._load_selection(path)

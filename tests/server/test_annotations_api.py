@@ -101,6 +101,26 @@ def test_saved_selections_round_trip_with_their_note(api, run):
     assert [s.name for s in run.selections()] == ["thin sevens"]
 
 
+def test_a_selection_saved_in_parts_is_their_union_with_the_first_note(api, run, table):
+    """``append``: the page saves an id list of more than MAX_IDS ids in parts; a lasso part
+    adds every sample inside it."""
+    first = {"name": "in parts", "note": "first part", "samples": {"ids": [7, 3]}}
+    created = ok(api.post("/api/selections", json=first))["created"]
+    ok(api.post("/api/selections", json={"name": "in parts", "note": "", "samples": {"ids": [3, 12]}, "append": True}))
+    x0, x1 = table["map_x"].quantile([0.4, 0.6])
+    y0, y1 = table["map_y"].quantile([0.4, 0.6])
+    lasso = {"polygon": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]}
+    saved = ok(api.post("/api/selections", json={"name": "in parts", "samples": lasso, "append": True}))
+    inside = table["map_x"].between(x0, x1) & table["map_y"].between(y0, y1)
+    strictly = table["map_x"].gt(x0) & table["map_x"].lt(x1) & table["map_y"].gt(y0) & table["map_y"].lt(y1)
+    got = set(run.selection("in parts").ids.tolist())
+    assert set(table.loc[strictly, "sample_id"]) | {3, 7, 12} <= got <= set(table.loc[inside, "sample_id"]) | {3, 7, 12}
+    assert saved["count"] == len(got) > 3 and saved["note"] == "first part" and saved["created"] == created
+    missing = api.post("/api/selections", json={"name": "no such", "samples": {"ids": [1]}, "append": True})
+    assert ok(missing, 404)["detail"].startswith("No saved selection 'no such' to add to")
+    ok(api.delete("/api/selections", params={"name": "in parts"}))
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])
 def test_exports_read_back_equal_to_the_tag(api, run, fmt):
     ids = [0, 7, 30, 31]

@@ -15,16 +15,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-
-from samplescope.testing import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -223,16 +219,30 @@ def test_fetch_similars_shows_k_images(page, api):
     shot(page, "similars")
 
 
-def test_box_selection_opens_the_selection_panel(page):
-    open_map(page)
+def drag_box(page, margin: float = 5) -> None:
+    """Draw a box selection over the whole map, ``margin`` pixels inside its edges, and wait for its panel."""
     page.click("[data-testid=tool-box]")
     box = page.locator("[data-testid=map]").bounding_box()
-    page.mouse.move(box["x"] + 5, box["y"] + 5)
+    page.mouse.move(box["x"] + margin, box["y"] + margin)
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
-    page.mouse.move(box["x"] + box["width"] - 5, box["y"] + box["height"] - 5, steps=5)
+    page.mouse.move(box["x"] + box["width"] - margin, box["y"] + box["height"] - margin, steps=5)
     page.mouse.up()
     page.wait_for_selector("[data-testid=selection-stats]")
+
+
+def warm_compute_lane(base: str, seconds: float = 180) -> None:
+    """Wait until a selection is answered: the compute lane's worker process starts on first use,
+    which on a loaded machine can take longer than a browser test waits."""
+    deadline = time.monotonic() + seconds
+    while httpx.post(base + "/api/selection", json={"ids": [0]}, timeout=seconds).status_code != 200:
+        assert time.monotonic() < deadline, "the compute lane never answered"
+        time.sleep(1)
+
+
+def test_box_selection_opens_the_selection_panel(page):
+    open_map(page)
+    drag_box(page)
     n = int(attr(page, "selection-stats", "data-count"))
     assert n == int(attr(page, "map", "data-point-count"))  # the box covers every point
     # the thumbnail grid fills in after the stats: wait for it rather than race it
@@ -560,38 +570,17 @@ def test_an_untrusted_run_opens_read_only_and_says_how_to_trust_it(browser, untr
 # --- a run too large to draw whole (the threshold forced small) ---------------------------------
 
 
+#: a server that treats the tiny run as large: its map is a 300-point overview
+SAMPLED = {"prewarm": False, "map_full_max": 500, "map_overview_points": 300}
+
+
 @pytest.fixture(scope="module")
 def sampled_server(tiny_run_path, tmp_path_factory):
     """The tiny run served as if it were large: its map is a 300-point overview."""
-    port = free_port()
-    code = textwrap.dedent(
-        """
-        import sys, uvicorn
-        from samplescope.server import Settings, create_app
-        settings = Settings(prewarm=False, map_full_max=500, map_overview_points=300, port=int(sys.argv[2]))
-        uvicorn.run(create_app(sys.argv[1], settings), host="127.0.0.1", port=int(sys.argv[2]),
-                    log_level="warning")
-        """
-    )
-    log_path = tmp_path_factory.mktemp("sampled") / "server.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-c", code, str(tiny_run_path), str(port)],
-                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/api/run", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"sampled server did not start: {log_path.read_text()}")
-            time.sleep(0.05)
+    from samplescope.testing import serving
+
+    with serving(tiny_run_path, settings=SAMPLED, log=tmp_path_factory.mktemp("sampled") / "server.log") as base:
         yield base
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_a_sampled_map_draws_an_overview_and_every_sample_when_zoomed(browser, sampled_server):

@@ -64,6 +64,19 @@ def test_the_map_is_coloured_by_change_row_for_row(api, both):
     assert (names == want.to_numpy()).all()
 
 
+def test_a_sampled_map_gets_every_samples_change_by_id(tiny_run_path, run_a, both):
+    """A sampled map: /api/compare/map follows the overview's rows; ?every=true gives every
+    sample's change by id, which the page gives the samples a zoomed-in viewport adds."""
+    settings = Settings(run_path=tiny_run_path, prewarm=False, compare=run_a, map_full_max=500, map_overview_points=300)
+    with client_class()(create_app(tiny_run_path, settings), base_url=LOCAL) as c:
+        header, columns = decode_map(c.get("/api/compare/map").content)
+        assert header["n"] == 300 and header["ids"] == "sample_id"
+        header, columns = decode_map(c.get("/api/compare/map", params={"every": "true"}).content)
+    names = np.asarray(header["columns"]["change"]["categories"])[np.asarray(columns["change"])]
+    assert header["ids"] == "rows" and len(names) == len(both)
+    assert (names == both.set_index("sample_id_b")["status"].sort_index().to_numpy()).all()
+
+
 @pytest.mark.parametrize("status", ["fixed", "broken"])
 def test_fixed_and_broken_lists_equal_pandas(api, both, status):
     want = both[both["status"] == status]
@@ -87,6 +100,58 @@ def test_one_sample_shows_both_runs_probabilities(api, both, run_a, tiny_run_pat
         np.testing.assert_allclose(probs, row[cols].to_numpy(float), rtol=1e-5)
         assert got[side]["prediction"] == int(row[f"prediction{suffix}"])
     assert got["a"]["correct"] is False and got["b"]["correct"] is True
+
+
+def test_a_heatmaps_are_run_a_s_own_beside_b_s(api, both, run_a, tiny_run_path):
+    """/api/compare/samples/{id}/heatmap.*: A's heatmap of the matched sample, computed by A's
+    model (A's run called directly), not B's; the PNG has B's picture's size."""
+    import io
+
+    from PIL import Image
+
+    row = both[both["status"] == "fixed"].iloc[0]
+    sid_b, sid_a, label = int(row["sample_id_b"]), int(row["sample_id_a"]), int(row["label_a"])
+    got = api.get(f"/api/compare/samples/{sid_b}/heatmap.json", params={"target": label, "method": "saliency"})
+    assert got.status_code == 200, got.text
+    values = np.asarray(got.json()["values"])
+    want_a = open_run(run_a).heatmap(sid_a, label, method="saliency")
+    want_b = open_run(tiny_run_path).heatmap(sid_b, label, method="saliency")
+    np.testing.assert_allclose(values, want_a, atol=1e-5)
+    assert not np.allclose(values, want_b, atol=1e-5)
+    # no target: A's own (wrong) prediction, as the Compare box's first pane asks
+    assert api.get(f"/api/compare/samples/{sid_b}/heatmap.json").json()["target"] == int(row["prediction_a"])
+    png = api.get(f"/api/compare/samples/{sid_b}/heatmap.png", params={"target": label})
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    b_png = api.get(f"/api/samples/{sid_b}/heatmap.png", params={"target": label})
+    assert Image.open(io.BytesIO(png.content)).size == Image.open(io.BytesIO(b_png.content)).size
+    assert png.content != b_png.content
+    missing = api.get(f"/api/compare/samples/{10**9}/heatmap.png")
+    assert missing.status_code == 404
+
+
+def test_an_untrusted_run_a_s_code_never_runs_for_its_heatmaps(tiny_run_path, run_a, tmp_path):
+    """A whose recorded integration is a foreign file: its heatmaps are refused with how to
+    trust it, and the file never runs (samplescope/trust.py)."""
+    import hashlib
+    import json
+    import shutil
+
+    theirs = tmp_path / "theirs"
+    shutil.copytree(run_a, theirs)
+    marker = tmp_path / "their-code-ran"
+    evil = theirs / "integration.py"
+    evil.write_text(f"__import__('pathlib').Path({str(marker)!r}).write_text('ran')\n")
+    info = json.loads((theirs / "run.json").read_text())
+    info["integration"].update({"source": str(evil), "hash": hashlib.sha256(evil.read_bytes()).hexdigest(),
+                                "module": "samplescope_user_integration_0000000013"})
+    (theirs / "run.json").write_text(json.dumps(info))
+    app = create_app(tiny_run_path, Settings(run_path=tiny_run_path, prewarm=False, compare=theirs))
+    with client_class()(app, base_url=LOCAL) as c:
+        summary = c.get("/api/compare").json()
+        assert summary["a_trust"]["trusted"] is False and "samplescope trust" in summary["a_trust"]["hint"]
+        r = c.get("/api/compare/samples/3/heatmap.png", params={"method": "saliency"})
+        assert 400 <= r.status_code < 500 and "trust" in r.json()["detail"]
+    assert not marker.exists()
 
 
 def test_without_compare_the_routes_say_how_to_start_one(client):

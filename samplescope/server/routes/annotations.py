@@ -166,15 +166,20 @@ def selections_list(state: State) -> SavedSelectionsPublic:
 
 @router.post("/selections", response_model=SavedSelectionPublic, responses=errors(404, 409, 422))
 def selections_save(state: State, body: SelectionSave) -> SavedSelectionPublic:
-    """Save a named selection with a note (409 when the name is taken, unless ``overwrite``)."""
+    """Save a named selection with a note (409 when the name is taken, unless ``overwrite``).
+
+    ``samples`` is ids, or a box or lasso with the map's filters, resolved here over every sample
+    inside it (any number); ``append`` adds ids to a saved selection, for lists of more than
+    ``MAX_IDS`` ids."""
     store = state.run.annotations
     names = [s.name for s in store.selections()]
-    if body.name in names and not body.overwrite:
+    if body.name in names and not (body.overwrite or body.append):
         raise ConflictError(f"A selection named {body.name!r} exists; pick another name or overwrite it.")
-    if body.name not in names:
+    if body.name not in names and not body.append:
         _room(len(names), "saved selections")
     ids = resolve_ids(state, body.samples)
-    return _public(store.save_selection(body.name, ids, note=body.note, overwrite=body.overwrite))
+    saved = store.save_selection(body.name, ids, note=body.note, overwrite=body.overwrite, append=body.append)
+    return _public(saved)
 
 
 @router.post("/selections/rename", response_model=SavedSelectionPublic, responses=errors(404, 409, 422))

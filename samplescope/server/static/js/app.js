@@ -89,6 +89,12 @@ async function main() {
       return { x: r.left + x, y: r.top + y };
     },
     drawnIds: (limit = Infinity) => Array.from(ctx.map.scatter.order.slice(0, limit), (r) => ctx.map.idOf(r)),
+    /** The colour a sample is drawn in, "#rrggbb" (null when it is not on the map). */
+    colorOf(id) {
+      const row = ctx.map.rowOf(id), rgba = ctx.map.scatter.rgba;
+      if (row === undefined || !rgba) return null;
+      return "#" + [0, 1, 2].map((c) => rgba[4 * row + c].toString(16).padStart(2, "0")).join("");
+    },
   };
   await views.map.load(mapPromise);
   await ctx.tags.refresh();

@@ -1,10 +1,11 @@
 // The Compare view (`samplescope serve RUN_B --compare RUN_A`): what B fixed and broke against A.
 // Summary per subset and class, the map coloured by change (a "change" column added to the
 // map), lists of fixed and broken samples; a sample opened from here shows both runs'
-// probabilities side by side in the sample view.
+// probabilities and heatmaps side by side in the sample view (A's from /api/compare/samples/{id}/heatmap.*).
 
-import { ApiError, decodeMap, getJSON } from "./api.js";
+import { ApiError, decodeMap, getJSON, imageUrl } from "./api.js";
 import { fmt } from "./charts.js";
+import { drawAttribution, explainFailure, methodFor } from "./attribution.js";
 import { state, subscribe, update } from "./state.js";
 import { el, esc, thumbs } from "./dom.js";
 
@@ -24,7 +25,10 @@ export class CompareView {
     this.summary = summary;
     this.ready = false;
     this.observeDrawer();
-    subscribe((changed) => { if (changed.has("sample")) this.drawerExtra(); });
+    subscribe((changed) => {
+      if (changed.has("sample")) this.drawerExtra();
+      else if (["method", "t1", "t2"].some((k) => changed.has(k))) this.heatmaps();
+    });
   }
 
   async init() {
@@ -63,11 +67,15 @@ export class CompareView {
   async mapColumn() {
     const map = this.ctx.map;
     if (!map?.base || map.base.cols.change) return;
-    const response = await fetch("/api/compare/map");
+    // every sample's change, by sample id: a sampled map's overview takes its rows' codes, and each
+    // sample a zoomed-in viewport adds (mapview.merge) takes its own from fill
+    const response = await fetch("/api/compare/map?every=true");
     if (!response.ok) throw new ApiError(`compare map: ${response.status}`);
     const data = decodeMap(await response.arrayBuffer());
-    if (data.n !== map.base.n) return; // a map reloaded meanwhile
-    map.base.cols.change = { ...data.columns.change, fill: () => 255 };
+    const every = data.columns.change.values, ids = map.base.cols.sample_id?.values;
+    if (ids ? map.base.n > every.length : data.n !== map.base.n) return; // a map reloaded meanwhile
+    const values = ids ? Uint8Array.from(ids, (id) => every[id] ?? 255) : every;
+    map.base.cols.change = { ...data.columns.change, values, fill: (id) => every[id] ?? 255 };
     this.ctx.kinds.change = "categorical";
     map.merge(); // the drawn columns (overview + viewport) take the new one
     this.ctx.palettes = { ...(this.ctx.palettes || {}), change: data.columns.change.categories.map((c) => CHANGE_COLORS[c]) };
@@ -108,7 +116,48 @@ export class CompareView {
         <span class="n">${a.toFixed(2)} / ${b.toFixed(2)}</span></div>`;
     }).join("");
     box.append(el(`<div class="probs2"><div class="bar2 head"><span></span><span>A</span><span>B</span><span>p(A) / p(B)</span></div>${bars}</div>`));
+    box.append(el(`<div class="heat2" data-testid="compare-heatmaps"></div>`));
     this.drawer.append(box);
+    this.heatmaps();
+  }
+
+  /** A's heatmap beside B's for each class the sample view explains (its two target menus). */
+  heatmaps() {
+    const root = this.drawer.querySelector("[data-testid=compare-heatmaps]");
+    if (!root) return;
+    const id = state.sample, run = this.ctx.run, kind = run.input_kind || "image";
+    root.innerHTML = "";
+    if (run.trust && !(run.trust.inputs && run.trust.model)) { root.textContent = "Heatmaps are off: this run's code is not trusted here."; return; }
+    const method = methodFor(run, state.method);
+    const targets = ["heatmap-1-target", "heatmap-2-target"].map((t) => this.drawer.querySelector(`[data-testid=${t}]`)).filter(Boolean);
+    if (this.summary.a_trust && !this.summary.a_trust.trusted) {
+      root.append(el(`<div class="hint" data-testid="compare-a-trust">A's code is not trusted here: only heatmaps stored in A are shown (${esc(this.summary.a_trust.hint || "")}).</div>`));
+    }
+    for (const sel of targets) {
+      const query = `target=${encodeURIComponent(sel.value)}&method=${method}`;
+      const name = sel.selectedOptions[0]?.textContent ?? sel.value;
+      const row = el(`<div class="pics heat2-row" data-testid="compare-heatmap-row" data-target="${esc(sel.value)}"></div>`);
+      for (const [side, base] of [["a", `/api/compare/samples/${id}`], ["b", `/api/samples/${id}`]]) {
+        const caption = `${side.toUpperCase()}: ${esc(name)}`;
+        const error = `<div class="hm-error note" hidden></div>`;
+        if (kind === "image") {
+          const pic = el(`<div class="pic"><div class="frame"><img class="base" src="${imageUrl(id)}" alt="">
+            <img class="hm" data-testid="compare-heatmap-${side}" alt="heatmap of ${side.toUpperCase()}"></div>${error}<span>${caption}</span></div>`);
+          const img = pic.querySelector("img.hm");
+          img.style.opacity = state.opacity;
+          img.onerror = () => explainFailure(img, pic.querySelector(".hm-error")); // e.g. A is not trusted
+          img.src = `${base}/heatmap.png?${query}`;
+          row.append(pic);
+        } else {
+          const pic = el(`<div class="pic attr"><div class="attr-box" data-testid="compare-heatmap-${side}"><div class="hint">computing…</div></div>${error}<span>${caption}</span></div>`);
+          const box = pic.querySelector(".attr-box");
+          getJSON(`${base}/heatmap.json?${query}`).then((heat) => { if (state.sample === id) drawAttribution(box, heat, kind); })
+            .catch((err) => { box.innerHTML = ""; const e = pic.querySelector(".hm-error"); e.hidden = false; e.textContent = err.message; });
+          row.append(pic);
+        }
+      }
+      root.append(row);
+    }
   }
 
   onState() {}

@@ -104,6 +104,12 @@ export class MapView {
     };
   }
 
+  /** Whether a filter the server does not know hides samples: a page column's value (tags.js,
+   * compare.js) or an insight. */
+  pageOnlyFilter() {
+    return state.insight !== "" || (state.cval !== "" && Boolean(this.base?.cols[state.ccol]?.fill));
+  }
+
   // --- detail: every sample of the viewport, when a sampled map is zoomed in ---------------
 
   viewMoved() {
@@ -347,8 +353,11 @@ export class MapView {
   }
 
   select(rows, title, polygon = null) {
-    // a sampled map resolves the shape on the server, over every sample inside it
-    const shape = this.sampled && polygon ? polygon : null;
+    // A box or lasso is resolved on the server, over every sample inside it (a sampled map's
+    // undrawn ones too), and its stats, tags and saved selection travel as the shape: any size,
+    // no list of ids from the page. Only a filter that lives in the page (a tag or change
+    // column, an insight) keeps an unsampled map's selection as the drawn ids.
+    const shape = polygon && (this.sampled || !this.pageOnlyFilter()) ? polygon : null;
     if (!rows.length && !shape) { this.selection = null; this.closePanel(); this.restyle(); return; }
     // kept as ids: rows move when the viewport's samples change
     this.selection = { ids: rows.map((r) => this.idOf(r)), title, shape, filters: shape ? this.filters() : null };

@@ -197,15 +197,25 @@ export class Tags {
       `${tag}: ${(await this.write("/api/tags/remove", tag, what)).toLocaleString()} samples`);
     form.querySelector("[data-testid=selection-save]").onclick = run(async (sel) => {
       const note = form.querySelector("[data-testid=selection-note]").value;
-      const body = { name: sel, note, samples: samplesBody(what, true) };
-      let saved;
-      try { saved = await postJSON("/api/selections", body); } catch (err) {
-        if (!String(err.message).startsWith("409") || !window.confirm(`Replace the saved selection "${sel}"?`)) throw err;
-        saved = await postJSON("/api/selections", { ...body, overwrite: true });
-      }
+      const saved = await this.save(sel, note, what);
       return `saved "${saved.name}" (${saved.count.toLocaleString()} samples)${title ? ` from ${title}` : ""}`;
     });
     panel.append(form);
+  }
+
+  /** Save ``what`` as the selection ``name``: a shape in one request (the server finds every
+   * sample inside), ids in parts of at most MAX_IDS (the first creates it, the others append). */
+  async save(name, note, what) {
+    const parts = what.ids ? Array.from({ length: Math.max(1, Math.ceil(what.ids.length / MAX_IDS)) },
+      (_, k) => ({ ids: what.ids.slice(k * MAX_IDS, (k + 1) * MAX_IDS) })) : [samplesBody(what)];
+    const body = { name, note, samples: parts[0] };
+    let saved;
+    try { saved = await postJSON("/api/selections", body); } catch (err) {
+      if (!String(err.message).startsWith("409") || !window.confirm(`Replace the saved selection "${name}"?`)) throw err;
+      saved = await postJSON("/api/selections", { ...body, overwrite: true });
+    }
+    for (const samples of parts.slice(1)) saved = await postJSON("/api/selections", { name, note, samples, append: true });
+    return saved;
   }
 
   /** Tag (or untag) ``what`` in requests of at most MAX_IDS ids; the tag's size after. */
@@ -254,12 +264,9 @@ export class Tags {
   }
 }
 
-/** The ``samples`` of a request: ids, or a sampled map's lasso/box with the server-side filters. */
-function samplesBody(what, single = false) {
-  if (what.ids) {
-    if (single && what.ids.length > MAX_IDS) throw new Error(`a saved selection takes at most ${MAX_IDS.toLocaleString()} ids; tag them instead`);
-    return { ids: what.ids };
-  }
+/** The ``samples`` of a request: ids, or a lasso/box with the map's server-side filters. */
+function samplesBody(what) {
+  if (what.ids) return { ids: what.ids };
   const filters = {};
   for (const [k, v] of Object.entries(what.filters || {})) {
     if (v === "" || v === null || v === undefined) continue;
