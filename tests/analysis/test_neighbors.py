@@ -167,3 +167,16 @@ def test_ivf_graph_and_queries_match_brute_force(mixture, tmp_path, flat_quantiz
     again, _ = loaded.query(rows, k=10, mask=mask)  # searched (a mask of <= exact_max rows: exactly)
     assert (again[:, :, None] == exp_rows[:, None, :]).any(axis=1).mean() >= 0.95
     np.testing.assert_array_equal(loaded.query_vectors(mixture[:3], k=5)[0], index.query_vectors(mixture[:3], k=5)[0])
+
+
+def test_masked_graph_reads_in_blocks_match_brute_force(latent, monkeypatch) -> None:
+    from samplescope.analysis import neighbors
+
+    monkeypatch.setattr(neighbors, "_GRAPH_BLOCK", 37)  # many blocks, a short last one
+    index = NeighborIndex().fit(latent)
+    mask = np.arange(len(latent)) % 3 != 0
+    rows, dist = index.kneighbors(k=8, mask=mask)
+    allowed = np.repeat(mask[None], len(latent), axis=0)
+    allowed[np.arange(len(latent)), np.arange(len(latent))] = False
+    exp_rows, exp_sim = brute_force(latent, latent, 8, allowed)
+    check(rows, (1 - dist).astype(np.float64), exp_rows, exp_sim, latent, latent, allowed)

@@ -89,3 +89,32 @@ def test_bad_n_clusters():
         LowPerformanceClusters(n_clusters="many").find(ctx)
     with pytest.raises(SamplescopeError, match=r"n_clusters=500.*exceeds the 100 samples"):
         LowPerformanceClusters(n_clusters=500).find(ctx)
+
+
+def test_kmeans_on_a_sample_matches_the_full_copy(monkeypatch):
+    """Above the full-copy size k-means trains on a seeded sample and assigns in blocks: clusters
+    as tight as the full copy's (a large run's path, forced on a small one by lower thresholds)."""
+    from samplescope.analysis.insights import clusters
+
+    d = make_data(n_per_class=400, seed=1)
+    unit = d.latent / np.linalg.norm(d.latent, axis=1, keepdims=True)
+
+    def tightness(labels):
+        """Mean cosine of each row to its cluster's mean direction, and the share of rows whose
+        nearest mean direction (brute force) is their own cluster's."""
+        means = np.stack([unit[labels == c].mean(axis=0) for c in range(8)])
+        sim = unit @ (means / np.linalg.norm(means, axis=1, keepdims=True)).T
+        return sim[np.arange(len(unit)), labels].mean(), (sim.argmax(axis=1) == labels).mean()
+
+    full = LowPerformanceClusters(random_state=0, n_clusters=8)
+    full.find(d.context())
+    monkeypatch.setattr(clusters, "_KMEANS_FULL_MAX", 100)
+    monkeypatch.setattr(clusters, "_KMEANS_POINTS", 64)
+    monkeypatch.setattr(clusters, "_ASSIGN_BLOCK", 333)
+    ctx = d.context()
+    sampled = LowPerformanceClusters(random_state=0, n_clusters=8)
+    sampled.find(ctx)
+    assert "unit_latent" not in ctx._cache  # no full unit-length copy was made
+    (tight_full, _), (tight_sampled, nearest) = tightness(full.cluster_labels_), tightness(sampled.cluster_labels_)
+    assert tight_sampled >= tight_full - 0.02
+    assert nearest >= 0.95
