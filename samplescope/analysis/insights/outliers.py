@@ -29,6 +29,10 @@ __all__ = ["Outliers"]
 
 logger = logging.getLogger(__name__)
 
+#: what the flagged samples' errors are, in the task's words (an error is the task's own rule)
+WRONG = {"classification": "are misclassified", "regression": "have an |error| above the threshold",
+         "multilabel": "are not an exact match"}  # fmt: skip
+
 
 class Outliers(InsightFinder):
     """Flag samples whose k-th nearest training neighbour is unusually far.
@@ -84,8 +88,9 @@ class Outliers(InsightFinder):
         by_subset = {str(s): int(n) for s, n in zip(subsets, counts, strict=True)}
         where = ", ".join(f"{n:,} in {s}" for s, n in by_subset.items())
         q = f"{self.quantile * 100:g}"
+        wrong = WRONG.get(ctx.task, WRONG["classification"])
         errors_part = (
-            f"{pct(err_out)} of them are misclassified vs {pct(err_pop)} overall"
+            f"{pct(err_out)} of them {wrong} vs {pct(err_pop)} overall"
             if n_lab_out
             else "none of them is labelled"
         )

@@ -30,3 +30,15 @@ def test_planted_outliers_are_flagged():
 def test_bad_quantile():
     with pytest.raises(SamplescopeError, match=r"quantile=1\.5"):
         Outliers(quantile=1.5).find(make_data(n_per_class=20).context())
+
+
+@pytest.mark.parametrize(("task", "words"), [("classification", "are misclassified"),
+                                             ("regression", "have an |error| above the threshold"),
+                                             ("multilabel", "are not an exact match")])  # fmt: skip
+def test_the_insight_names_errors_in_the_task_words(task, words):
+    """The flagged samples' errors are said as the task defines them (not 'misclassified' for regression)."""
+    d = make_data(n_per_class=100, seed=0)
+    plant_outliers(d, n=10)
+    [insight] = Outliers().find(d.context(task=task))
+    assert f"of them {words} vs" in insight.text
+    assert ("misclassified" in insight.text) == (task == "classification")

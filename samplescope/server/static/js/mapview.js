@@ -386,7 +386,7 @@ export class MapView {
         <div class="stat"><div class="v">${stats.accuracy === null ? "–" : (100 * stats.accuracy).toFixed(1) + "%"}</div><div class="k">${this.ctx.run.task && this.ctx.run.task.name !== "classification" ? "not an error" : "accuracy"}</div></div>
         <div class="stat"><div class="v">${fmt(stats.mean_loss)}</div><div class="k">mean loss</div></div></div>`),
       el(`<div><h3>Class mix</h3><div class="mix">${stats.class_mix.map((c) => `
-        <div class="bar" title="${c.count} samples, ${c.errors} misclassified"><span>${esc(classes[c.class_index])}</span>
+        <div class="bar" title="${c.count} samples, ${c.errors} ${this.ctx.run.task && this.ctx.run.task.name !== "classification" ? "errors" : "misclassified"}"><span>${esc(classes[c.class_index])}</span>
         <span class="track"><span class="ok" style="width:${(100 * (c.count - c.errors)) / max}%"></span><span class="err" style="width:${(100 * c.errors) / max}%"></span></span>
         <span class="n">${c.count}</span></div>`).join("")}</div></div>`),
       el(`<div class="row"><button data-testid="selection-similar">Similar to these</button></div>`),
