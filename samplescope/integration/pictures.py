@@ -29,12 +29,11 @@ MAX_ROWS = 40
 LINE = 48
 #: features named under a vector's bar strip (largest |z| first)
 TOP_FEATURES = 5
-#: a vector picture's width and its bar strip's height, in pixels; z is clipped at +-Z_CLIP
-WIDTH, STRIP, Z_CLIP = 256, 56, 3.0
+#: a vector picture's side (it is square: no letterbox in the page's square thumbnails) and its
+#: bar strip's height, in pixels; z is clipped at +-Z_CLIP
+WIDTH, STRIP, Z_CLIP = 240, 99, 3.0
 #: the margin around a vector picture's parts, in pixels
 PAD = 6
-#: characters of a feature's name kept in a vector picture
-NAME_CHARS = 17
 
 
 def default_picture(kind: str, x: np.ndarray, spec: Any, stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -69,7 +68,7 @@ def top_features(z: np.ndarray, k: int = TOP_FEATURES) -> list[int]:
 
 
 def feature_profile(names: list[str], values: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
-    """(H, WIDTH, 3) uint8: the signed bar strip of every feature's z, then the top features by |z|."""
+    """(WIDTH, WIDTH, 3) uint8: the signed bar strip of every feature's z, then the top features by |z|."""
     from PIL import Image, ImageDraw
 
     from samplescope.palette import palette
@@ -79,7 +78,7 @@ def feature_profile(names: list[str], values: np.ndarray, stats: tuple[np.ndarra
     top = top_features(z)
     font = _font(15)
     pad, line_h = PAD, 21
-    img = Image.new("RGB", (WIDTH, pad + STRIP + pad + line_h * len(top) + pad), "white")
+    img = Image.new("RGB", (WIDTH, max(WIDTH, pad + STRIP + pad + line_h * len(top) + pad)), "white")
     draw = ImageDraw.Draw(img)
     # the strip: one bar per feature (at most one pixel column each past WIDTH features)
     shown = min(len(z), WIDTH - 2 * pad)  # past that many, the first ones
@@ -96,12 +95,12 @@ def feature_profile(names: list[str], values: np.ndarray, stats: tuple[np.ndarra
     # the features furthest from typical
     y = pad + STRIP + pad
     for i in top:
-        name = names[i] if len(names[i]) <= NAME_CHARS else names[i][: NAME_CHARS - 1] + "."
         zt = f"{z[i]:+.1f} sd" if stats is not None else ""
-        draw.text((pad, y), name, fill="black", font=font)
         value = f"{values[i]:.4g}"
         right = WIDTH - pad - (int(draw.textlength(zt, font=font)) + 6 if zt else 0)
-        draw.text((right - draw.textlength(value, font=font), y), value, fill="#374151", font=font)
+        left = right - draw.textlength(value, font=font)
+        draw.text((pad, y), _fit(draw, names[i], font, left - pad - 6), fill="black", font=font)
+        draw.text((left, y), value, fill="#374151", font=font)
         if zt:
             draw.text((WIDTH - pad - draw.textlength(zt, font=font), y), zt, font=font,
                       fill=colours["positive"] if z[i] >= 0 else colours["negative"])  # fmt: skip
@@ -114,6 +113,15 @@ def token_text(ids: np.ndarray, vocabulary: list[str]) -> np.ndarray:
     words = [vocabulary[i] if 0 <= i < len(vocabulary) else f"<{i}>" for i in ids.astype(np.int64) if i != 0]
     lines = textwrap.wrap(" ".join(words), LINE) or ["(empty)"]
     return _text_picture([[line] for line in lines[:MAX_ROWS]])
+
+
+def _fit(draw: Any, text: str, font: Any, width: float) -> str:
+    """``text``, shortened with a trailing '.' until it is at most ``width`` pixels wide."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while len(text) > 1 and draw.textlength(text + ".", font=font) > width:
+        text = text[:-1]
+    return text.rstrip() + "."
 
 
 def _font(size: int) -> Any:

@@ -50,7 +50,7 @@ def test_integration_is_a_vector_with_named_features() -> None:
 
 def test_feature_picture_reads_at_thumbnail_size() -> None:
     """Without a visualizer a row is drawn as a bar strip of its z-scores against the training rows
-    and its five most atypical features in a large font: about as wide as tall (a 30-row table was
+    and its five most atypical features in a large font, in a square (a 30-row table was
     500 pixels tall and shrank to a grey patch in the page's thumbnails), the strip's bars red above
     the training mean and blue below, the named features those of the largest |z| by numpy."""
     from samplescope.integration.pictures import PAD, STRIP, WIDTH, top_features
@@ -66,8 +66,7 @@ def test_feature_picture_reads_at_thumbnail_size() -> None:
     assert top_features(z) == list(np.argsort(-np.abs(z))[:5])
 
     picture = integ.visualize("validation", 7)
-    height, width = picture.shape[:2]
-    assert width == WIDTH and 0.5 <= height / width <= 1.0
+    assert picture.shape == (WIDTH, WIDTH, 3)  # square, like the page's thumbnails: no letterbox
     step, mid = (WIDTH - 2 * PAD) / 30, PAD + STRIP // 2
     for i in np.flatnonzero(np.abs(z) > 0.5):  # the bar of feature i, just off the zero line
         column = picture[mid - 3 if z[i] > 0 else mid + 3, int(PAD + (i + 0.5) * step)]
