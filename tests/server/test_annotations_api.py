@@ -136,6 +136,14 @@ def test_exports_read_back_equal_to_the_tag(api, run, fmt):
     np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-6)
     assert got["label_name"].astype(str).tolist() == [run.classes[i] for i in want["label"]]
     assert got["new_label"].astype(str).tolist() == ["2"] * 4  # a relabel:X tag says X
+    meta = run.metadata_columns()
+    assert meta, "the tiny run has metadata to export"
+    full = run.samples(columns=["subset", "key", *meta], where=[("sample_id", "in", ids)])
+    for column in ["subset", "key", *meta]:  # every metadata column, read back equal
+        if pd.api.types.is_numeric_dtype(full[column]) and not pd.api.types.is_bool_dtype(full[column]):
+            np.testing.assert_allclose(got[column].astype(float), full[column].astype(float), rtol=1e-6, err_msg=column)
+        else:
+            assert got[column].astype(str).str.lower().tolist() == full[column].astype(str).str.lower().tolist(), column
 
 
 def test_a_selection_exports_too(api, run):
