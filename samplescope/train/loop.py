@@ -54,6 +54,10 @@ class TrainConfig:
     label_smoothing: float = 0.0
     ema: float = 0.0  # decay of an EMA of the weights that is evaluated and kept at the end; 0 = off
     augment_shift: int = 2  # shift each training image by up to this many pixels; 0 = off
+    # rotate each training image by up to this many degrees and scale it by up to 1 +- augment_scale
+    # (bilinear, zero fill, with the shift in the same resampling); 0 and 0 = off: shifts only
+    augment_rotate: float = 0.0
+    augment_scale: float = 0.0
     eval_every: int = 200  # steps between validation evaluations; 0 = only at epoch ends
     eval_batch_size: int = 2000
     seed: int = 0
@@ -71,13 +75,18 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.ema must be in [0, 1) (0 = off), got {self.ema}")
         if self.augment_shift < 0 or self.eval_every < 0:
             raise ValueError("TrainConfig.augment_shift and eval_every must be >= 0")
+        if not (0.0 <= self.augment_rotate <= 180.0 and 0.0 <= self.augment_scale < 1.0):
+            raise ValueError(
+                f"TrainConfig.augment_rotate must be in [0, 180] degrees and augment_scale in [0, 1), "
+                f"got {self.augment_rotate} and {self.augment_scale}"
+            )
 
 
 #: TrainConfig fields that change the weights a run produces: a checkpoint can only
 #: be resumed with the same values. (threads, eval_every, eval_batch_size may differ.)
 RESUME_FIELDS = (
     "epochs", "batch_size", "lr", "pct_start", "weight_decay", "label_smoothing", "ema",
-    "augment_shift", "seed",
+    "augment_shift", "augment_rotate", "augment_scale", "seed",
 )  # fmt: skip
 
 
@@ -198,6 +207,24 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     batch = torch.arange(B, device=x.device).view(B, 1, 1)
     out = padded[batch, :, rows, cols]  # (B, H, W, C): the advanced-index dims come first
     return out.permute(0, 3, 1, 2)  # (B, C, H, W), channels-last in memory
+
+
+def random_affine(
+    x: torch.Tensor, max_shift: int, max_degrees: float, max_scale: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Rotate each image by its own angle in [-max_degrees, max_degrees], scale it by a factor in
+    [1 - max_scale, 1 + max_scale] and shift it by whole pixels in [-max_shift, max_shift], in one
+    bilinear resampling (zero fill). Draws come from the CPU ``generator``."""
+    B, _, H, W = x.shape  # (B, C, H, W)
+    angle = (torch.rand(B, generator=generator) * 2 - 1) * math.radians(max_degrees)
+    scale = 1 + (torch.rand(B, generator=generator) * 2 - 1) * max_scale
+    # (dx, dy) in pixels, as fractions of the [-1, 1] grid (align_corners=False: one pixel is 2 / size)
+    shift = torch.randint(0, 2 * max_shift + 1, (B, 2), generator=generator).float() - max_shift
+    tx, ty = shift[:, 0] * 2 / W, shift[:, 1] * 2 / H
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale  # output -> input sampling map
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)  # (B, 2, 3)
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)  # (B, H, W, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 @torch.inference_mode()
@@ -350,7 +377,11 @@ def train(
             for i in range(steps):
                 idx = perm[i * config.batch_size : (i + 1) * config.batch_size].to(device)
                 xb, yb = x_train[idx], y_train[idx]  # (B, C, H, W), (B,)
-                if config.augment_shift and xb.dim() == 4:  # shifts are for images
+                if xb.dim() == 4 and (config.augment_rotate or config.augment_scale):  # images only
+                    xb = random_affine(
+                        xb, config.augment_shift, config.augment_rotate, config.augment_scale, state.generator
+                    )
+                elif config.augment_shift and xb.dim() == 4:  # shifts are for images
                     xb = random_shift(xb, config.augment_shift, state.generator)
                 xb = _fast_layout(xb)
 

@@ -22,7 +22,7 @@ from samplescope.train import (
     train,
 )
 from samplescope.train.checkpoint import CHECKPOINT_NAME
-from samplescope.train.loop import FIELDS
+from samplescope.train.loop import FIELDS, random_affine
 
 SIZE = 12
 MODEL = CNNConfig(num_classes=4, input_size=SIZE, channels=(8, 16))
@@ -117,6 +117,29 @@ def test_random_shift_moves_images_and_fills_zeros():
     assert rows.min() >= 0 and rows.max() <= 4 and cols.min() >= 1 and cols.max() <= 5
     assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) > 5  # images shift differently
     assert torch.equal(out[:, 0], out[:, 1])  # channels of one image move together
+
+
+def test_random_affine_shift_only_is_a_whole_pixel_shift():
+    x = torch.rand(32, 1, 8, 8)
+    same = random_affine(x, 0, 0.0, 0.0, torch.Generator().manual_seed(0))
+    assert torch.allclose(same, x, atol=1e-6)  # no shift, angle or scale: the identity
+    out = random_affine(x, 1, 0.0, 0.0, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    for i in range(len(x)):  # brute force: one of the nine zero-filled 1-pixel shifts
+        shifts = [padded[i, :, 1 + dy : 9 + dy, 1 + dx : 9 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        assert min(float((out[i] - s).abs().max()) for s in shifts) < 1e-5, i
+
+
+def test_random_affine_rotates_and_scales_reproducibly():
+    x = torch.zeros(16, 1, 28, 28)
+    x[:, :, 13:15, 4:24] = 1.0  # a horizontal bar through the centre
+    a = random_affine(x, 0, 30.0, 0.2, torch.Generator().manual_seed(1))
+    b = random_affine(x, 0, 30.0, 0.2, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    mass = a.sum(dim=(1, 2, 3)) / x.sum(dim=(1, 2, 3))  # scaling by s changes the area by about s^2
+    assert ((mass > 0.6) & (mass < 1.5)).all() and mass.std() > 0.02
+    rows = a[:, 0].sum(dim=2)  # a rotated bar covers more rows than the 2 of the original
+    assert ((rows > 0.05).sum(dim=1) > 2).float().mean() > 0.8
 
 
 # -----------------------------------------------------------------------------
