@@ -147,7 +147,7 @@ def compare_summary(state: State, request: Request) -> ComparePublic:
 @router.get(
     "/map",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "map payload"}, **errors(404)},
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "map payload"}, **errors(404, 422)},
 )
 def compare_map(
     state: State,
