@@ -50,8 +50,9 @@ def top_losses(ctx: ReportContext) -> Section | None:
     dist_cols = ctx.centroid_columns
     prob_cols = [f"prob_{k}" for k in range(ctx.n_classes)]
     ncols = 3 if dist_cols else 2
-    fig = new_figure(3.2 * ncols + 0.6, 1.55 * len(rows) + 0.4)
-    grid = fig.add_gridspec(len(rows), ncols, width_ratios=[0.55, 1.6, 1.6][:ncols])
+    text = ctx.run.input_kind != "image"  # a feature profile or a text: drawn larger, to be read
+    fig = new_figure(3.2 * ncols + 0.6 + (1.2 if text else 0), (2.4 if text else 1.55) * len(rows) + 0.4)
+    grid = fig.add_gridspec(len(rows), ncols, width_ratios=[1.3 if text else 0.55, 1.6, 1.6][:ncols])
     for i, (_, row) in enumerate(rows.iterrows()):
         show_image(fig.add_subplot(grid[i, 0]), ctx.image(int(row["sample_id"])))
         ax = fig.add_subplot(grid[i, 1])

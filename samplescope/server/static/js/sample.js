@@ -57,7 +57,7 @@ export class SampleView {
 
     // pictures: the image, then heatmaps for two classes (default: predicted, ground truth)
     const pics = el(`<div class="pics${this.kind() === "image" ? "" : " wide"}"></div>`);
-    pics.append(el(`<div class="pic"><div class="frame"><img class="base" data-testid="sample-image" src="${imageUrl(d.sample_id)}" alt="sample"></div><span>image</span></div>`));
+    pics.append(el(`<div class="pic"><div class="frame"><img class="base" data-testid="sample-image" src="${imageUrl(d.sample_id)}" alt="sample"></div><span>${{ vector: "features (z against the training rows)", tokens: "text" }[this.kind()] || "image"}</span></div>`));
     for (const [key, testid] of [["t1", "heatmap-1"], ["t2", "heatmap-2"]]) {
       const error = `<div class="hm-error note" data-testid="${testid}-error" hidden></div>`;
       const pic = el(this.kind() === "image" ? `<div class="pic"><div class="frame"><img class="base" src="${imageUrl(d.sample_id)}" alt="">
