@@ -148,6 +148,8 @@ def main() -> None:
                 steady = (f"  once shards flow: {r['engine']['samples_per_s'] / workers:,.0f} samples/s/worker, "
                           f"{r['engine']['samples_per_worker_s']:,.0f} per second of a worker's own work, "
                           f"first shard after {r['engine']['first_shard_s']:.1f} s")
+            for what, st in (r["engine"].get("stages") or {}).items():  # the row stages on Ray
+                steady += f"\n           row stage {what}: {st['calls']} call(s), {st['rows']:,} rows, {st['seconds']:.1f} s"
             print(f"  {engine:<8} wall {r['wall']:7.1f} s  pass {r['stages']['inference']:7.1f} s  "
                   f"{per_worker:8.0f} samples/s/worker  driver peak RSS {r['peak_rss_gib']:.2f} GiB "
                   f"({r['pass_rss_gib']:.2f} until the pass returned)  "

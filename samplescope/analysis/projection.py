@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from samplescope.engines.stages import map_rows
 from samplescope.errors import SamplescopeError
 
 if TYPE_CHECKING:
@@ -363,14 +364,21 @@ class Projection:
         # new point's neighbours), in chunks: float32 and int32 where they fit, so the (R, k)
         # arrays and the search's float64 temporaries stay small at millions of rows
         index_type = np.int32 if n < 2**31 else np.int64
-        nbr = np.empty((len(rest), k), index_type)
-        weight = np.empty((len(rest), k), np.float32)
-        for start in range(0, len(rest), _PLACE_CHUNK):
-            found, dist = neighbors.kneighbors(rest[start : start + _PLACE_CHUNK], k=k)
-            _, d_self = with_self(found, dist)
-            sigma, rho = _smooth_knn_dist(np.where(np.isfinite(d_self), d_self, 0.0))
-            weight[start : start + len(found)] = _memberships(d_self, sigma, rho)[:, 1:] * (found >= 0)
-            nbr[start : start + len(found)] = np.maximum(found, 0)
+
+        def weights(_start: int, _stop: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            nbr = np.empty((len(rows), k), index_type)
+            weight = np.empty((len(rows), k), np.float32)
+            for start in range(0, len(rows), _PLACE_CHUNK):
+                found, dist = neighbors.kneighbors(rows[start : start + _PLACE_CHUNK], k=k)
+                _, d_self = with_self(found, dist)
+                sigma, rho = _smooth_knn_dist(np.where(np.isfinite(d_self), d_self, 0.0))
+                weight[start : start + len(found)] = _memberships(d_self, sigma, rho)[:, 1:] * (found >= 0)
+                nbr[start : start + len(found)] = np.maximum(found, 0)
+            return nbr, weight
+
+        # row by row independent: here, or on an engine's workers (Ray); the rounds below read the
+        # rows placed in the round before, so they stay here
+        nbr, weight = map_rows(weights, len(rest), arrays=(rest,), align=_PLACE_CHUNK, what="map placement")
         todo = np.arange(len(rest))
         for _ in range(PLACE_ROUNDS):  # fitted rows first, then rows placed in earlier rounds
             done, waiting = [], []
@@ -446,7 +454,13 @@ def _pca(x: np.ndarray, metric: Metric = "euclidean", random_state: int | None =
     m = min(2, x.shape[1])
     # covariance_eigh: one (D, D) eigendecomposition, cheap for N >> D as in a latent matrix
     solver = "covariance_eigh" if x.shape[0] > 10 * x.shape[1] else "full"
-    out = PCA(n_components=m, svd_solver=solver, random_state=random_state).fit_transform(x)
-    if out.shape[1] < 2:  # D == 1
-        out = np.column_stack([out, np.zeros(len(x))])
-    return out.astype(np.float32)
+    pca = PCA(n_components=m, svd_solver=solver, random_state=random_state).fit(x)
+
+    def place(_start: int, _stop: int, rows: np.ndarray) -> tuple[np.ndarray]:
+        out = pca.transform(rows)
+        if out.shape[1] < 2:  # D == 1
+            out = np.column_stack([out, np.zeros(len(rows))])
+        return (out.astype(np.float32),)
+
+    # fitted here; every row placed here or on an engine's workers (Ray), in row chunks
+    return map_rows(place, len(x), arrays=(x,), what="map placement (PCA)")[0]

@@ -1,10 +1,14 @@
 """Where `analyze`'s per-sample pass runs: in this process (``embedded``, the default) or on Ray.
 
 The per-sample pass is encoding every input, inference with the latent hook, the
-pixel sketch and (asked) Grad-CAM. An engine runs that pass and hands back the same
-four things the embedded pass makes (logits, latent, pixel sketch, Grad-CAM), in
-sample-id order; everything after it (prediction columns, neighbours, the map,
-clustering, insights, the atomic write) runs on the driver, the same code for both.
+pixel sketches (raw, and aligned for images) and (asked) Grad-CAM. An engine runs that
+pass and hands back the same five things the embedded pass makes (logits, latent, pixel
+sketch, aligned sketch or None, Grad-CAM or None), in sample-id order. After it, the
+row stages (every row's kNN queries against an index fitted on the driver, placing every
+row on a map fitted on the driver: :mod:`samplescope.engines.stages`) run on the engine
+too when it has a session for them (Ray, from ``RayEngine.stage_min_rows`` rows); the
+prediction columns, the fits of the index and the map, clustering, the insight finders'
+reductions and the atomic write run on the driver, the same code for both.
 
     analyze_run(path)                                    # embedded
     analyze_run(path, engine="ray")                      # a local Ray instance for the job
@@ -13,6 +17,9 @@ clustering, insights, the atomic write) runs on the driver, the same code for bo
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable
 from typing import Any, Literal
 
 from samplescope.errors import ParameterError
@@ -44,6 +51,21 @@ def get_engine(engine: str | Any | None) -> Any | None:
     )
 
 
+def with_engine_stages(analyze: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``analyze_run(path, *, engine=..., ...)`` so that the engine's session spans the whole
+    analysis (``engine.stages()``, when it has one): the row stages after the pass (kNN graphs,
+    map placement; :mod:`samplescope.engines.stages`) then run on it too."""
+
+    @functools.wraps(analyze)
+    def wrapper(path: Any, **kwargs: Any) -> Any:
+        engine = get_engine(kwargs.get("engine", "embedded"))
+        stages = getattr(engine, "stages", None)
+        with stages() if callable(stages) else contextlib.nullcontext():
+            return analyze(path, **{**kwargs, "engine": "embedded" if engine is None else engine})
+
+    return wrapper
+
+
 def __getattr__(name: str) -> Any:  # RayEngine without importing Ray's code until it is used
     if name == "RayEngine":
         from samplescope.engines.ray_engine import RayEngine
@@ -52,4 +74,4 @@ def __getattr__(name: str) -> Any:  # RayEngine without importing Ray's code unt
     raise AttributeError(name)
 
 
-__all__ = ["ENGINES", "RayEngine", "get_engine"]
+__all__ = ["ENGINES", "RayEngine", "get_engine", "with_engine_stages"]

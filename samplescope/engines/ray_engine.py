@@ -3,7 +3,7 @@
     RayEngine()                                   # a local Ray instance for this job, shut down after
     RayEngine(address="auto", workers=8, gpus_per_worker=1)   # join the cluster this machine is in
 
-The driver fits the pixel sketch on a seeded sample (as the embedded pass does), cuts the
+The driver fits the pixel sketches on a seeded sample (as the embedded pass does), cuts the
 samples into shards (:func:`samplescope.engines.shards.shard_plan`) and streams them
 through a pool of actors (:class:`~samplescope.engines.shards.ShardWorker`, one model per
 actor, ``concurrency=workers``, ``num_gpus=gpus_per_worker``). Each shard leaves a Parquet
@@ -26,9 +26,8 @@ import shutil
 import socket
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 from tqdm.auto import tqdm
 
+from samplescope.engines.row_stage import run_row_stage
 from samplescope.engines.shards import ShardWorker, read_shard, shard_plan
 from samplescope.errors import ParameterError, RunError, SamplescopeError
 
@@ -68,6 +68,9 @@ class RayEngine:
     as the cluster's CPUs, or GPUs with ``gpus_per_worker``, allow). ``batch_size``: samples
     per shard (one Ray task). ``max_retries``: restarts of a dead actor, and retries of its
     shard. ``num_cpus`` / ``object_store_memory`` size the local instance only.
+    ``stage_min_rows``: the row stages after the pass (every row's kNN queries, placing every
+    row on the fitted map) run on Ray from this many rows; smaller ones run on the driver,
+    where they take less than Ray's tasks start in.
     """
 
     address: str | None = None
@@ -78,7 +81,9 @@ class RayEngine:
     max_retries: int = 3
     num_cpus: int | None = None
     object_store_memory: int | None = None
+    stage_min_rows: int = 100_000
     stats_: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _held: ExitStack | None = field(default=None, init=False, repr=False)
 
     name: ClassVar[str] = "ray"
 
@@ -86,7 +91,8 @@ class RayEngine:
         for what, value, low in [("workers", self.workers, 1), ("batch_size", self.batch_size, 1),
                                  ("gpus_per_worker", self.gpus_per_worker, 0),
                                  ("cpus_per_worker", self.cpus_per_worker, 0),
-                                 ("max_retries", self.max_retries, 0)]:
+                                 ("max_retries", self.max_retries, 0),
+                                 ("stage_min_rows", self.stage_min_rows, 0)]:
             if value is not None and (isinstance(value, bool) or not value >= low):
                 raise ParameterError(f"RayEngine {what}={value!r} is out of range; pass a number >= {low}.")
         require_ray()
@@ -100,21 +106,52 @@ class RayEngine:
         """What ran where, for run.json's analysis summary."""
         return {"name": self.name, "address": self.address or "local", **self.stats_}
 
+    @contextmanager
+    def stages(self) -> Iterator[None]:
+        """For the whole of one ``analyze``: the Ray session the pass starts stays up, and the row
+        stages after it (:func:`samplescope.engines.stages.map_rows`: kNN graphs, map placement)
+        run on it; shut down (when started here) at the end."""
+        from samplescope.engines.stages import row_stages
+
+        self.stats_ = {}
+        with ExitStack() as held, row_stages(self._map_rows):
+            self._held = held
+            try:
+                yield
+            finally:
+                self._held = None
+
+    def _map_rows(self, fn: Any, n: int, arrays: Any, align: int, what: str) -> tuple[np.ndarray, ...] | None:
+        """A row stage on Ray (see :mod:`samplescope.engines.stages`); None (run it here) when it is
+        small or no Ray session is up."""
+        import ray
+
+        if n < self.stage_min_rows or not ray.is_initialized():
+            return None
+        t0 = time.perf_counter()
+        workers = self._workers(max(1, n // align))
+        out = run_row_stage(fn, n, arrays, align, workers, self.cpus_per_worker, what)
+        entry = self.stats_.setdefault("stages", {}).setdefault(what, {"calls": 0, "rows": 0, "seconds": 0.0})
+        entry["calls"] += 1
+        entry["rows"] += n
+        entry["seconds"] = round(entry["seconds"] + time.perf_counter() - t0, 2)
+        return out
+
     # -- the pass ------------------------------------------------------------------
 
     def encode_pass(self, run: Any, integ: Any, model: Any, layer: str, labels: np.ndarray, heatmaps: str,
                     seed: int, progress: bool):
         """The embedded pass's outputs, made on Ray: logits (N, C), latent (N, D), the pixel
-        sketch and (``heatmaps="all"``) Grad-CAM (N, 2, H, W) float16, in sample-id order."""
-        from samplescope.analysis.sketch import PixelSketch
+        sketch, the aligned sketch (image inputs; else None) and (``heatmaps="all"``) Grad-CAM
+        (N, 2, H, W) float16, in sample-id order."""
         from samplescope.pipeline.analyze import SKETCH_SAMPLE
-        from samplescope.pipeline.encode import sample_inputs
+        from samplescope.pipeline.encode import fit_sketches
 
         sizes = {s: int(v) for s, v in run.info["subsets"].items()}
         n = len(labels)
         if n == 0:
             raise RunError(f"Run {run.path} has no samples to analyse; train it on a non-empty integration.")
-        sketch = PixelSketch(random_state=seed).fit(sample_inputs(integ, sizes, SKETCH_SAMPLE, seed))
+        sketch, aligned = fit_sketches(integ, sizes, SKETCH_SAMPLE, seed, run.info.get("input_shape"))
         shards = shard_plan(sizes, self.batch_size)
         if heatmaps == "all":  # Grad-CAM's true-class target comes from the run's labels, as embedded
             for s in shards:
@@ -124,13 +161,16 @@ class RayEngine:
         # names its copies, so a killed job's leftovers are cleaned up by the next write
         tmp = Path(tempfile.mkdtemp(prefix=f".{Path(run.path).name}.tmp-{os.getpid()}-ray-", dir=folder))
         try:
-            with ray_session(self, _integration_folder(integ)):
-                self._run_shards(run, integ, layer, sketch, heatmaps, shards, tmp, n, progress)
-            return _assemble(tmp, shards, n, sketch, heatmaps, run)
+            session = ray_session(self, _integration_folder(integ))
+            with ExitStack() as here:
+                # inside stages(): the session stays up for the row stages after the pass
+                (self._held or here).enter_context(session)
+                self._run_shards(run, integ, layer, (sketch, aligned), heatmaps, shards, tmp, n, progress)
+            return _assemble(tmp, shards, n, (sketch, aligned), heatmaps, run)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _run_shards(self, run: Any, integ: Any, layer: str, sketch: Any, heatmaps: str,
+    def _run_shards(self, run: Any, integ: Any, layer: str, sketches: tuple[Any, Any], heatmaps: str,
                     shards: list[dict[str, Any]], tmp: Path, n: int, progress: bool) -> None:
         import ray
 
@@ -141,24 +181,24 @@ class RayEngine:
             "integration": _integration_spec(integ),
             "device": "cuda" if self.gpus_per_worker > 0 else "cpu",
             "layer": layer,
-            "sketch": sketch,
+            "sketch": sketches[0],
+            "aligned": sketches[1],
             "heatmaps": heatmaps,
             "folder": str(tmp),
             "threads": self.cpus_per_worker,
+            "max_retries": self.max_retries,
         }
-        with warnings.catch_warnings():  # Ray 2.60 has no named parameter for actor restarts yet
-            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-            ds = ray.data.from_items(shards, override_num_blocks=len(shards)).map_batches(
-                ShardWorker,
-                fn_constructor_kwargs={"spec": spec},
-                batch_size=1,  # one shard per call: a retry redoes exactly that shard
-                batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=workers),  # one model per actor, loaded once
-                num_cpus=self.cpus_per_worker,
-                num_gpus=self.gpus_per_worker or None,
-                max_restarts=self.max_retries,
-                max_task_retries=self.max_retries,
-            )
+        # Ray Data restarts a dead actor and re-runs its shard (its defaults: no deprecated
+        # max_restarts / max_task_retries remote args); the shard's start marks bound the retries
+        ds = ray.data.from_items(shards, override_num_blocks=len(shards)).map_batches(
+            ShardWorker,
+            fn_constructor_kwargs={"spec": spec},
+            batch_size=1,  # one shard per call: a retry redoes exactly that shard
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=workers),  # one model per actor, loaded once
+            num_cpus=self.cpus_per_worker,
+            num_gpus=self.gpus_per_worker or None,
+        )
         bar = tqdm(total=n, desc=f"inference (ray, {workers} workers)", unit="sample", disable=not progress,
                    leave=False)
         nodes, pids = set(), set()
@@ -181,7 +221,7 @@ class RayEngine:
         finally:
             bar.close()
         steady = after_first / (last - first) if first is not None and last > first else None
-        self.stats_ = {"workers": workers, "nodes": len(nodes), "worker_processes": len(pids),
+        self.stats_ |= {"workers": workers, "nodes": len(nodes), "worker_processes": len(pids),
                        "shards": len(shards), "batch_size": self.batch_size,
                        # start-up (Ray, actors, the model per actor) and the rate once shards flow
                        "first_shard_s": round(first - t0, 2) if first is not None else None,
@@ -301,10 +341,12 @@ def _integration_folder(integ: Any) -> Path | None:
 # -- back on the driver -----------------------------------------------------------
 
 
-def _assemble(folder: Path, shards: list[dict[str, Any]], n: int, sketch: Any, heatmaps: str, run: Any):
+def _assemble(folder: Path, shards: list[dict[str, Any]], n: int, sketches: tuple[Any, Any], heatmaps: str,
+              run: Any):
     """Every shard's rows into arrays in sample-id order, each sample id counted: exactly once."""
     logits = latent = gradcam = None
-    pixels = sketch.allocate(n)
+    pixels = sketches[0].allocate(n)
+    aligned = sketches[1].allocate(n) if sketches[1] is not None else None
     seen = np.zeros(n, np.int64)
     for s in shards:
         part = read_shard(folder, s["start"])
@@ -323,6 +365,9 @@ def _assemble(folder: Path, shards: list[dict[str, Any]], n: int, sketch: Any, h
         np.add.at(seen, ids, 1)
         logits[ids], latent[ids] = part["logits"], part["latent"]
         pixels.z[ids], pixels.residual[ids], pixels.digest[ids] = part["z"], part["residual"], part["digest"]
+        if aligned is not None:
+            aligned.z[ids], aligned.residual[ids] = part["aligned_z"], part["aligned_residual"]
+            aligned.digest[ids] = part["aligned_digest"]
         if gradcam is not None:
             gradcam[ids] = part["gradcam"]
     if (seen != 1).any():
@@ -331,4 +376,4 @@ def _assemble(folder: Path, shards: list[dict[str, Any]], n: int, sketch: Any, h
             f"The Ray job analysing {run.path} returned sample {bad} {int(seen[bad])} times (every sample "
             "must come back exactly once); nothing was written and the previous analysis is intact."
         )
-    return logits, latent, pixels, gradcam
+    return logits, latent, pixels, aligned, gradcam

@@ -2,15 +2,19 @@
 
 A shard is up to ``batch_size`` consecutive samples of one subset, named by its first
 sample id. The worker (a callable class: one model per actor, loaded once) encodes
-the shard's inputs, runs inference with the latent hook, sketches the pixels and,
+the shard's inputs, runs inference with the latent hook, sketches the pixels (raw and,
+for images, aligned) and,
 asked, makes Grad-CAM, with the same functions the embedded pass calls, then writes
 
 - ``<start>.parquet``: the columns (``sample_id``, ``logits``, ``residual``, ``digest``),
-- ``<start>.npz``: the arrays (``latent`` (B, D), ``z`` (B, m), ``gradcam`` (B, 2, H, W)),
+- ``<start>.npz``: the arrays (``latent`` (B, D), ``z`` (B, m), ``gradcam`` (B, 2, H, W) and
+  the aligned sketch ``aligned_z`` / ``aligned_residual`` / ``aligned_digest``),
 
 each to a temporary name renamed into place, the Parquet file last: a shard is done
 when its Parquet file exists. A retried shard rewrites the same two names, so however
-often Ray retries it, each sample is written once.
+often Ray retries it, each sample is written once. Each start of a shard leaves a mark
+(``record_attempt``), so a shard whose worker keeps dying fails the job after
+``max_retries`` retries instead of being retried for ever.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from samplescope.errors import RunError
 
 PARQUET, ARRAYS = ".parquet", ".npz"
 
@@ -41,7 +47,7 @@ def shard_path(folder: Path, start: int, suffix: str) -> Path:
 
 
 def write_shard(folder: Path, start: int, logits: np.ndarray, latent: np.ndarray, sketch: Any,
-                gradcam: np.ndarray | None) -> None:
+                gradcam: np.ndarray | None, aligned: Any = None) -> None:
     """The shard's arrays, then its columns, each written under a temporary name and renamed."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -51,6 +57,8 @@ def write_shard(folder: Path, start: int, logits: np.ndarray, latent: np.ndarray
     tmp = arrays.with_name(f".{arrays.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         extra = {} if gradcam is None else {"gradcam": gradcam}
+        if aligned is not None:
+            extra.update(aligned_z=aligned.z, aligned_residual=aligned.residual, aligned_digest=aligned.digest)
         np.savez(f, latent=latent, z=sketch.z, **extra)
     os.replace(tmp, arrays)
     table = pa.table({
@@ -63,6 +71,20 @@ def write_shard(folder: Path, start: int, logits: np.ndarray, latent: np.ndarray
     tmp = columns.with_name(f".{columns.name}.{os.getpid()}.tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, columns)
+
+
+def record_attempt(folder: Path, start: int) -> int:
+    """Mark one more start of shard ``start`` in ``folder`` and return how many there have been.
+
+    Ray restarts a dead actor and re-runs its shard (its defaults, unbounded); these marks, on
+    the run's storage that every worker reaches, bound the retries to ``max_retries``."""
+    attempt = 1
+    while True:  # the first free number: O(attempts) file creations, whatever the number of shards
+        try:
+            (Path(folder) / f".attempt-{start:012d}-{attempt}").touch(exist_ok=False)
+            return attempt
+        except FileExistsError:
+            attempt += 1
 
 
 def read_shard(folder: Path, start: int) -> dict[str, np.ndarray] | None:
@@ -88,7 +110,7 @@ def read_shard(folder: Path, start: int) -> dict[str, np.ndarray] | None:
 class ShardWorker:
     """Ray Data's callable class: built once per actor (the run, its integration and model), then one
     call per shard. ``spec`` is what the driver settled: the run folder, which integration, the
-    device, the latent layer, the fitted pixel sketch, the shard folder and the heatmaps asked for.
+    device, the latent layer, the fitted pixel sketches, the shard folder and the heatmaps asked for.
 
     Trust was settled on the driver, which loaded this integration and model under the user's
     trust rules before starting the job; the worker runs only that code.
@@ -116,16 +138,26 @@ class ShardWorker:
         for i in range(len(batch["start"])):
             start, count = int(batch["start"][i]), int(batch["count"][i])
             first = int(batch["first"][i])
+            attempt = record_attempt(Path(spec["folder"]), start)
+            if attempt > int(spec["max_retries"]) + 1:
+                raise RunError(
+                    f"shard {start} (samples {start}..{start + count - 1}) was started {attempt} times and "
+                    f"its worker died each time (RayEngine max_retries={spec['max_retries']})"
+                )
             x = self.integ.encode_inputs(str(batch["subset"][i]), np.arange(first, first + count))
             result = run_inference(self.model, [x], layer=spec["layer"])
             sketch = spec["sketch"].allocate(count)
             spec["sketch"].transform_into(sketch, 0, x)
+            aligned = None
+            if spec.get("aligned") is not None:  # the duplicate finder's shift-tolerant sketch
+                aligned = spec["aligned"].allocate(count)
+                spec["aligned"].transform_into(aligned, 0, x)
             gradcam = None
             if spec["heatmaps"] == "all":
                 gradcam = np.zeros((count, 2, *self.run.info["input_shape"][-2:]), np.float16)
                 _gradcams_into(gradcam, self.run, self.model, x, 0, result.logits.argmax(1),
                                np.asarray(batch["labels"][i], np.int64))
-            write_shard(Path(spec["folder"]), start, result.logits, result.latent, sketch, gradcam)
+            write_shard(Path(spec["folder"]), start, result.logits, result.latent, sketch, gradcam, aligned)
             done.append((start, count))
         node = ray.get_runtime_context().get_node_id()
         return {

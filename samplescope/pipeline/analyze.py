@@ -1,8 +1,8 @@
 """`samplescope analyze RUN`: run the model over every sample and find where it fails.
 
 One streaming pass over every subset (bounded batches, encoded in a background
-thread) feeds inference (predictions and latent vectors), the pixel sketch the
-duplicate finder searches and, when asked, Grad-CAM; then the 2-D population map,
+thread) feeds inference (predictions and latent vectors), the two pixel sketches the
+duplicate finder searches (raw and, for images, aligned) and, when asked, Grad-CAM; then the 2-D population map,
 insights (clusters, mislabels, duplicates/leakage, outliers, failure-predicting
 metadata) and, optionally, Grad-CAM for every sample. The run is copied to a
 temporary folder, the analysis written there, and the copy renamed into place:
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from samplescope.engines import with_engine_stages
 from samplescope.errors import IntegrationError, RunError
 from samplescope.pipeline.prefetch import prefetch
 from samplescope.run import GRADCAM_FILE, HEATMAP_CACHE, LATENT_FILE, Run, open_run
@@ -35,6 +36,7 @@ GRADCAM_BATCH = 512  # inputs whose gradients are held at once
 SKETCH_SAMPLE = 5000  # inputs the pixel sketch's principal axes are fitted on
 
 
+@with_engine_stages  # the engine's session spans the analysis: its row stages after the pass run there
 def analyze_run(
     path: str | Path,
     *,
@@ -78,9 +80,9 @@ def analyze_run(
     n = len(frame)
     labels = task.labels_from_table(frame, run.classes)
 
-    # -- one pass: inference, the pixel sketch and (asked) Grad-CAM from each batch once
+    # -- one pass: inference, the pixel sketches and (asked) Grad-CAM from each batch once
     per_sample = _encode_pass if engine is None else engine.encode_pass  # the same outputs, either engine
-    logits, latent, pixels, gradcam = per_sample(
+    logits, latent, pixels, aligned, gradcam = per_sample(
         run, integ, model, layer, _class_targets(task, labels), heatmaps, seed, progress
     )
     analysis = pd.DataFrame({"sample_id": frame["sample_id"].to_numpy()})
@@ -113,7 +115,7 @@ def analyze_run(
         samples[name] = analysis[name].to_numpy()
     samples, class_names = task.insight_view(samples, labels, run.classes)
     insights, extra, kinds = _insights(run, samples, latent, seed, progress, neighbors, pixels, metadata,
-                                       class_names, integ=integ, task_name=task.name)
+                                       class_names, integ=integ, task_name=task.name, aligned=aligned)
     for name, values in extra.items():
         analysis[name] = values
     timings["insights"] = time.perf_counter() - t
@@ -192,21 +194,24 @@ def _integration(run: Run, strict: bool):
 def _encode_pass(run: Run, integ: Any, model: Any, layer: str, labels: np.ndarray, heatmaps: str, seed: int,
                  progress: bool):
     """Every sample encoded once, in bounded batches: logits (N, C), latent (N, D), the pixel
-    sketch and, with ``heatmaps="all"``, Grad-CAM (N, 2, H, W) float16 for the predicted and
-    the true class. Besides those outputs the pass holds a few batches, whatever N."""
+    sketch, the aligned sketch (image inputs; else None) and, with ``heatmaps="all"``, Grad-CAM
+    (N, 2, H, W) float16 for the predicted and the true class. Besides those outputs the pass
+    holds a few batches, whatever N."""
     from samplescope.analysis.inference import run_inference
-    from samplescope.analysis.sketch import PixelSketch
-    from samplescope.pipeline.encode import input_batches, sample_inputs
+    from samplescope.pipeline.encode import fit_sketches, input_batches
 
     sizes = {s: int(v) for s, v in run.info["subsets"].items()}
     n = len(labels)
-    # the sketch's axes come from a seeded sample (a constant 5,000 inputs, not N)
-    sketch = PixelSketch(random_state=seed).fit(sample_inputs(integ, sizes, SKETCH_SAMPLE, seed))
+    # the sketches' axes come from a seeded sample (a constant 5,000 inputs, not N)
+    sketch, aligned_sketch = fit_sketches(integ, sizes, SKETCH_SAMPLE, seed, run.info.get("input_shape"))
     pixels = sketch.allocate(n)
+    aligned = aligned_sketch.allocate(n) if aligned_sketch is not None else None
 
     def batches() -> Iterator[tuple[int, np.ndarray]]:
         for start, _subset, _idx, x in input_batches(integ, sizes, BATCH):
             sketch.transform_into(pixels, start, x)  # in the prefetch thread, beside the model
+            if aligned_sketch is not None:  # the duplicate finder's shift-tolerant features
+                aligned_sketch.transform_into(aligned, start, x)
             yield start, x
 
     logits = latent = gradcam = None
@@ -227,7 +232,7 @@ def _encode_pass(run: Run, integ: Any, model: Any, layer: str, labels: np.ndarra
     bar.close()
     if logits is None:
         raise RunError(f"Run {run.path} has no samples to analyse; train it on a non-empty integration.")
-    return logits, latent, pixels, gradcam
+    return logits, latent, pixels, aligned, gradcam
 
 
 def _gradcams_into(out: np.ndarray, run: Run, model: Any, x: np.ndarray, start: int, preds: np.ndarray,
@@ -251,7 +256,7 @@ def _gradcams_into(out: np.ndarray, run: Run, model: Any, x: np.ndarray, start: 
 
 def _insights(run: Run, samples: pd.DataFrame, latent: np.ndarray, seed: int, progress: bool, neighbors: Any,
               pixels: Any, metadata: list[str], class_names: list[str], integ: Any = None,
-              task_name: str = "classification"):
+              task_name: str = "classification", aligned: Any = None):
     from samplescope.analysis.insights import InsightContext, default_finders, find_insights
     from samplescope.analysis.insights.kinds import declared_column_kinds
 
@@ -275,6 +280,7 @@ def _insights(run: Run, samples: pd.DataFrame, latent: np.ndarray, seed: int, pr
         random_state=seed,
         neighbors=neighbors,
         pixel_features=pixels,
+        aligned_features=aligned,  # the shift-tolerant sketch, from the same pass
         metadata_kinds={c: k for c, k in declared.items() if c in metadata},
         task=task_name,
         input_shape=tuple(run.info.get("input_shape") or ()) or None,

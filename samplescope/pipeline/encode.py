@@ -2,13 +2,15 @@
 
 ``encode_subset`` holds a whole subset (training keeps its data resident);
 ``input_batches`` streams every subset in bounded batches, which is what
-``analyze`` reads once to feed inference, the pixel sketch and Grad-CAM.
+``analyze`` reads once to feed inference, the pixel sketches and Grad-CAM
+(``fit_sketches``: their principal axes, from one seeded sample of inputs).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -111,3 +113,21 @@ def sample_inputs(integration: Integration, sizes: dict[str, int], n: int, seed:
         if len(inside):
             parts.append(integration.encode_inputs(subset, inside))
     return np.concatenate(parts)
+
+
+def fit_sketches(
+    integration: Integration, sizes: dict[str, int], n: int, seed: int, input_shape: Any = None
+) -> tuple[Any, Any]:
+    """The pass's two pixel sketches, fitted on the inputs of ``n`` seeded samples (encoded once):
+    the :class:`~samplescope.analysis.sketch.PixelSketch` of the raw inputs and, for image inputs,
+    the :class:`~samplescope.analysis.insights.aligned.AlignedSketch` (None otherwise). The
+    sample is the rows the duplicate finder would draw itself with the same seed, so its
+    results do not depend on who made the sketches."""
+    from samplescope.analysis.insights.aligned import AlignedSketch, is_image_shape
+    from samplescope.analysis.sketch import PixelSketch
+
+    sample = sample_inputs(integration, sizes, n, seed)
+    pixels = PixelSketch(random_state=seed).fit(sample)
+    shape = tuple(input_shape) if input_shape else None
+    aligned = AlignedSketch(shape, random_state=seed).fit(sample) if is_image_shape(shape) else None
+    return pixels, aligned

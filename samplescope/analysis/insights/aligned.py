@@ -18,11 +18,18 @@ channel with the same warp.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["canonical", "is_image_shape"]
+from samplescope.analysis.sketch import PixelFeatures, PixelSketch
+
+__all__ = ["ALIGNED_COMPONENTS", "ALIGNED_SIGMA", "AlignedFeatures", "AlignedSketch", "aligned_images",
+           "canonical", "is_image_shape"]
 
 TARGET_RADIUS = 0.2  # radius of gyration after resampling, as a share of the image side
+ALIGNED_SIGMA = 1.0  # the blur (pixels) after alignment: the duplicate finder's aligned_sigma
+ALIGNED_COMPONENTS = 64  # principal axes of the aligned sketch: the finder's 2 * n_components
 
 
 def is_image_shape(shape: tuple[int, ...] | None) -> bool:
@@ -75,3 +82,57 @@ def _bilinear(x: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
     sx = np.repeat(sx.astype(np.float32), c, axis=0)
     out = map_coordinates(volume, [index, sy, sx], order=1, mode="grid-constant", cval=0.0)
     return out.reshape(b, c, h, w)
+
+
+def aligned_images(images: np.ndarray, shape: tuple[int, ...], sigma: float = ALIGNED_SIGMA) -> np.ndarray:
+    """(B, P) flattened images of ``shape`` -> aligned (:func:`canonical`), then blurred with a
+    Gaussian of ``sigma`` pixels (0: none), (B, P) float32."""
+    from scipy.ndimage import gaussian_filter
+
+    shape = tuple(int(v) for v in shape)
+    a = canonical(np.asarray(images).reshape(len(images), -1), shape)
+    if sigma > 0:
+        full = a.reshape(len(a), *((1, *shape) if len(shape) == 2 else shape))
+        a = gaussian_filter(full, (0, 0, sigma, sigma), mode="constant").reshape(len(a), -1)
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+@dataclass
+class AlignedFeatures(PixelFeatures):
+    """A :class:`~samplescope.analysis.sketch.PixelFeatures` sketch of the aligned images, and what
+    it was made with (the duplicate finder uses it only when those match its own parameters)."""
+
+    sigma: float = ALIGNED_SIGMA
+    n_components: int = ALIGNED_COMPONENTS
+    random_state: int = 0
+    fit_size: int = 0  # inputs the principal axes were fitted on
+
+
+class AlignedSketch:
+    """The pixel sketch of aligned, blurred images: fit on a sample of inputs, transform batches."""
+
+    def __init__(self, shape: tuple[int, ...], sigma: float = ALIGNED_SIGMA,
+                 n_components: int = ALIGNED_COMPONENTS, random_state: int = 0) -> None:
+        self.shape = tuple(int(v) for v in shape)
+        self.sigma = sigma
+        self.n_components = n_components
+        self.random_state = random_state
+
+    def fit(self, sample: np.ndarray) -> AlignedSketch:
+        """Principal axes and scale of the aligned ``sample`` (S, ...) inputs."""
+        x = np.asarray(sample, np.float32).reshape(len(sample), -1)
+        self.sketch_ = PixelSketch(self.n_components, random_state=self.random_state)
+        self.sketch_.fit(aligned_images(x, self.shape, self.sigma))
+        self.fit_size_ = len(x)
+        return self
+
+    def allocate(self, n: int) -> AlignedFeatures:
+        f = self.sketch_.allocate(n)
+        return AlignedFeatures(f.z, f.residual, f.digest, f.scale, sigma=self.sigma,
+                               n_components=self.n_components, random_state=self.random_state,
+                               fit_size=self.fit_size_)
+
+    def transform_into(self, out: PixelFeatures, start: int, batch: np.ndarray) -> None:
+        """Align, blur and sketch ``batch`` (B, ...) into rows ``start .. start + B`` of ``out``."""
+        x = np.asarray(batch, np.float32).reshape(len(batch), -1)
+        self.sketch_.transform_into(out, start, aligned_images(x, self.shape, self.sigma))

@@ -204,6 +204,11 @@ class InsightContext:
         made in the inference pass (``analyze`` does); the duplicate finder searches it
         and fetches through ``inputs`` only the candidate pairs' inputs. None: the
         finder sketches the inputs through ``inputs`` itself.
+    aligned_features:
+        An :class:`~samplescope.analysis.insights.aligned.AlignedFeatures` sketch of every
+        input after alignment, made in the same pass (``analyze`` does, for image inputs);
+        the duplicate finder searches it for shifted copies. None: the finder aligns and
+        sketches the inputs through ``inputs`` itself.
     metadata_kinds:
         ``{column: kind}`` (``number``, ``category``, ``ordinal``, ``class``), declared
         by the integration; columns not named are inferred (:mod:`.kinds`).
@@ -227,6 +232,7 @@ class InsightContext:
     train_subset: str = "train"
     neighbors: Any = None
     pixel_features: Any = None
+    aligned_features: Any = None
     metadata_kinds: dict[str, str] = field(default_factory=dict)
     label_functions: list[str] | None = None
     task: str = "classification"
@@ -264,6 +270,11 @@ class InsightContext:
         if self.pixel_features is not None and len(self.pixel_features) != len(latent):
             raise SamplescopeError(
                 f"InsightContext.pixel_features has {len(self.pixel_features)} rows but latent has "
+                f"{len(latent)}; sketch the same samples."
+            )
+        if self.aligned_features is not None and len(self.aligned_features) != len(latent):
+            raise SamplescopeError(
+                f"InsightContext.aligned_features has {len(self.aligned_features)} rows but latent has "
                 f"{len(latent)}; sketch the same samples."
             )
         ids = self.samples["sample_id"]

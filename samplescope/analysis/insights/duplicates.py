@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from samplescope.analysis.insights.aligned import canonical, is_image_shape
+from samplescope.analysis.insights.aligned import AlignedSketch, aligned_images, is_image_shape
 from samplescope.analysis.insights.base import (
     Insight,
     InsightContext,
@@ -209,34 +209,39 @@ class Duplicates(InsightFinder):
 
     def _aligned(self, ctx: InsightContext, x: np.ndarray) -> np.ndarray:
         """(B, P) inputs -> their aligned, blurred images (B, P) float32."""
-        from scipy.ndimage import gaussian_filter
+        return aligned_images(x, tuple(ctx.input_shape), self.aligned_sigma)  # type: ignore[arg-type]
 
-        shape = tuple(int(v) for v in ctx.input_shape)  # type: ignore[arg-type]
-        a = canonical(x, shape)
-        if self.aligned_sigma > 0:
-            full = a.reshape(len(a), *((1, *shape) if len(shape) == 2 else shape))
-            sigma = (0, 0, self.aligned_sigma, self.aligned_sigma)
-            a = gaussian_filter(full, sigma, mode="constant").reshape(len(a), -1)
-        return np.ascontiguousarray(a, dtype=np.float32)
+    def _aligned_features(self, ctx: InsightContext, seed: int) -> PixelFeatures:
+        """The context's aligned sketch (made in the inference pass) when it was made as this finder
+        would make it; else every input fetched through ``ctx.inputs``, aligned and sketched here."""
+        n = ctx.n_rows
+        f = ctx.aligned_features
+        made = None if f is None else (f.sigma, f.n_components, f.random_state, f.fit_size)
+        if made == (self.aligned_sigma, 2 * self.n_components, seed, min(n, self.pca_samples)):
+            return f
+        if f is not None:
+            logger.info("duplicates: the pass's aligned sketch %s is not this finder's; aligning here", made)
+        rng = np.random.default_rng(seed)
+        fit_rows = np.sort(rng.choice(n, min(n, self.pca_samples), replace=False))
+        sketch = AlignedSketch(tuple(ctx.input_shape), self.aligned_sigma,  # type: ignore[arg-type]
+                               2 * self.n_components, random_state=seed).fit(self._fetch(ctx, fit_rows))
+        features = sketch.allocate(n)
+        for start in range(0, n, self.chunk_size):
+            chunk = np.arange(start, min(n, start + self.chunk_size))
+            sketch.transform_into(features, start, self._fetch(ctx, chunk))
+        return features
 
     def _aligned_candidates(self, ctx: InsightContext, seed: int) -> np.ndarray:
         """(M, 2) row pairs that may be aligned duplicates; sets each row's reference distance.
 
-        Every input is aligned once (in chunks) and sketched; each row's ``aligned_k``
-        nearest sketches give both its candidates and (as estimates, never above the
-        true distances) its reference distance, the ``aligned_k``-th of them.
+        Every input is aligned once and sketched (in the inference pass, or here in chunks);
+        each row's ``aligned_k`` nearest sketches give both its candidates and (as estimates,
+        never above the true distances) its reference distance, the ``aligned_k``-th of them.
         """
         n = ctx.n_rows
         if n < 2:
             return np.empty((0, 2), np.int64)
-        rng = np.random.default_rng(seed)
-        fit_rows = np.sort(rng.choice(n, min(n, self.pca_samples), replace=False))
-        sketch = PixelSketch(2 * self.n_components, random_state=seed)
-        sketch.fit(self._aligned(ctx, self._fetch(ctx, fit_rows)))
-        features = sketch.allocate(n)
-        for start in range(0, n, self.chunk_size):
-            chunk = np.arange(start, min(n, start + self.chunk_size))
-            sketch.transform_into(features, start, self._aligned(ctx, self._fetch(ctx, chunk)))
+        features = self._aligned_features(ctx, seed)
         self.aligned_scale_ = features.scale
         tau = self.aligned_threshold * features.scale
         from samplescope.analysis.neighbors import NeighborIndex
@@ -278,6 +283,7 @@ class Duplicates(InsightFinder):
         a, b = pairs[:, 0], pairs[:, 1]
         latent = np.maximum(0.0, 1.0 - np.einsum("ij,ij->i", ctx.unit_rows(a), ctx.unit_rows(b)))
         pixel = np.full(len(pairs), np.nan)
+        x = None  # the candidate rows' inputs, fetched once for both distances
         if ctx.inputs is not None and len(pairs):
             rows = np.unique(pairs)
             x = self._fetch(ctx, rows)
@@ -290,10 +296,8 @@ class Duplicates(InsightFinder):
                 )
         aligned = np.full(len(pairs), np.nan)
         in_aligned = np.zeros(len(pairs), bool)
-        if self._aligned_ref is not None and len(pairs):
-            rows = np.unique(pairs)
-            x = self._aligned(ctx, self._fetch(ctx, rows))
-            where = np.searchsorted(rows, pairs)
+        if self._aligned_ref is not None and x is not None:
+            x = self._aligned(ctx, x)
             diff = x[where[:, 0]] - x[where[:, 1]]
             aligned = np.sqrt(np.einsum("ij,ij->i", diff, diff, dtype=np.float64))
             ref = np.maximum(self._aligned_ref[a], self._aligned_ref[b])
