@@ -48,6 +48,7 @@ import hashlib
 import logging
 import math
 import os
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal
@@ -164,6 +165,7 @@ class NeighborIndex:
         self._set_threads()
         self.n_samples_, self.n_features_ = x.shape
         self._subsets: OrderedDict[bytes, tuple[Any, np.ndarray]] = OrderedDict()
+        t = time.perf_counter()
         if self.n_samples_ <= self.exact_max:
             vectors = self._prepare(x)
             self._source: Any = vectors  # rows for queries by row
@@ -175,6 +177,8 @@ class NeighborIndex:
             self._source, self._source_prepared = x, False
             self.kind_ = "ivf"
             self.index_ = self._ivf()
+        self.seconds_ = {"index": time.perf_counter() - t}  # train, add and tune nprobe
+        t = time.perf_counter()
         self.recall_ = 1.0
         if self.graph_k > 0:
             k = min(self.graph_k, self.n_samples_ - 1)
@@ -187,7 +191,9 @@ class NeighborIndex:
             )
         if self.kind_ == "ivf":
             self.recall_ = self._measure_recall()
-        logger.info("neighbours: %s over %s, recall@10 %.3f", self.kind_, x.shape, self.recall_)
+        self.seconds_["graph"] = time.perf_counter() - t
+        logger.info("neighbours: %s over %s, recall@10 %.3f (%s)", self.kind_, x.shape, self.recall_,
+                    ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds_.items()))
         return self
 
     def _check_params(self) -> None:
@@ -685,4 +691,6 @@ class NeighborIndex:
             quantizer = faiss.downcast_index(self.index_.quantizer)
             out.update(nlist=int(self.index_.nlist), nprobe=int(self.nprobe_),
                        quantizer="hnsw" if isinstance(quantizer, faiss.IndexHNSW) else "flat")
+        if hasattr(self, "seconds_"):  # built here, not loaded
+            out["seconds"] = {k: round(v, 2) for k, v in self.seconds_.items()}
         return out
