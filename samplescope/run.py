@@ -10,6 +10,7 @@ import logging
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,8 @@ HEATMAP_METHODS: tuple[str, ...] = ("gradcam", "integrated_gradients", "saliency
 LATENT_FILE = layout.LATENT
 GRADCAM_FILE = layout.GRADCAM
 HEATMAP_CACHE = layout.HEATMAP_CACHE
+#: the columns :meth:`Run.similar` gives beside sample_id, similarity and subset (by default)
+NEIGHBOUR_COLUMNS: tuple[str, ...] = ("label", "prediction", "loss")
 
 
 def open_run(
@@ -472,14 +475,18 @@ class Run:
             masks[name] = mask
         return masks
 
-    def similar(self, sample_id: int, k: int = 10, subset: str | None = None) -> pd.DataFrame:
+    def similar(
+        self, sample_id: int, k: int = 10, subset: str | None = None, columns: Sequence[str] = NEIGHBOUR_COLUMNS
+    ) -> pd.DataFrame:
         """The k samples the model considers most like ``sample_id`` (cosine similarity of latents)."""
         self._check_id(sample_id)
         _check_k(k)
         rows, sims = self._neighbors().query(np.array([int(sample_id)]), k=k, mask=self._subset_mask(subset))
-        return self._neighbour_frame(rows[0], sims[0])
+        return self._neighbour_frame(rows[0], sims[0], columns)
 
-    def similar_to_set(self, sample_ids: list[int], k: int = 10, subset: str | None = None) -> pd.DataFrame:
+    def similar_to_set(
+        self, sample_ids: list[int], k: int = 10, subset: str | None = None, columns: Sequence[str] = NEIGHBOUR_COLUMNS
+    ) -> pd.DataFrame:
         """The k samples most like a set of samples (excluding the set itself)."""
         if len(sample_ids) == 0:
             raise ParameterError("similar_to_set() needs at least one sample id.")
@@ -487,20 +494,21 @@ class Run:
             self._check_id(s)
         _check_k(k)
         rows, sims = self._neighbors().query_set(np.asarray(sample_ids, np.int64), k=k, mask=self._subset_mask(subset))
-        return self._neighbour_frame(rows, sims)
+        return self._neighbour_frame(rows, sims, columns)
 
-    def _neighbour_frame(self, rows: np.ndarray, sims: np.ndarray) -> pd.DataFrame:
-        """sample_id, similarity, subset, label, prediction, loss of the found rows, in their order."""
+    def _neighbour_frame(self, rows: np.ndarray, sims: np.ndarray, columns: Sequence[str]) -> pd.DataFrame:
+        """sample_id, similarity, subset and ``columns`` (those the run has) of the found rows, in
+        their order: one query."""
         rows = np.asarray(rows, np.int64)
         keep = rows >= 0
         rows, sims = rows[keep], np.asarray(sims)[: len(keep)][keep]
         available = self.db.columns()
-        wanted = [c for c in ("label", "prediction", "loss") if c in available]
+        wanted = [c for c in columns if c in available and c not in ("sample_id", "subset")]
         found = self.db.rows(rows, wanted)
         which, _ = self._locate(rows)
         return pd.DataFrame({
             "sample_id": rows, "similarity": sims.astype(np.float32),
-            "subset": np.asarray(self.subsets, dtype=object)[which], **found,
+            "subset": np.asarray(self.subsets, dtype=object)[which], **{c: found[c] for c in wanted},
         })
 
     def heatmap(self, sample_id: int, target: int | None = None, method: HeatmapMethod = "gradcam") -> np.ndarray:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from samplescope.errors import NotFoundError, ParameterError, RunError
-from samplescope.server import encoding, limits
+from samplescope.server import encoding, limits, records
 from samplescope.server.encoding import ColumnKind
 from samplescope.server.heavy import Lane, ProcessLane, StateSpec
 from samplescope.server.settings import Settings
@@ -112,6 +112,7 @@ class ServerState:
             c: column_kind(c, t, self.class_columns) for c, t in self.columns.items()
         }
         self.row_columns = [c for c in ROW_COLUMNS if c in self.columns]
+        self._plain_columns = all(t.upper() in records.PLAIN_TYPES for t in self.columns.values())
         summary = serving.subset_summary(run.db)
         self.subset_rows = summary.to_dict("records")
         self.subsets: list[str] = [str(s) for s in summary["subset"]]
@@ -167,30 +168,25 @@ class ServerState:
         time.sleep(delay)
         if self.n == 0:
             return
-        import torch
+        if self.heatmap_lane.kind == "thread" or self.worker_spec is None:  # heatmaps in this process
+            import torch
 
-        # One thread per request: concurrent heatmap requests on few cores are faster
-        # (and their latency steadier) than each one spreading over every core.
-        torch.set_num_threads(1)
+            # One thread per request: concurrent heatmap requests on few cores are faster
+            # (and their latency steadier) than each one spreading over every core.
+            torch.set_num_threads(1)
+        # (with worker processes the server never imports torch: about 180 MiB less)
         try:
             self.similar([0], k=1)
             if self.run.trusted:  # an untrusted run's code is never imported, not even to warm up
                 self.image(0)
                 usable = [m for m, why in self.run.attribution_methods().items() if why is None]
                 if usable:  # a vector run has no Grad-CAM: warm the method its page asks for first
-                    self._warm(self.heatmap_lane, "heatmap", 0, None, usable[0])
-            self._warm(self.compute_lane, "rows_of", [0])
+                    self.heatmap_lane.call(self.heatmap, 0, None, usable[0])
+            self.compute_lane.call(self.rows_of, [0])  # a worker process starts and opens the run
         except Exception:  # a failure here shows again, with its message, on the real request
             log.debug("prewarm failed", exc_info=True)
         else:
             log.info("heatmaps and similars are warm")
-
-    def _warm(self, lane: Lane, method: str, *args: Any) -> None:
-        """One call in ``lane``: a worker process starts and opens the run (and its model)."""
-        if isinstance(lane, ProcessLane):
-            lane.call(getattr(self, method), *args)
-        elif method == "heatmap":
-            self.heatmap(*args)
 
     # --- samples ----------------------------------------------------------------------------
 
@@ -212,12 +208,23 @@ class ServerState:
         return ids
 
     def rows(self, sample_ids: Sequence[int], columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """The rows of these samples (checked), in ``sample_id`` order: one query."""
-        ids = self.rows_of(sample_ids)
-        return serving.rows(self.run.db, ids.tolist(), columns)
+        """The rows of these samples (checked), in the order given: one query."""
+        return self.run.db.rows(self.rows_of(sample_ids), columns)
 
-    def row(self, sample_id: int, columns: Sequence[str] | None = None) -> pd.Series:
-        return self.rows([sample_id], columns).iloc[0]
+    def row(self, sample_id: int, columns: Sequence[str] | None = None) -> dict[str, Any]:
+        """One sample's columns (checked) as plain Python values: one query, no DataFrame."""
+        self.rows_of([sample_id])
+        found = self.run.db.row(sample_id, columns)
+        if found is None:  # ids are rows 0..N-1, so only a damaged table gets here
+            raise NotFoundError(f"no sample with id {sample_id} in run {self.run.name!r}")
+        return found
+
+    def sample_record(self, sample_id: int) -> dict[str, Any]:
+        """Every column of one sample as the API sends it: :meth:`records` of its row, read
+        without a DataFrame when every column is of a plain type (server/records.py)."""
+        if self._plain_columns:
+            return records.record(self.row(sample_id), self.classes, self.class_columns)
+        return self.records(self.rows([sample_id]))[0]
 
     def check_subset(self, subset: str | None) -> str | None:
         if subset in (None, "", "all"):
@@ -297,15 +304,10 @@ class ServerState:
 
     def records(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         """Rows as JSON-ready dicts (NaN -> None) with class names beside class indices."""
-        out = frame.copy()
-        for col in self.class_columns:
-            if col in out.columns:
-                out[f"{col}_name"] = self.class_names(out[col])
-        return json.loads(out.to_json(orient="records", double_precision=6))
+        return records.records(frame, self.classes, self.class_columns)
 
     def class_names(self, values: pd.Series) -> list[str | None]:
-        names = self.classes
-        return [names[int(v)] if pd.notna(v) and 0 <= int(v) < len(names) else None for v in values]
+        return records.class_names(self.classes, values)
 
     # --- the map ----------------------------------------------------------------------------
 
@@ -476,16 +478,17 @@ class ServerState:
         return h
 
     def similar(self, sample_ids: Sequence[int], k: int, subset: str | None = None) -> pd.DataFrame:
-        """The ``k`` nearest samples to one sample or a set, with their table rows."""
+        """The ``k`` nearest samples to one sample or a set: their table rows (read with the
+        neighbours, one query) and ``similarity``."""
         self.rows_of(sample_ids)
         ids = [int(i) for i in sample_ids]
         if len(ids) == 1:
-            found = self._neighbors(self.run.similar, ids[0], k=k, subset=subset)
+            found = self._neighbors(self.run.similar, ids[0], k=k, subset=subset, columns=self.row_columns)
         else:
-            found = self._neighbors(self.run.similar_to_set, ids, k=k, subset=subset)
-        order = found["sample_id"].to_numpy(np.int64)
-        rows = self.rows(order.tolist(), self.row_columns).set_index("sample_id", drop=False)
-        rows = rows.loc[order].reset_index(drop=True)
+            found = self._neighbors(
+                self.run.similar_to_set, ids, k=k, subset=subset, columns=self.row_columns
+            )
+        rows = found[self.row_columns].copy()
         rows["similarity"] = found["similarity"].to_numpy(dtype=float)
         return rows
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from samplescope.errors import NotFoundError, ParameterError, RunError
@@ -313,31 +314,52 @@ class RunDatabase:
             params = [*params, subset]
         return clause, params
 
-    def rows(self, sample_ids: Any, columns: list[str]) -> dict[str, Any]:
-        """``columns`` of the given samples as numpy arrays, in the order of ``sample_ids``.
-
-        The fast path for a handful of rows (neighbours of a sample): one query with the
-        ids bound as one list, no DataFrame. Unknown ids come back as missing rows.
-        """
-        import numpy as np
-
-        ids = np.asarray(sample_ids, dtype=np.int64)
+    def _select(self, columns: Sequence[str] | None) -> str:
+        """``SELECT ... FROM ...`` of every column, or of ``sample_id`` and ``columns`` (checked)."""
         available = self.columns()
+        if columns is None:
+            return f"SELECT * FROM {self._source()}"
         for c in columns:
             if c not in available:
                 raise NotFoundError(f"Unknown column {c!r}; available columns: {sorted(available)}.")
-        select = ", ".join(quote(c) for c in ["sample_id", *columns])
+        select = ", ".join(quote(c) for c in dict.fromkeys(["sample_id", *columns]))
+        return f"SELECT {select} FROM {self._source()}"
+
+    def rows(self, sample_ids: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Every column (or ``sample_id`` and ``columns``) of these samples, in the order of
+        ``sample_ids`` (an id named twice gives its row twice): one query, the ids bound as one
+        list. NotFoundError when one of them is not in the run."""
+        ids = np.asarray(sample_ids, dtype=np.int64).reshape(-1)
         with self._cursor() as cur:
             found = cur.execute(
-                f'SELECT {select} FROM {self._source()} WHERE "sample_id" IN (SELECT unnest(?))',
+                f'{self._select(columns)} WHERE "sample_id" IN (SELECT unnest(?::BIGINT[]))',
                 [ids.tolist()],
-            ).fetchnumpy()
-        got = np.asarray(found["sample_id"], dtype=np.int64)
-        order = np.argsort(got)
-        pos = order[np.searchsorted(got[order], ids)] if len(got) else np.zeros(0, np.int64)
-        if len(got) != len(np.unique(ids)) or (len(ids) and not np.array_equal(got[pos], ids)):
-            raise NotFoundError(f"Some of the sample ids {ids[:5].tolist()}... do not exist in {self.path}.")
-        return {c: np.asarray(found[c])[pos] for c in columns}
+            ).df()
+        got = found["sample_id"].to_numpy(np.int64)
+        order = np.argsort(got, kind="stable")
+        at = np.searchsorted(got[order], ids)
+        known = at < len(got)
+        known[known] = got[order[at[known]]] == ids[known]
+        if not known.all():
+            missing = ids[~known]
+            raise NotFoundError(
+                f"Sample id(s) {missing[:5].tolist()} do not exist in {self.path} "
+                f"({len(missing)} of the {len(ids)} asked for)."
+            )
+        pos = order[at]
+        if len(pos) == len(got) and np.array_equal(pos, np.arange(len(got))):
+            return found  # already in the order asked (ids sorted and unique: the usual case)
+        return found.iloc[pos].reset_index(drop=True)
+
+    def row(self, sample_id: int, columns: Sequence[str] | None = None) -> dict[str, Any] | None:
+        """One sample's columns as plain Python values (a missing value is None or NaN), None
+        when there is no such sample: the same select as :meth:`rows` with ``sample_id = ?``
+        and one tuple back, no DataFrame (the web page asks for one sample at a time)."""
+        with self._cursor() as cur:
+            cur.execute(f'{self._select(columns)} WHERE "sample_id" = ?', [int(sample_id)])
+            found = cur.fetchone()
+            names = [d[0] for d in cur.description]
+        return None if found is None else dict(zip(names, found, strict=True))
 
     def fetch(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         """A read-only query the store composed itself (aggregations in store/aggregate.py)."""

@@ -78,6 +78,7 @@ def list_samples(
     page, count = serving.page(
         state.run.db, wanted_columns, conditions,
         order=sort or None, descending=order == "desc", limit=limit, offset=offset,
+        total=None if conditions else state.n,
     )  # fmt: skip
     return SamplesPublic(data=state.records(page), count=count)  # type: ignore[arg-type]
 
@@ -85,7 +86,7 @@ def list_samples(
 @router.get("/{sample_id}", response_model=SampleDetail, responses=errors(404, 422))
 def read_sample(state: State, sample_id: SampleIdPath) -> SampleDetail:
     """Every column of one sample, its class probabilities and centroid distances."""
-    record = state.records(state.rows([sample_id]))[0]
+    record = state.sample_record(sample_id)
     names = state.classes
 
     def per_class(prefix: str) -> list[ClassValue]:
