@@ -341,8 +341,13 @@ def bench_server(
             import psutil
 
             p = psutil.Process(proc.pid)
-            rss = p.memory_info().rss + sum(c.memory_info().rss for c in p.children(recursive=True))
-            print(f"server RSS after load (worker processes included): {rss / 2**20:.0f} MiB")
+            server, *others = [p.memory_info().rss] + [c.memory_info().rss for c in p.children(recursive=True)]
+
+            def mib(n: int) -> str:
+                return f"{n / 2**20:.0f}"
+
+            helpers = f"; worker and helper processes {' + '.join(map(mib, others))} MiB" if others else ""
+            print(f"server RSS after load: {mib(server + sum(others))} MiB (the server {mib(server)} MiB{helpers})")
         except ImportError:
             print("server RSS: psutil not installed")
         return out

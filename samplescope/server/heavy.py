@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import logging
 import multiprocessing
 import os
 import pickle
 import queue as queues
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -78,19 +80,33 @@ class Lane:
         return self._pending
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)`` on one of the lane's threads; BusyError when full or too slow."""
+        """``fn(*args, **kwargs)`` on one of the lane's workers; BusyError when full or too slow."""
+        job, stop = self._prepare(fn, args, kwargs)
         self._admit()
         try:
-            future: Future[T] = self._pool.submit(fn, *args, **kwargs)
+            future: Future[T] = self._pool.submit(job)
         except BaseException:
             self._release()
             raise
         future.add_done_callback(lambda _: self._release())
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
-        except TimeoutError:
-            future.cancel()  # only stops a job still waiting; a running one finishes
+        except TimeoutError:  # (wait_for cancelled the future: a job still waiting never starts)
+            stop()
             raise self._too_slow() from None
+
+    def _prepare(
+        self, fn: Callable[..., T], args: tuple, kwargs: dict
+    ) -> tuple[Callable[[], T], Callable[[], None]]:
+        """What the lane's thread runs, and what stops it once it runs past the timeout: a
+        thread cannot be stopped, so a running job keeps its thread until it ends."""
+        return functools.partial(fn, *args, **kwargs), _nothing
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """The same as :meth:`run`, blocking and not counted, for threads outside the event
+        loop (the prewarm)."""
+        job, _ = self._prepare(fn, args, kwargs)
+        return self._pool.submit(job).result(self.timeout)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -176,31 +192,6 @@ class ProcessLane(Lane):
         """Process ids of this lane's live worker processes."""
         return {w.pid for w in map(self._existing, range(self.workers)) if w is not None}
 
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        payload = self._payload(fn, args, kwargs)
-        if payload is None:
-            return await super().run(fn, *args, **kwargs)
-        self._admit()
-        job = _Job(payload)
-        try:
-            future: Future[T] = self._pool.submit(self._in_process, job)
-        except BaseException:
-            self._release()
-            raise
-        future.add_done_callback(lambda _: self._release())
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
-        except TimeoutError:  # (wait_for cancelled the future: a job still waiting never starts)
-            job.abandon()  # a running one: its worker process is killed
-            raise self._too_slow() from None
-
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """The same as :meth:`run`, blocking, for threads outside the event loop (prewarm)."""
-        payload = self._payload(fn, args, kwargs)
-        if payload is None:
-            return fn(*args, **kwargs)
-        return self._pool.submit(self._in_process, _Job(payload)).result(self.timeout)
-
     def close(self) -> None:
         """Stop this lane's worker processes (the next job starts new ones)."""
         super().close()
@@ -217,6 +208,17 @@ class ProcessLane(Lane):
     def _existing(self, slot: int) -> _Worker | None:
         with _workers_lock:
             return _workers.get(self._key(slot))
+
+    def _prepare(
+        self, fn: Callable[..., T], args: tuple, kwargs: dict
+    ) -> tuple[Callable[[], T], Callable[[], None]]:
+        """The job for a worker process, stopped by killing that process; or, when it does not
+        pickle, for the lane's thread (as in :class:`Lane`)."""
+        payload = self._payload(fn, args, kwargs)
+        if payload is None:
+            return super()._prepare(fn, args, kwargs)
+        job = _Job(payload)
+        return functools.partial(self._in_process, job), job.abandon
 
     def _payload(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> bytes | None:
         """The job pickled for a worker, or None when it must run in this process."""
@@ -358,6 +360,10 @@ class _Job:
             self._pid = self._stop = None
 
 
+def _nothing() -> None:
+    pass
+
+
 def _kill(pid: int | None) -> None:
     if pid is None:
         return
@@ -371,6 +377,7 @@ def _kill(pid: int | None) -> None:
 
 _state: tuple[StateSpec, Any] | None = None
 _nice = 0
+_limited: set[str] = set()  # the libraries _single_threaded set to one thread
 
 
 def _init_worker(name: str, cpus: int, nice: int) -> None:
@@ -406,13 +413,13 @@ def _work(payload: bytes) -> Any:
         if _state is not None:  # the run was analysed again: close the old one first (DuckDB
             _close(_state[1])  # keeps one database per path in a process)
             _state = None
-        _single_threaded()
         _state = (spec, spec.open(spec))
     state = _state[1]
     fn = getattr(state, target) if isinstance(target, str) else target
     try:
         return fn(*(state if a is STATE_ARG else a for a in args), **kwargs)
     finally:
+        _single_threaded()
         _lower_priority()
 
 
@@ -427,18 +434,20 @@ def _lower_priority() -> None:
 
 
 def _single_threaded() -> None:
-    try:
-        import torch
-
+    """One thread for torch and the BLAS libraries a job loaded, once each. Nothing is imported
+    for it: a worker whose jobs need no model (aggregates, similars of a set) never loads torch
+    (about 180 MiB)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and "torch" not in _limited:
         torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from threadpoolctl import threadpool_limits
-
+        _limited.add("torch")
+    if "threadpoolctl" not in _limited and any(m in sys.modules for m in ("numpy", "scipy", "faiss")):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover
+            return
         threadpool_limits(1)
-    except ImportError:  # pragma: no cover
-        pass
+        _limited.add("threadpoolctl")
 
 
 def _close(state: Any) -> None:
