@@ -8,8 +8,8 @@ Two ways to the same answer:
 - :func:`record`, for one row that DuckDB gave as plain Python values (``/api/samples/<id>``,
   asked for on every click): no DataFrame. Its floats go through :func:`json_double`, which
   does what pandas' JSON writer does to a double (its ``Buffer_AppendDoubleUnchecked``), so
-  both give the same dict; tests/server/test_records.py compares them on every row of a run
-  and on floats across the whole range.
+  both give the same dict: tests/server/test_records.py compares them on a run's rows and on
+  floats across the whole range, tests/store/test_rows.py on NULLs, NaN, infinities and -0.0.
 
 :data:`PLAIN_TYPES` are the column types :func:`record` reads as pandas would; a table with
 another type (a timestamp, a decimal, a list) goes through :func:`records`.
