@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 #: at most this many lines in a tokens picture
-MAX_ROWS = 40
+MAX_ROWS = 12
 #: characters per line of a tokens picture
-LINE = 48
+LINE = 24
 #: features named under a vector's bar strip (largest |z| first)
 TOP_FEATURES = 5
 #: a vector picture's side (it is square: no letterbox in the page's square thumbnails) and its
@@ -109,10 +109,23 @@ def feature_profile(names: list[str], values: np.ndarray, stats: tuple[np.ndarra
 
 
 def token_text(ids: np.ndarray, vocabulary: list[str]) -> np.ndarray:
-    """The tokens ``ids`` spell (id 0, padding, left out), wrapped, as a grey picture."""
+    """The tokens ``ids`` spell (id 0, padding, left out), wrapped in a 15 px font, as a grey
+    square picture (so a page thumbnail shows the first words large, not a letterboxed strip)."""
+    from PIL import Image, ImageDraw
+
     words = [vocabulary[i] if 0 <= i < len(vocabulary) else f"<{i}>" for i in ids.astype(np.int64) if i != 0]
     lines = textwrap.wrap(" ".join(words), LINE) or ["(empty)"]
-    return _text_picture([[line] for line in lines[:MAX_ROWS]])
+    if len(lines) > MAX_ROWS:
+        lines = [*lines[: MAX_ROWS - 1], "..."]
+    font, pad, line_h = _font(15), PAD, 19
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    width = max(int(probe.textlength(line, font=font)) for line in lines) + 2 * pad
+    side = max(width, line_h * len(lines) + 2 * pad, 96)
+    img = Image.new("L", (side, side), 255)
+    draw = ImageDraw.Draw(img)
+    for k, line in enumerate(lines):
+        draw.text((pad, pad + k * line_h), line, fill=0, font=font)
+    return np.asarray(img, dtype=np.uint8)
 
 
 def _fit(draw: Any, text: str, font: Any, width: float) -> str:
@@ -132,21 +145,3 @@ def _font(size: int) -> Any:
         return ImageFont.load_default(size=size)
     except (TypeError, ImportError, OSError):  # an older Pillow, or no FreeType
         return ImageFont.load_default()
-
-
-def _text_picture(rows: list[list[str]]) -> np.ndarray:
-    """Rows of cells, each column left-aligned at its own x, black on white."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default()
-    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
-    line_h, pad, gap = 12, 4, 12
-    columns = max(len(r) for r in rows)
-    widths = [max(int(probe.textlength(r[c], font=font)) for r in rows if c < len(r)) for c in range(columns)]
-    starts = [pad + sum(widths[:c]) + gap * c for c in range(columns)]
-    img = Image.new("L", (max(starts[-1] + widths[-1] + pad, 16), line_h * len(rows) + 2 * pad), 255)
-    draw = ImageDraw.Draw(img)
-    for i, row in enumerate(rows):
-        for c, cell in enumerate(row):
-            draw.text((starts[c], pad + i * line_h), cell, fill=0, font=font)
-    return np.asarray(img, dtype=np.uint8)

@@ -299,3 +299,13 @@ def test_create_run_with_channelless_images_shows_and_explains_them(tmp_path: Pa
     expected = IntegratedGradients(model.eval()).attribute(x, baselines=torch.zeros_like(x), target=1, n_steps=50,
                                                            method="gausslegendre")[0].detach().numpy()  # fmt: skip
     np.testing.assert_allclose(run.heatmap(20, target=1, method="integrated_gradients"), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_token_picture_leaves_padding_out_and_is_square() -> None:
+    """A padded sentence is drawn exactly as the same words without padding, in a square picture."""
+    from samplescope.integration.pictures import token_text
+
+    vocabulary = ["<pad>", "the", "good", "bad", "movie", "plot", "was", "very"]
+    padded, plain = token_text(np.array([0, 1, 2, 0, 4, 6, 0, 0]), vocabulary), token_text(np.array([1, 2, 4, 6]), vocabulary)
+    np.testing.assert_array_equal(padded, plain)
+    assert padded.shape[0] == padded.shape[1] and (padded < 128).any()  # square, with ink
