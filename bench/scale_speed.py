@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -127,9 +128,24 @@ class RssWatch(threading.Thread):
             time.sleep(self.every)
 
 
+class _Lines(logging.Handler):
+    """Keeps the messages of samplescope's loggers: each finder's seconds, the neighbour build's."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(("samplescope.analysis.insights", "samplescope.analysis.neighbors")):
+            self.lines.append(record.getMessage())
+
+
 def child_analyze(out: Path, n: int, max_rss_gib: float | None = None) -> dict:
     import samplescope
 
+    lines = _Lines()
+    logging.getLogger("samplescope").addHandler(lines)
+    logging.getLogger("samplescope").setLevel(logging.INFO)
     watch = RssWatch(max_rss_gib)
     watch.start()
     t = time.perf_counter()
@@ -138,7 +154,7 @@ def child_analyze(out: Path, n: int, max_rss_gib: float | None = None) -> dict:
     return {"seconds": seconds, "stages": summary.get("seconds", {}),
             "recall@10": (summary.get("neighbors") or {}).get("recall_at_10"),
             "neighbors": summary.get("neighbors"), "rss_peak_gib": round(watch.peak, 3),
-            "rss_peak_at": watch.where, **planted_recall(out, n)}
+            "rss_peak_at": watch.where, "log": lines.lines, **planted_recall(out, n)}
 
 
 def planted_recall(out: Path, n: int) -> dict:
