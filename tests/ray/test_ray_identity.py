@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -25,7 +27,12 @@ def test_ray_engine_equals_the_embedded_engine(reference_run, run_copy, leftover
     # small shards: 8 of them, over 2 actors, so the pass really is spread and put back together;
     # every row stage after it on Ray too (stage_min_rows=0), however small
     engine = RayEngine(batch_size=256, num_cpus=2, object_store_memory=object_store, stage_min_rows=0)
-    summary = analyze_run(run_copy, projection="pca", seed=0, progress=False, engine=engine)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = analyze_run(run_copy, projection="pca", seed=0, progress=False, engine=engine)
+    # none of the remote arguments Ray 2.60 deprecates (ray_remote_args such as max_restarts)
+    assert not [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)
+                and ("ray_remote_args" in str(w.message) or "in Ray 2." in str(w.message))]
     assert not ray.is_initialized()  # the local instance was started for the job and shut down after
     assert leftovers(run_copy) == []
     assert summary["engine"]["name"] == "ray" and summary["engine"]["shards"] == 8
