@@ -41,6 +41,24 @@ def test_client_class():
     return TestClient
 
 
+def untrusted_copy(run_path: Path, dest: Path, marker: Path) -> Path:
+    """A copy of ``run_path`` at ``dest`` whose recorded integration is a file of its own that,
+    if it ever ran, would write ``marker``: a run whose code nobody trusts."""
+    import hashlib
+    import json
+    import shutil
+
+    shutil.copytree(run_path, dest)
+    evil = dest / "integration.py"
+    evil.write_text(f"__import__('pathlib').Path({str(marker)!r}).write_text('ran')\n")
+    info = json.loads((dest / "run.json").read_text())
+    module = "samplescope_user_integration_" + hashlib.sha256(str(dest).encode()).hexdigest()[:10]
+    info["integration"].update({"source": str(evil), "hash": hashlib.sha256(evil.read_bytes()).hexdigest(),
+                                "module": module})  # fmt: skip
+    (dest / "run.json").write_text(json.dumps(info))
+    return dest
+
+
 #: the base URL of in-process clients: a loopback name, so the Host check lets them in
 LOCAL = "http://127.0.0.1:8765"
 

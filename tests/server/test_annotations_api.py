@@ -15,7 +15,7 @@ import pytest
 from samplescope.run import open_run
 from samplescope.server import Settings, create_app
 
-from .conftest import LOCAL
+from .conftest import LOCAL, untrusted_copy
 from .conftest import test_client_class as client_class
 
 
@@ -222,17 +222,8 @@ def test_every_name_the_schema_allows_the_store_takes():
 
 def test_an_untrusted_run_can_be_tagged(run_path, tmp_path):
     """Tags are data: a run whose code is not trusted is tagged, and its code never runs."""
-    import hashlib
-
-    theirs = tmp_path / "theirs"
-    shutil.copytree(run_path, theirs)
     marker = tmp_path / "ran"
-    evil = theirs / "integration.py"
-    evil.write_text(f"__import__('pathlib').Path({str(marker)!r}).write_text('ran')\n")
-    info = json.loads((theirs / "run.json").read_text())
-    info["integration"].update({"source": str(evil), "hash": hashlib.sha256(evil.read_bytes()).hexdigest(),
-                                "module": "samplescope_user_integration_0000000001"})
-    (theirs / "run.json").write_text(json.dumps(info))
+    theirs = untrusted_copy(run_path, tmp_path / "theirs", marker)
     untrusted = open_run(theirs)
     assert not untrusted.trusted
     with client_class()(create_app(untrusted, Settings(prewarm=False)), base_url=LOCAL) as c:

@@ -531,21 +531,13 @@ def test_legend_colours_are_the_reports_class_colours(page, api):
 @pytest.fixture(scope="module")
 def untrusted_server(tiny_run_path: Path, tmp_path_factory: pytest.TempPathFactory):
     """A real server on a copy of the tiny run whose recorded integration is a file that writes a marker."""
-    import hashlib
-    import json
-
-    root = tmp_path_factory.mktemp("untrusted")
-    run = root / "theirs"
-    shutil.copytree(tiny_run_path, run)
-    marker = root / "their-code-ran"
-    evil = run / "integration.py"
-    evil.write_text(f"__import__('pathlib').Path({str(marker)!r}).write_text('ran')\n")
-    info = json.loads((run / "run.json").read_text())
-    info["integration"].update({"source": str(evil), "hash": hashlib.sha256(evil.read_bytes()).hexdigest(),
-                                "module": "samplescope_user_integration_0000000000"})
-    (run / "run.json").write_text(json.dumps(info))
     from samplescope.testing import serving
 
+    from .conftest import untrusted_copy
+
+    root = tmp_path_factory.mktemp("untrusted")
+    marker = root / "their-code-ran"
+    run = untrusted_copy(tiny_run_path, root / "theirs", marker)
     with serving(run, log=root / "server.log") as base:
         yield base, marker
 

@@ -13,7 +13,7 @@ from samplescope.server import Settings, create_app
 from samplescope.server.encoding import decode_map
 from samplescope.testing import make_tiny_run
 
-from .conftest import LOCAL
+from .conftest import LOCAL, untrusted_copy
 from .conftest import test_client_class as client_class
 
 
@@ -132,19 +132,8 @@ def test_a_heatmaps_are_run_a_s_own_beside_b_s(api, both, run_a, tiny_run_path):
 def test_an_untrusted_run_a_s_code_never_runs_for_its_heatmaps(tiny_run_path, run_a, tmp_path):
     """A whose recorded integration is a foreign file: its heatmaps are refused with how to
     trust it, and the file never runs (samplescope/trust.py)."""
-    import hashlib
-    import json
-    import shutil
-
-    theirs = tmp_path / "theirs"
-    shutil.copytree(run_a, theirs)
     marker = tmp_path / "their-code-ran"
-    evil = theirs / "integration.py"
-    evil.write_text(f"__import__('pathlib').Path({str(marker)!r}).write_text('ran')\n")
-    info = json.loads((theirs / "run.json").read_text())
-    info["integration"].update({"source": str(evil), "hash": hashlib.sha256(evil.read_bytes()).hexdigest(),
-                                "module": "samplescope_user_integration_0000000013"})
-    (theirs / "run.json").write_text(json.dumps(info))
+    theirs = untrusted_copy(run_a, tmp_path / "theirs", marker)
     app = create_app(tiny_run_path, Settings(run_path=tiny_run_path, prewarm=False, compare=theirs))
     with client_class()(app, base_url=LOCAL) as c:
         summary = c.get("/api/compare").json()

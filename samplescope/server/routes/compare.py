@@ -223,11 +223,19 @@ def _match(cmp: Comparison, state: ServerState, sample_id: int) -> pd.Series:
     return frame.iloc[at]
 
 
-def _a_target(cmp: Comparison, state: ServerState, row: pd.Series, target: str | None) -> int:
-    """The class a heatmap of A explains: ``target`` (index or name), else A's prediction."""
+def _a_job(request: Request, state: ServerState, sample_id: int, target: str | None) -> tuple[Comparison, tuple]:
+    """The comparison, and the arguments of a heatmap-lane job for A's heatmap of B's sample
+    ``sample_id``: A's folder, the sample's id in A and the class (``target``, else A's prediction)."""
+    cmp = comparison(request, state)
+    row = _match(cmp, state, sample_id)
     if "prediction" not in state.class_columns:
         raise NotFoundError(f"A's heatmaps are shown for classification runs; this run's task is {state.task.name}")
-    return int(row["prediction_a"]) if target in (None, "") else state.class_index(target)
+    cls = int(row["prediction_a"]) if target in (None, "") else state.class_index(target)
+    return cmp, (str(cmp.a.path), int(row["sample_id_a"]), cls)
+
+
+ATarget = Annotated[str | None, Query(description="class index or name; default: A's prediction")]
+AMethod = Annotated[HeatmapMethod, Query(description="attribution method")]
 
 
 @router.get(
@@ -236,41 +244,29 @@ def _a_target(cmp: Comparison, state: ServerState, row: pd.Series, target: str |
     responses={200: {"content": {"image/png": {}}, "description": "a PNG picture"}, **errors(404, 422, 503)},
 )
 async def compare_heatmap_png(
-    state: State,
-    request: Request,
-    sample_id: SampleIdPath,
-    target: Annotated[str | None, Query(description="class index or name; default: A's prediction")] = None,
-    method: Annotated[HeatmapMethod, Query(description="attribution method")] = "gradcam",
+    state: State, request: Request, sample_id: SampleIdPath, target: ATarget = None, method: AMethod = "gradcam"
 ) -> Response:
     """Run A's heatmap of B's sample ``sample_id`` (its match in A), as /api/samples/{id}/heatmap.png
     draws B's: the same picture, so the page lays them side by side. Reads A only; made from A's
     stored heatmaps, or with A's code when A is trusted (samplescope/trust.py), never otherwise."""
-    cmp = comparison(request, state)
-    row = _match(cmp, state, sample_id)
-    cls = _a_target(cmp, state, row, target)
-    body = await state.heatmap_lane.run(a_heatmap_png, state, str(cmp.a.path), int(row["sample_id_a"]), cls, method)
-    etag = f"{state.tag}-{_run_tag(cmp.a)}-hm-{sample_id}-{cls}-{method}"
+    cmp, job = _a_job(request, state, sample_id, target)
+    body = await state.heatmap_lane.run(a_heatmap_png, state, *job, method)
+    etag = f"{state.tag}-{_run_tag(cmp.a)}-hm-{sample_id}-{job[2]}-{method}"
     return cached(request, body, "image/png", etag, state.settings.image_max_age)
 
 
 @router.get("/samples/{sample_id}/heatmap.json", response_model=HeatmapPublic, responses=errors(404, 422, 503))
 async def compare_heatmap_json(
-    state: State,
-    request: Request,
-    sample_id: SampleIdPath,
-    target: Annotated[str | None, Query(description="class index or name; default: A's prediction")] = None,
-    method: Annotated[HeatmapMethod, Query(description="attribution method")] = "gradcam",
+    state: State, request: Request, sample_id: SampleIdPath, target: ATarget = None, method: AMethod = "gradcam"
 ) -> HeatmapPublic:
     """Run A's raw heatmap values of B's sample ``sample_id`` (a vector's or tokens' one value each)."""
-    cmp = comparison(request, state)
-    row = _match(cmp, state, sample_id)
-    cls = _a_target(cmp, state, row, target)
-    h = np.nan_to_num(await state.heatmap_lane.run(a_heatmap, state, str(cmp.a.path), int(row["sample_id_a"]), cls, method))
+    cmp, (path, sid_a, cls) = _a_job(request, state, sample_id, target)
+    h = np.nan_to_num(await state.heatmap_lane.run(a_heatmap, state, path, sid_a, cls, method))
     return HeatmapPublic(
         sample_id=sample_id, target=cls, method=method, shape=list(h.shape), min=float(h.min()), max=float(h.max()),
         values=h.astype(float).round(6).tolist(),
-        labels=None if h.ndim == 2 else cmp.a.attribution_labels(int(row["sample_id_a"])),
-        padding=None if h.ndim == 2 else cmp.a.attribution_padding(int(row["sample_id_a"])),
+        labels=None if h.ndim == 2 else cmp.a.attribution_labels(sid_a),
+        padding=None if h.ndim == 2 else cmp.a.attribution_padding(sid_a),
     )  # fmt: skip
 
 
