@@ -15,7 +15,7 @@ exact (``n <= exact_max``)
     batch), so answers equal a numpy search.
 approximate (``n > exact_max``)
     A seeded faiss IVF index with lists of about ``list_rows`` (128) rows, at least
-    ``2 sqrt(N)`` lists. Its ``nprobe`` is doubled from 4 at build time until the
+    ``2 sqrt(N)`` lists. Its ``nprobe`` grows from 4 by half at build time until the
     recall@10 against exact search, measured on a sample of rows, reaches
     ``target_recall``; the measured recall is kept in ``recall_`` (and ``analyze``
     writes it to run.json). Up to ``flat_quantizer_max`` lists (1,024: about 131,000
@@ -283,7 +283,7 @@ class NeighborIndex:
             self._radius_recall = recall()
             if self._radius_recall >= min(1.0, self.target_recall + _RECALL_MARGIN) or index.nprobe >= nlist:
                 break
-            index.nprobe = min(nlist, index.nprobe * 2)
+            index.nprobe = min(nlist, math.ceil(index.nprobe * 1.5))  # 4, 6, 9, 14, 21, 32, ...
         self.nprobe_ = int(index.nprobe)
         return index
 
