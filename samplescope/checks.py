@@ -197,7 +197,7 @@ def suggest(run: Any) -> str:
         lines.append(f"name = {_toml(name)}")
         for k, v in population.items():
             lines.append(f"{k} = {_toml(v)}")
-        lines.extend([f'metric = "{metric}"', f'op = "{op}"', f"threshold = {value:.6g}", ""])
+        lines.extend([f'metric = "{metric}"', f'op = "{op}"', f"threshold = {_loose(value, op)!r}", ""])
 
     for subset, acc in (run.info["analysis"].get("accuracy") or {}).items():
         if acc is not None and not math.isnan(acc):
@@ -216,6 +216,21 @@ def suggest(run: Any) -> str:
             add(f"{d['column']} = {d['value']} error rate", "error_rate", "<=",
                 math.ceil(d["error_rate"] * 10_000) / 10_000, where={d["column"]: value})
     return "\n".join(lines)
+
+
+def _loose(value: float, op: str, digits: int = 6) -> float:
+    """``value`` to ``digits`` significant figures, rounded towards passing ``op``.
+
+    A threshold written at today's value must pass on today's run: 0.9912345 as
+    ``>= 0.991235`` (plain rounding) would fail, ``>= 0.991234`` passes.
+    """
+    if value == 0 or not math.isfinite(value):
+        return float(value)
+    scale = 10.0 ** (digits - 1 - math.floor(math.log10(abs(value))))
+    rounded = (math.floor if op in (">=", ">") else math.ceil)(value * scale) / scale
+    if op in (">=", "<=") and not OPS[op](value, rounded):  # the division's own rounding
+        rounded = value
+    return rounded
 
 
 def _typed(run: Any, column: str, value: Any) -> Any:

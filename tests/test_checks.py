@@ -96,6 +96,16 @@ def test_suggested_spec_passes_on_its_own_run_and_names_the_insights(run_path, t
     assert all(r.passed for r in results), checks.table(results)
 
 
+@pytest.mark.parametrize("op", [">=", "<="])
+@pytest.mark.parametrize("value", [0.9912345, 0.0123456789, 146.0, 0.1 + 0.2, 1e-9 / 3, -0.51234567, 12345678.9])
+def test_suggested_thresholds_round_towards_passing_today(value, op):
+    # .6g rounding wrote 0.9912345 as >= 0.991235, which today's run then failed
+    threshold = checks._loose(value, op)
+    assert checks.OPS[op](value, threshold)
+    assert abs(threshold - value) <= abs(value) * 1e-5
+    assert float(f"{threshold:.6g}") == threshold  # six significant figures, as written before
+
+
 @pytest.mark.parametrize(("body", "match"), [
     ('[[check]]\nmetric = "f1"\nthreshold = 1\n', "metric='f1'"),
     ('[[check]]\nmetric = "accuracy"\nop = "~"\nthreshold = 1\n', "op='~'"),
