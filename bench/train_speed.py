@@ -11,8 +11,8 @@ process's CPU seconds (``time.process_time``), which other jobs on a loaded mach
 inflate far less; with ``--threads 1`` it is a load-insensitive proxy for the wall
 time. The load average is printed beside every figure.
 
-Prints each accuracy-vs-seconds curve, the time each recipe needed to reach 99.0%
-and 99.5%, the speed-ups against the reference and each recipe's final accuracy.
+Prints each accuracy-vs-seconds curve, the time each recipe needed to reach 99.0%,
+99.5% and 99.6%, the speed-ups against the reference and each recipe's final accuracy.
 
 The reference (https://github.com/pytorch/examples/blob/main/mnist/main.py):
 conv 32 3x3 -> conv 64 3x3 -> max-pool -> dropout 0.25 -> fc 128 -> dropout 0.5
@@ -41,7 +41,7 @@ from samplescope.models import CNNConfig, SmallCNN, count_parameters
 from samplescope.train import RECIPES, Callback, evaluate, train
 from samplescope.train.loop import default_threads
 
-TARGETS = (0.99, 0.995)
+TARGETS = (0.99, 0.995, 0.996)  # the fast recipe's goal, then the default's (99.6% within 90 s)
 
 
 def load() -> str:

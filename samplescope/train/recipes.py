@@ -37,7 +37,7 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "default": Recipe(
         name="default",
-        summary="62,970-parameter CNN, 5 epochs of batch 256 at peak lr 0.04, 2-px shifts, EMA",
+        summary="62,970-parameter CNN, 6 epochs of batch 256 at peak lr 0.04, 2-px shifts, 10-degree rotations, EMA",
         model={
             "channels": (16, 32, 64),
             "convs_per_stage": (1, 1, 2),
@@ -46,26 +46,29 @@ RECIPES: dict[str, Recipe] = {
             "pool_size": 2,  # a 2x2 pooled 256-value latent: +0.14% over global pooling
         },
         train={
-            "epochs": 5,
+            "epochs": 6,  # 6 x 234 steps: ~80 s on 2 quiet cores, inside the 90 s budget (7 epochs: ~89 s)
             "batch_size": 256,
             "lr": 4e-2,
             "pct_start": 0.15,
             "augment_shift": 2,
+            "augment_rotate": 10.0,  # with +-10% scaling, 6 epochs: 99.58%; shifts only: 99.54% (5), 99.57% (7)
+            "augment_scale": 0.1,
             "ema": 0.99,
             "eval_every": 117,  # twice an epoch on MNIST's 60,000 images
         },
     ),
     "fast": Recipe(
         name="fast",
-        summary="34,558-parameter CNN, 2 epochs of batch 256 at peak lr 0.04, no augmentation, EMA",
+        summary="35,998-parameter CNN, 1.6 epochs of batch 256 at peak lr 0.04, no augmentation, EMA",
         model={
             "channels": (12, 24, 48),
             "convs_per_stage": (1, 1, 2),
             "first_stride": 2,  # the first conv halves 28x28: the same accuracy, 18% less time
             "bn_momentum": 0.2,
+            "pool_size": 2,  # a 2x2 pooled 192-value latent: ahead early, so a shorter schedule suffices
         },
         train={
-            "epochs": 2,
+            "epochs": 1.6,  # 374 steps on MNIST: 99.0% after ~230 of them, where 2 epochs needed ~350
             "batch_size": 256,
             "lr": 4e-2,
             "pct_start": 0.15,
