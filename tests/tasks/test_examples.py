@@ -87,6 +87,30 @@ def test_diabetes_map_overview_keeps_the_worst_of_each_target_decile(diabetes_ru
     assert len(counts) == 10 and counts.min() >= 7  # every decile about a tenth of the overview
 
 
+def test_diabetes_and_pairs_attributions_match_captum(diabetes_run, pairs_run):
+    """What run.heatmap gives for the regression output and a multi-label class is Captum's own:
+    Integrated Gradients from the training mean (diabetes' MLP), Grad-CAM on the last conv (pairs)."""
+    import torch
+    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam
+
+    run = open_run(diabetes_run)
+    model = run.model().eval()
+    x = torch.from_numpy(run.input(400))[None]
+    expected = IntegratedGradients(model).attribute(x, baselines=model.normalize.mean[None], target=0, n_steps=50,
+                                                    method="gausslegendre")[0].detach().numpy()  # fmt: skip
+    np.testing.assert_allclose(run.heatmap(400, target=0, method="integrated_gradients"), expected, rtol=1e-4,
+                               atol=1e-5)  # fmt: skip
+
+    run = open_run(pairs_run)
+    model = run.model().eval()
+    layer = dict(model.named_modules())[run.info.get("gradcam_layer") or
+                                        [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)][-1]]
+    x = torch.from_numpy(run.input(1300))[None]
+    cam = LayerGradCam(model, layer).attribute(x, target=3, relu_attributions=True)
+    expected = LayerAttribution.interpolate(cam, x.shape[-2:], "bilinear")[0, 0].detach().numpy()
+    np.testing.assert_allclose(run.heatmap(1300, target=3, method="gradcam"), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_diabetes_report(diabetes_run, tmp_path):
     out = build_report(diabetes_run, tmp_path / "report", progress=False)
     page = (out / "report.html").read_text()
