@@ -50,6 +50,12 @@ def die(state) -> None:
     os._exit(3)
 
 
+def libraries(state) -> dict[str, object]:
+    """Whether torch is loaded in the worker, and its thread count there if so."""
+    torch = sys.modules.get("torch")
+    return {"torch": torch is not None, "threads": None if torch is None else torch.get_num_threads()}
+
+
 # --- fixtures ---------------------------------------------------------------------------------
 
 
@@ -156,6 +162,20 @@ def test_one_worker_serves_each_run_a_state_names_in_turn(process_app, tiny_run_
     again = asyncio.run(state.compute_lane.run(worker_pid, state))
     assert first[0] == second[0] == again[0]  # the same process
     assert (first[1], second[1], again[1]) == (state.run.name, "other", state.run.name)
+
+
+def test_a_worker_loads_torch_only_for_a_job_that_needs_it(process_app):
+    """The compute lane's jobs (aggregates, similars of a set, selections) need no model, so its
+    worker never loads torch (about 180 MiB); the heatmap worker loads it, one thread."""
+    state = process_app.state.samplescope.current()
+    with _client(process_app) as c:
+        assert c.get("/api/aggregate", params={"x": "loss", "by": "label", "bins": 5}).status_code == 200
+        assert c.get("/api/similar", params={"ids": "1,2,3", "k": 4}).status_code == 200
+        assert c.post("/api/selection", json={"ids": [1, 2, 3]}).status_code == 200
+        hm = c.get("/api/samples/2/heatmap.json", params={"target": 3, "method": "saliency"})
+        assert hm.status_code == 200  # (computed: only Grad-CAM is stored by the analysis)
+    assert asyncio.run(state.compute_lane.run(libraries, state)) == {"torch": False, "threads": None}
+    assert asyncio.run(state.heatmap_lane.run(libraries, state)) == {"torch": True, "threads": 1}
 
 
 def test_a_job_that_cannot_go_to_a_process_runs_in_a_thread(process_app):
