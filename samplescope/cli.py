@@ -113,6 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     how.add_argument("--spec", help="TOML file of [[check]] tables (see docs/cli.md)")
     how.add_argument("--suggest", action="store_true", help="print a spec made from the run's insights")
 
+    tg = sub.add_parser("tag", help="tag samples (an insight's, a saved selection's, listed ids), or list the tags")
+    tg.add_argument("run", help="run folder")
+    tg.add_argument("name", nargs="?", help="the tag (mislabeled, relabel:7, exclude, any word); none: list the tags")
+    which = tg.add_mutually_exclusive_group()
+    which.add_argument("--insight", metavar="KIND", help="the samples of every insight of this kind (mislabel, ...)")
+    which.add_argument("--selection", metavar="NAME", help="the samples of this saved selection")
+    which.add_argument("--ids", metavar="ID,ID,...", help="these sample ids, comma-separated")
+    tg.add_argument("--subset", help="only the samples of this subset (train, validation)")
+    tg.add_argument("--remove", action="store_true", help="remove the tag from those samples (from all, if none named)")
+
     ls = sub.add_parser("runs", help="list runs with their accuracy")
     ls.add_argument("folder", nargs="?", default="runs", help="folder holding runs (default runs)")
 
@@ -287,6 +297,15 @@ def _test(args: argparse.Namespace) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+def _tag(args: argparse.Namespace) -> int:
+    from samplescope.tagging import tag_samples
+
+    for line in tag_samples(args.run, args.name, insight=args.insight, selection=args.selection, ids=args.ids,
+                            subset=args.subset, remove=args.remove):
+        print(line)
+    return 0
+
+
 def _trust(args: argparse.Namespace) -> int:
     from samplescope.trust import trust_run
 
@@ -392,7 +411,7 @@ def _demo_split(split: dict[str, float | str]) -> str:
 COMMANDS = {
     "fetch": _fetch, "check": _check, "train": _train, "analyze": _analyze, "serve": _serve,
     "report": _report, "runs": _runs, "demo": _demo, "trust": _trust,
-    "compare": _compare, "test": _test,
+    "compare": _compare, "test": _test, "tag": _tag,
 }
 
 if __name__ == "__main__":
