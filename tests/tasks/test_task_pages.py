@@ -72,6 +72,14 @@ def test_regression_errors_view(browser, diabetes_run):
         page.locator("[data-testid=regression-point]").first.dispatch_event("click")
         page.wait_for_selector("[data-testid=sample-title]")
         assert page.locator("[data-testid=sample-label]").text_content().replace(".", "").isdigit()
+        # a table row's picture is a chart, not pixel art: smooth scaling on white (MNIST keeps pixelated on black)
+        style = page.evaluate("""() => { const d = document.createElement('div'); d.className = 'thumbs';
+            const i = document.createElement('img'); d.append(i); document.body.append(d);
+            const s = getComputedStyle(i); return [document.body.dataset.inputKind, s.imageRendering, s.backgroundColor]; }""")
+        assert style == ["vector", "auto", "rgb(255, 255, 255)"]
+        page.goto("/#view=dashboard")
+        page.wait_for_selector("[data-testid=chart-x]")
+        assert page.locator("[data-testid=preset-centroid]").is_hidden()  # no class centroids in a regression run
 
 
 def test_multilabel_errors_view(browser, pairs_run):

@@ -26,6 +26,7 @@ window.addEventListener("unhandledrejection", (e) => { toast(String(e.reason?.me
 
 async function main() {
   const run = await runPromise;
+  document.body.dataset.inputKind = run.input_kind || "image";  // pictures of vectors and text are not pixel art
   setImagesOn(run.trust?.inputs ?? true);
   trustNotice(run.trust);
   const ctx = {

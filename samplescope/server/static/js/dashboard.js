@@ -32,10 +32,7 @@ export class DashboardView {
     for (const s of this.root.querySelectorAll("[data-key]")) s.onchange = () => update({ [s.dataset.key]: s.value });
     const preset = this.q("preset-centroid");
     preset.onclick = () => update(PRESET);
-    if (!kinds[PRESET.x]) {
-      preset.disabled = true;
-      preset.title = `This run has no ${PRESET.x} column (its integration does not compute class centroids)`;
-    }
+    preset.hidden = !kinds[PRESET.x];  // only integrations that compute class centroids (MNIST's) have the column
     this.root.querySelectorAll("[data-hx]").forEach((b) => { b.onclick = () => update({ hx: b.dataset.hx }); });
     this.ready = true;
     this.renderBuilder();
