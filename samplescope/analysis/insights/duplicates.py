@@ -74,6 +74,8 @@ __all__ = ["Duplicates"]
 
 logger = logging.getLogger(__name__)
 
+_SPREAD_BLOCK = 262_144  # rows whose graph neighbours are read at a time
+
 _PAIR_COLUMNS = ["row_a", "row_b", "pixel_distance", "latent_distance"]
 
 
@@ -343,12 +345,16 @@ class Duplicates(InsightFinder):
 
     def _latent_spread(self, ctx: InsightContext) -> np.ndarray:
         """(N,) median cosine distance to each row's 16 graph neighbours."""
-        if ctx.n_rows < 2:
-            return np.zeros(ctx.n_rows)
-        dist, nbr = ctx.latent_neighbors(16)
-        dist = np.where(nbr >= 0, dist, np.nan)
-        with np.errstate(all="ignore"):
-            return np.nan_to_num(np.nanmedian(dist, axis=1), nan=0.0)
+        n = ctx.n_rows
+        if n < 2:
+            return np.zeros(n)
+        out = np.zeros(n, np.float32)
+        for start in range(0, n, _SPREAD_BLOCK):  # the graph read in blocks: no (N, 16) temporaries
+            nbr, dist = ctx.neighbor_index.kneighbors(np.arange(start, min(n, start + _SPREAD_BLOCK)), k=min(16, n - 1))
+            dist = np.where(nbr >= 0, dist, np.nan)
+            with np.errstate(all="ignore"):
+                out[start : start + len(dist)] = np.nan_to_num(np.nanmedian(dist, axis=1), nan=0.0)
+        return out
 
     def _per_row(self, ctx: InsightContext, table: pd.DataFrame) -> None:
         """``duplicate_of_`` and ``leaks_from_``: the per-sample columns a population test reads."""
