@@ -168,8 +168,14 @@ def training_curves(ctx: ReportContext) -> Section:
     last = epochs.iloc[-1]
     best = epochs.loc[epochs["val_acc"].idxmax()]
     seconds = ctx.run.info.get("train_seconds")
-    shift = (ctx.run.info.get("train_config") or {}).get("augment_shift")
+    train_config = ctx.run.info.get("train_config") or {}
+    shift = train_config.get("augment_shift")
     augmented = f" on images shifted by up to {shift} pixels" if shift else ""
+    if augmented and (train_config.get("augment_rotate") or train_config.get("augment_scale")):
+        augmented += (
+            f", rotated by up to {train_config.get('augment_rotate') or 0:g} degrees"
+            f" and scaled by up to {100 * (train_config.get('augment_scale') or 0):g}%"
+        )
     text = (
         f"{len(epochs)} epoch{'' if len(epochs) == 1 else 's'} "
         f"({int(last['step']):,} optimizer steps"
