@@ -37,7 +37,7 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "default": Recipe(
         name="default",
-        summary="62,970-parameter CNN, 6 epochs of batch 256 at peak lr 0.04, 2-px shifts, 10-degree rotations, EMA",
+        summary="62,970-parameter CNN, 5 epochs of batch 256 at peak lr 0.04, 2-px shifts, 10-degree rotations, EMA",
         model={
             "channels": (16, 32, 64),
             "convs_per_stage": (1, 1, 2),
@@ -46,12 +46,12 @@ RECIPES: dict[str, Recipe] = {
             "pool_size": 2,  # a 2x2 pooled 256-value latent: +0.14% over global pooling
         },
         train={
-            "epochs": 6,  # 6 x 234 steps: ~80 s on 2 quiet cores, inside the 90 s budget (7 epochs: ~89 s)
+            "epochs": 5,  # quiet, 2 threads: 5 epochs 99.52% after 86.7 s; 6 epochs 99.53% after 99.2 s (over 90 s)
             "batch_size": 256,
             "lr": 4e-2,
             "pct_start": 0.15,
             "augment_shift": 2,
-            "augment_rotate": 10.0,  # with +-10% scaling, 6 epochs: 99.58%; shifts only: 99.54% (5), 99.57% (7)
+            "augment_rotate": 10.0,  # with +-10% scaling; shifts only, 5 epochs: 99.49% after 63.6 s (quiet)
             "augment_scale": 0.1,
             "ema": 0.99,
             "eval_every": 117,  # twice an epoch on MNIST's 60,000 images
