@@ -1,9 +1,10 @@
 """Regenerate the task examples' images in docs/images/ (docs/integrate.md shows them):
 
-    .venv/bin/python docs/make_task_images.py REGRESSION_RUN MULTILABEL_RUN [TABULAR_RUN]
+    .venv/bin/python docs/make_task_images.py REGRESSION_RUN MULTILABEL_RUN [TABULAR_RUN [RGB_FOLDER_RUN]]
 
 e.g. runs of the built-in ``diabetes``, ``mnist_pairs`` and ``breast_cancer`` integrations,
-analysed. Serves each run, screenshots its page in Debian's chromium at 1400x900 (the
+and an ``image-folder:`` run of the folder docs/make_shapes_folder.py writes, analysed.
+Pass ``-`` for a run to skip it. Serves each run, screenshots its page in Debian's chromium at 1400x900 (the
 Errors tab with the task view: predicted vs true, or the per-label table; for the tabular
 run the map with its highest-loss validation sample open), writes the run's report and
 copies one figure of it, quantising every PNG to stay small.
@@ -32,7 +33,8 @@ LOADED = """() => [...document.images].filter((i) => {
 TASKS = [("errors-regression", "view=errors", "[data-testid=regression-point]", "regression.png"),
          ("errors-multilabel", "view=errors", "[data-testid=label-row]", "per_label.png"),
          ("map-breast_cancer", "view=map&method=integrated_gradients&sample={worst}",
-          "[data-testid=heatmap-1] [data-testid=attr-bar]", "top_losses.png")]
+          "[data-testid=heatmap-1] [data-testid=attr-bar]", "top_losses.png"),
+         ("map-shapes", "view=map&sample={worst}", "img[data-testid=heatmap-1]", "top_losses.png")]
 
 
 def quantise(src: Path, dest: Path) -> None:
@@ -52,7 +54,7 @@ def main(runs: list[str], only: tuple[str, ...] = ()) -> None:
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox"])
         for (name, fragment, ready, figure), run in zip(TASKS, runs, strict=False):
-            if only and name not in only:
+            if (only and name not in only) or run == "-":
                 continue
             with serving(run) as base:
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -71,4 +73,4 @@ def main(runs: list[str], only: tuple[str, ...] = ()) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:4])
+    main(sys.argv[1:5])

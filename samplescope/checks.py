@@ -207,7 +207,10 @@ def suggest(run: Any) -> str:
         test = (d.get("action") or {}).get("test")
         if test:  # the insight's own population test (samplescope/analysis/insights/explain.py)
             population = {k: v for k, v in test.items() if k not in ("name", "metric", "op", "threshold")}
-            add(test["name"], test["metric"], test["op"], float(test["threshold"]), **population)
+            # the insight's threshold is where the slice should get to; a suggested gate starts at today's value
+            today = evaluate(run, [parse_check(dict(test), f"insight {ins.kind}")])[0].value
+            value = float(test["threshold"]) if math.isnan(today) else today
+            add(test["name"], test["metric"], test["op"], value, **population)
         elif ins.kind == "low_performance_cluster" and "cluster" in d:
             add(f"cluster {d['cluster']} error rate ({ins.title})", "error_rate", "<=",
                 math.ceil(d["error_rate"] * 10_000) / 10_000, cluster=int(d["cluster"]))

@@ -135,7 +135,7 @@ def _kind_row(integration: Integration) -> CheckRow:
     elif spec.kind is not None:
         how = "inferred from the vocabulary the input declares"
     else:
-        shape = tuple(integration.encode_inputs(integration.subset_names[0], [0]).shape[1:])
+        shape = tuple(integration.encode_inputs(integration.first_nonempty_subset(), [0]).shape[1:])
         how = f"inferred from the input's shape {shape} (declare kind= on @x.input to override)"
     return CheckRow(name, "input kind", "ok", f"{kind}, {how}")
 

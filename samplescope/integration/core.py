@@ -324,11 +324,21 @@ class Integration:
         """``image``, ``vector`` or ``tokens``: declared, else inferred from the first train sample."""
         cached = getattr(self, "_input_kind", None)
         if cached is None:
-            first = self.subset_names[0] if self.subset_names else "train"
+            first = self.first_nonempty_subset()
             fn = self.inputs[self.input_name]
             raw = self._apply(fn, first, np.arange(1))[0]  # as the function returns it: its dtype tells tokens
             cached = self._input_kind = infer_kind(self.input_name, raw, self.input_spec)
         return cached
+
+    def first_nonempty_subset(self) -> str:
+        """The first declared subset that has samples (the one the input kind is read from)."""
+        for name in self.subset_names:
+            if len(self.get_subset(name).ids):
+                return name
+        raise IntegrationError(
+            f"Integration {self.name!r}: every subset ({', '.join(self.subset_names) or 'none declared'}) is empty, "
+            "so there is no sample to read the input from; make @x.subset return at least one sample id."
+        )
 
     def input_description(self, shape: Sequence[int]) -> dict[str, Any]:
         """What a run records about its input (kind, shape, feature names or vocabulary)."""

@@ -156,7 +156,14 @@ class SelectionQuery(BaseModel):
     )
 
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+def _json_number(value: object) -> object:
+    """A JSON number: ``true`` and ``"3"`` are refused (lax validation took ``true`` as 1.0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
+
+
+FiniteFloat = Annotated[float, BeforeValidator(_json_number), Field(allow_inf_nan=False)]
 
 
 class MapFilterPublic(BaseModel):
