@@ -233,19 +233,27 @@ def test_from_arrays_regression_targets(tmp_path: Path) -> None:
     assert np.argmax(np.abs(heat)) in (0, 1)  # the two columns the target is made of
 
 
+def _grid_integration(name: str, grids: np.ndarray, n_train: int):
+    """Two classes (id parity) of (H, W) grids: the first ``n_train`` train, the rest validation."""
+    from samplescope import Integration, Subset
+
+    integ = Integration(name, classes=["a", "b"])
+    integ.subset("train")(lambda state: Subset(ids=range(n_train)))
+    integ.subset("validation")(lambda state: Subset(ids=range(n_train, len(grids))))
+    integ.input("grid")(lambda sample: grids[sample.id])
+    integ.ground_truth(lambda sample: int(sample.id % 2))
+    return integ
+
+
 def test_create_run_keeps_taking_any_input_shape(tmp_path: Path) -> None:
     """A model brought in may take (H, W) inputs, neither an image (C, H, W) nor a vector: still a run."""
     import torch
 
-    from samplescope import Integration, Subset, create_run
+    from samplescope import create_run
     from samplescope.run import open_run
 
     grids = np.random.default_rng(0).random((20, 4, 4)).astype(np.float32)
-    integ = Integration("grids", classes=["a", "b"])
-    integ.subset("train")(lambda state: Subset(ids=range(15)))
-    integ.subset("validation")(lambda state: Subset(ids=range(15, 20)))
-    integ.input("grid")(lambda sample: grids[sample.id])  # (4, 4)
-    integ.ground_truth(lambda sample: int(sample.id % 2))
+    integ = _grid_integration("grids", grids, n_train=15)  # (4, 4)
     with pytest.raises(IntegrationError, match=r"encodes shape \(4, 4\).*x\[None\]"):
         integ.input_kind  # noqa: B018
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
@@ -279,15 +287,11 @@ def test_create_run_with_channelless_images_shows_and_explains_them(tmp_path: Pa
     import torch
     from captum.attr import IntegratedGradients
 
-    from samplescope import Integration, Subset, create_run
+    from samplescope import create_run
     from samplescope.run import open_run
 
     grids = np.random.default_rng(1).random((24, 6, 6)).astype(np.float32)
-    integ = Integration("grey-grids", classes=["a", "b"])
-    integ.subset("train")(lambda state: Subset(ids=range(18)))
-    integ.subset("validation")(lambda state: Subset(ids=range(18, 24)))
-    integ.input("grid")(lambda sample: grids[sample.id])  # (6, 6)
-    integ.ground_truth(lambda sample: int(sample.id % 2))
+    integ = _grid_integration("grey-grids", grids, n_train=18)  # (6, 6)
     model = ChannellessNet()
     path = create_run(integ, model, tmp_path / "grey", progress=False)
     run = open_run(path, integration=integ, model=model)
