@@ -102,7 +102,7 @@ def _parse_ids(text: str, n: int) -> np.ndarray:
         part = part.strip()
         if not part:
             continue
-        if not part.isdigit() or int(part) >= n:
+        if not (part.isascii() and part.isdigit()) or int(part) >= n:  # "²".isdigit(), but int() refuses it
             raise ParameterError(
                 f"samplescope tag: --ids {part!r} is not a sample id of this run; ids are integers 0 to {n - 1}, "
                 "comma-separated (--ids 3,17,42)."

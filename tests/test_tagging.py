@@ -47,6 +47,7 @@ def test_ids_selection_and_remove(run_path, capsys):
 @pytest.mark.parametrize(("argv", "error", "match"), [
     (["--ids", "3,x"], ParameterError, "--ids 'x' is not a sample id"),
     (["--ids", "99999999"], ParameterError, "--ids '99999999' is not a sample id"),
+    (["--ids", "3,\u00b2"], ParameterError, "--ids '\u00b2' is not a sample id"),
     (["--insight", "no_such_kind"], ParameterError, "--insight 'no_such_kind' is not an insight kind"),
     (["--insight", "overfitting"], NotFoundError, "has no insight of kind 'overfitting'"),
     (["--ids", "3", "--subset", "test"], ParameterError, "--subset 'test' is not a subset"),
