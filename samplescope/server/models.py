@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 
 from samplescope.server.limits import MAX_IDS, MAX_POLYGON, MAX_SAMPLE_ID
@@ -159,7 +160,7 @@ class SelectionQuery(BaseModel):
 def _json_number(value: object) -> object:
     """A JSON number: ``true`` and ``"3"`` are refused (lax validation took ``true`` as 1.0)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{value!r} is not a number")
+        raise ValueError(f"{value!r} is not a number")  # noqa: TRY004 (pydantic turns only ValueError into a 422)
     return float(value)
 
 
@@ -277,6 +278,14 @@ class HeatmapPublic(BaseModel):
     )
     labels: list[str] | None = Field(None, description="what each value is: feature names, or the sample's tokens")
     padding: list[bool] | None = Field(None, description="tokens: which values are padding (id 0), left out of views")
+
+    @classmethod
+    def of(cls, sample_id: int, target: int, method: str, heat: Any, labels: Any = None,
+           padding: Any = None) -> HeatmapPublic:
+        """The answer for one heatmap array (NaN as 0, values to six decimals)."""
+        h = np.nan_to_num(heat)
+        return cls(sample_id=sample_id, target=target, method=method, shape=list(h.shape), min=float(h.min()),
+                   max=float(h.max()), values=h.astype(float).round(6).tolist(), labels=labels, padding=padding)
 
 
 class MapCountsPublic(BaseModel):

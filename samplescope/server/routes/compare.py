@@ -261,10 +261,9 @@ async def compare_heatmap_json(
 ) -> HeatmapPublic:
     """Run A's raw heatmap values of B's sample ``sample_id`` (a vector's or tokens' one value each)."""
     cmp, (path, sid_a, cls) = _a_job(request, state, sample_id, target)
-    h = np.nan_to_num(await state.heatmap_lane.run(a_heatmap, state, path, sid_a, cls, method))
-    return HeatmapPublic(
-        sample_id=sample_id, target=cls, method=method, shape=list(h.shape), min=float(h.min()), max=float(h.max()),
-        values=h.astype(float).round(6).tolist(),
+    h = await state.heatmap_lane.run(a_heatmap, state, path, sid_a, cls, method)
+    return HeatmapPublic.of(
+        sample_id, cls, method, h,
         labels=None if h.ndim == 2 else cmp.a.attribution_labels(sid_a),
         padding=None if h.ndim == 2 else cmp.a.attribution_padding(sid_a),
     )  # fmt: skip

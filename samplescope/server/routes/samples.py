@@ -166,18 +166,11 @@ async def read_heatmap_json(
     h = state.cached_heatmap(sample_id, cls, method)
     if h is None:
         h = await state.heatmap_lane.run(state.heatmap, sample_id, cls, method)
-    h = np.nan_to_num(h)
-    return HeatmapPublic(
-        sample_id=sample_id,
-        target=cls,
-        method=method,
-        shape=list(h.shape),
-        min=float(h.min()),
-        max=float(h.max()),
-        values=h.astype(float).round(6).tolist(),
+    return HeatmapPublic.of(
+        sample_id, cls, method, h,
         labels=None if h.ndim == 2 else await run_in_threadpool(state.run.attribution_labels, sample_id),
         padding=None if h.ndim == 2 else await run_in_threadpool(state.run.attribution_padding, sample_id),
-    )
+    )  # fmt: skip
 
 
 def _target(state: State, sample_id: int, target: str | None) -> int:
