@@ -93,21 +93,35 @@ def test_a_curated_run_from_arrays_reopens_with_its_new_labels(tmp_path: Path) -
     assert run.info["curation"]["relabel"]["samples"] == 3
 
 
-def test_from_arrays_tokens_train_analyse_and_report(tmp_path: Path) -> None:
-    """Synthetic token sequences: class 1 iff token 'good' (id 2) appears; padding is id 0."""
+VOCABULARY = ["<pad>", "the", "good", "bad", "movie", "plot", "was", "very"]
+
+
+@pytest.fixture(scope="module")
+def token_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np.ndarray]:
+    """Synthetic token sequences: class 1 iff token 'good' (id 2) appears; padding is id 0.
+    The trained and analysed run's folder, the (300, 6) ids and the classes (train rows 0-239,
+    validation 240-299)."""
+    from samplescope.pipeline.analyze import analyze_run
     from samplescope.pipeline.train import train_run
-    from samplescope.run import open_run
 
     rng = np.random.default_rng(0)
-    vocabulary = ["<pad>", "the", "good", "bad", "movie", "plot", "was", "very"]
-    ids = rng.integers(3, len(vocabulary), size=(300, 6))
+    ids = rng.integers(3, len(VOCABULARY), size=(300, 6))
     y = rng.integers(0, 2, 300)
     ids[y == 1, rng.integers(0, 6, int(y.sum()))] = 2
     ids[rng.random((300, 6)) < 0.2] = 0
     ids[y == 1] = np.where(ids[y == 1] == 0, 1, ids[y == 1])
-    integ = from_arrays(ids[:240], y[:240], ids[240:], y[240:], classes=["no", "yes"], vocabulary=vocabulary)
+    integ = from_arrays(ids[:240], y[:240], ids[240:], y[240:], classes=["no", "yes"], vocabulary=VOCABULARY)
     assert integ.input_kind == "tokens"
-    path = train_run(integ, tmp_path / "tokens", progress=False, threads=1)
+    path = train_run(integ, tmp_path_factory.mktemp("tokens") / "run", progress=False, threads=1)
+    analyze_run(path, progress=False, projection="pca")
+    return path, ids, y
+
+
+def test_from_arrays_tokens_train_analyse_and_report(token_run, tmp_path: Path) -> None:
+    from samplescope.report.build import build_report
+    from samplescope.run import open_run
+
+    path, _, y = token_run
     run = open_run(path)
     assert run.info["model"]["class"] == "samplescope.models.tokens.TokenClassifier"
     assert run.attribution_methods()["integrated_gradients"] is None and run.attribution_methods()["saliency"]
@@ -116,10 +130,10 @@ def test_from_arrays_tokens_train_analyse_and_report(tmp_path: Path) -> None:
     tokens = run.attribution_labels(sid)
     assert len(tokens) == 6 and heat.shape == (6,)
     assert tokens[int(np.argmax(heat))] == "good"  # the word that decides the class gets the most credit
-    run.close()  # DuckDB keeps one instance per open file: a run open here would hide the new analysis
-    html = _analyse_and_report(path, tmp_path)
+    assert run.metrics()["accuracy"] > 0.9
+    run.close()
+    html = (build_report(path, tmp_path / "report", progress=False) / "report.html").read_text()
     assert "one value per token" in html
-    assert open_run(path).metrics()["accuracy"] > 0.9
 
 
 def test_from_arrays_grey_non_square_images_without_a_visualizer(tmp_path: Path) -> None:
@@ -161,12 +175,26 @@ def _image_folder(root: Path) -> Path:
     return root
 
 
-def test_from_image_folder_rgb_end_to_end(tmp_path: Path) -> None:
-    from samplescope.integration.loader import load_integration
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The RGB image folder, and a run trained on it from the CLI's spec and analysed with every
+    sample's Grad-CAM precomputed (``--heatmaps all``)."""
+    from samplescope.pipeline.analyze import analyze_run
     from samplescope.pipeline.train import train_run
+
+    tmp = tmp_path_factory.mktemp("folder")
+    root = _image_folder(tmp / "pets")
+    path = train_run(f"image-folder:{root}", tmp / "pets-run", progress=False, threads=1, recipe="fast", epochs=4)
+    analyze_run(path, progress=False, projection="pca", heatmaps="all")
+    return root, path
+
+
+def test_from_image_folder_rgb_end_to_end(folder_run, tmp_path: Path) -> None:
+    from samplescope.integration.loader import load_integration
+    from samplescope.report.build import build_report
     from samplescope.run import open_run
 
-    root = _image_folder(tmp_path / "pets")
+    root, path = folder_run
     integ = from_image_folder(root)
     assert integ.classes == ["cats", "dogs"] and integ.subset_names == ["train", "validation"]
     assert integ.input_kind == "image" and integ.encode_inputs("train", [0, 13]).shape == (2, 3, 24, 36)
@@ -174,14 +202,12 @@ def test_from_image_folder_rgb_end_to_end(tmp_path: Path) -> None:
     assert integ.compute_metadata("train", [0])["width"][0] == 36
     assert integ.check().ok
     assert load_integration(f"image-folder:{root}").classes == ["cats", "dogs"]  # the CLI's spec
-    path = train_run(f"image-folder:{root}", tmp_path / "pets-run", progress=False, threads=1, recipe="fast",
-                     epochs=4)  # fmt: skip
     run = open_run(path)
     config = run.info["model"]["config"]
     assert config["in_channels"] == 3 and len(config["input_mean"]) == 3  # per-channel normalisation
     assert config["input_mean"][0] != config["input_mean"][1]
-    run.close()  # DuckDB keeps one instance per open file: a run open here would hide the new analysis
-    html = _analyse_and_report(path, tmp_path)
+    run.close()
+    html = (build_report(path, tmp_path / "report", progress=False) / "report.html").read_text()
     assert "Heatmaps of sample" in html or "Highest-loss" in html
 
 
@@ -313,3 +339,115 @@ def test_token_picture_leaves_padding_out_and_is_square() -> None:
     padded, plain = token_text(np.array([0, 1, 2, 0, 4, 6, 0, 0]), vocabulary), token_text(np.array([1, 2, 4, 6]), vocabulary)
     np.testing.assert_array_equal(padded, plain)
     assert padded.shape[0] == padded.shape[1] and (padded < 128).any()  # square, with ink
+
+
+# --------------------------------------------------------------------------- attributions against Captum
+
+
+def _served(path: Path):
+    """The app over the run folder in process, on a loopback base URL (the server's Host check)."""
+    import warnings
+
+    from samplescope.server import Settings, create_app
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*httpx2.*")
+        from fastapi.testclient import TestClient
+    return TestClient(create_app(path, Settings(prewarm=False)), base_url="http://127.0.0.1:8765")
+
+
+def test_token_run_attributions_are_captums_layer_integrated_gradients(token_run) -> None:
+    """run.heatmap and the served heatmap.json of a tokens run equal Captum's LayerIntegratedGradients
+    through the model's nn.Embedding, from an all-padding baseline, summed over the embedding, for
+    the ids the run was made from (not the run's own copy of them)."""
+    import torch
+    from captum.attr import LayerIntegratedGradients
+
+    from samplescope.run import open_run
+
+    path, ids, y = token_run
+    run = open_run(path)
+    model = run.model().eval()
+    (embedding,) = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    lig = LayerIntegratedGradients(model, embedding)
+    samples = [240 + int(np.flatnonzero(y[240:] == 1)[0]), 240 + int(np.flatnonzero(y[240:] == 0)[0])]
+    for sid in samples:
+        x = torch.from_numpy(ids[sid][None]).long()  # (1, T)
+        for target in (0, 1):
+            expected = lig.attribute(x, baselines=torch.zeros_like(x), target=target, n_steps=50,
+                                     method="gausslegendre").sum(-1)[0].detach().numpy()  # fmt: skip
+            assert np.abs(expected).max() > 1e-3  # a real signal, so equality below means something
+            np.testing.assert_allclose(run.heatmap(sid, target=target, method="integrated_gradients"), expected,
+                                       rtol=1e-4, atol=1e-6)  # fmt: skip
+    run.close()
+    sid = samples[0]
+    with _served(path) as client:
+        heat = client.get(f"/api/samples/{sid}/heatmap.json", params={"method": "integrated_gradients",
+                                                                      "target": "yes"}).json()  # fmt: skip
+        assert heat["target"] == 1 and heat["shape"] == [6]
+        assert heat["labels"] == [VOCABULARY[i] for i in ids[sid]] and heat["padding"] == (ids[sid] == 0).tolist()
+        x = torch.from_numpy(ids[sid][None]).long()
+        expected = lig.attribute(x, baselines=torch.zeros_like(x), target=1, n_steps=50,
+                                 method="gausslegendre").sum(-1)[0].detach().numpy()  # fmt: skip
+        np.testing.assert_allclose(heat["values"], expected, rtol=1e-4, atol=1e-5)
+        refused = client.get(f"/api/samples/{sid}/heatmap.json", params={"method": "saliency"})
+        assert refused.status_code == 422 and "integrated_gradients" in refused.json()["detail"]
+
+
+def test_rgb_folder_run_attributions_are_captums(folder_run) -> None:
+    """An RGB image-folder run's heatmaps, for the picture read from its file with Pillow: Grad-CAM is
+    Captum's LayerGradCam on the last conv (ReLU, bilinear to H x W), for the predicted class (from
+    the precomputed store) and the other (computed); Integrated Gradients (zero baseline) summed and
+    saliency max-ed over the three channels; the served heatmap.json says the same."""
+    import torch
+    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
+    from PIL import Image
+
+    from samplescope.run import GRADCAM_FILE, open_run
+
+    root, path = folder_run
+    run = open_run(path)
+    assert (path / GRADCAM_FILE).exists()  # the predicted class's map below is read from it
+    rows = run.samples(subset="validation", columns=["sample_id", "key", "prediction"])
+    row = rows[rows["key"].str.endswith(".png")].iloc[0]  # lossless: the file is exactly the input
+    sid, predicted = int(row["sample_id"]), int(row["prediction"])
+    x = torch.from_numpy(np.asarray(Image.open(root / row["key"]).convert("RGB"), np.float32) / 255.0)
+    x = x.permute(2, 0, 1)[None].contiguous().requires_grad_(True)  # (1, 3, 24, 36)
+    np.testing.assert_allclose(run.input(sid), x[0].detach().numpy(), atol=1e-6)
+    model = run.model().eval()
+    last_conv = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+
+    def gradcam(target: int) -> np.ndarray:
+        cam = LayerGradCam(model, last_conv).attribute(x, target=target, relu_attributions=True)
+        return LayerAttribution.interpolate(cam, x.shape[-2:], "bilinear")[0, 0].detach().numpy()
+
+    for target in (predicted, 1 - predicted):
+        expected = gradcam(target)
+        got = run.heatmap(sid, target=target, method="gradcam")
+        assert got.shape == (24, 36)
+        scale = max(float(np.abs(expected).max()), 1e-6)
+        np.testing.assert_allclose(got / scale, expected / scale, atol=2e-3)  # the store keeps float16
+    assert np.abs(gradcam(predicted)).max() > 0
+    for target in (0, 1):
+        ig = IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x), target=target, n_steps=50,
+                                                  method="gausslegendre")[0].sum(0).detach().numpy()  # fmt: skip
+        assert np.abs(ig).max() > 1e-3
+        np.testing.assert_allclose(run.heatmap(sid, target=target, method="integrated_gradients"), ig, rtol=1e-4,
+                                   atol=1e-6)  # fmt: skip
+        sal = Saliency(model).attribute(x, target=target, abs=True)[0].amax(0).detach().numpy()
+        assert np.abs(sal).max() > 0
+        np.testing.assert_allclose(run.heatmap(sid, target=target, method="saliency"), sal, rtol=1e-4, atol=1e-7)
+    run.close()
+    classes = ["cats", "dogs"]
+    with _served(path) as client:
+        for method, expected in (("gradcam", gradcam(1 - predicted)), ("integrated_gradients", None)):
+            heat = client.get(f"/api/samples/{sid}/heatmap.json",
+                              params={"method": method, "target": classes[1 - predicted]}).json()  # fmt: skip
+            assert heat["shape"] == [24, 36] and heat["target"] == 1 - predicted
+            if expected is None:
+                expected = IntegratedGradients(model).attribute(
+                    x, baselines=torch.zeros_like(x), target=1 - predicted, n_steps=50, method="gausslegendre"
+                )[0].sum(0).detach().numpy()
+            np.testing.assert_allclose(heat["values"], expected, rtol=1e-4, atol=1e-5)
+        png = client.get(f"/api/samples/{sid}/heatmap.png", params={"method": "saliency"})
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
