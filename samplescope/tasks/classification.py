@@ -17,6 +17,8 @@ import pandas as pd
 from samplescope.errors import IntegrationError, NotFoundError, SamplescopeError
 from samplescope.tasks.base import Task
 
+_BLOCK = 65_536  # rows of float64 softmax temporaries at a time
+
 
 class Classification(Task):
     name: ClassVar[str] = "classification"
@@ -96,7 +98,7 @@ class Classification(Task):
         ``confidence`` (top-1 probability), ``margin`` (top-1 minus top-2 probability),
         ``correct`` (bool) and ``prob_0`` .. ``prob_{C-1}`` (float32). A label of -1 means
         unlabeled: its loss is NaN and ``correct`` is False."""
-        logits = np.asarray(outputs, dtype=np.float64)
+        logits = np.asarray(outputs)
         labels = np.asarray(labels).astype(np.int64, copy=False)
         if logits.ndim != 2:
             raise SamplescopeError(f"logits must be (N, C), got shape {logits.shape}")
@@ -110,30 +112,41 @@ class Classification(Task):
                 f"[0, {c - 1}] or -1 for unlabeled"
             )
 
-        # log-softmax: z - logsumexp(z), shifted by the row max so exp never overflows
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (N, C)
-        probs = np.exp(log_probs)
-
         labeled = labels >= 0
-        loss = np.full(n, np.nan)
-        loss[labeled] = -log_probs[labeled, labels[labeled]]
-        prediction = logits.argmax(axis=1)
-        if c >= 2:
-            top2 = np.partition(probs, c - 2, axis=1)[:, c - 2 :]  # (N, 2): 2nd largest, largest
-            margin = top2[:, 1] - top2[:, 0]
-        else:
-            margin = probs[:, 0]
+        prediction = np.empty(n, np.int64)
+        loss = np.full(n, np.nan, np.float32)
+        confidence = np.empty(n, np.float32)
+        margin = np.empty(n, np.float32)
+        probs_out = np.empty((c, n), np.float32)  # one contiguous column per class
+        # float64 in row blocks: the (block, C) temporaries stay small whatever N is
+        for start in range(0, n, _BLOCK):
+            at = slice(start, min(n, start + _BLOCK))
+            block = np.asarray(logits[at], dtype=np.float64)
+            # log-softmax: z - logsumexp(z), shifted by the row max so exp never overflows
+            shifted = block - block.max(axis=1, keepdims=True)
+            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (B, C)
+            probs = np.exp(log_probs)
+            lab = labels[at]
+            ok = lab >= 0
+            loss[at][ok] = -log_probs[ok, lab[ok]]
+            prediction[at] = block.argmax(axis=1)
+            confidence[at] = probs.max(axis=1)
+            if c >= 2:
+                top2 = np.partition(probs, c - 2, axis=1)[:, c - 2 :]  # (B, 2): 2nd largest, largest
+                margin[at] = top2[:, 1] - top2[:, 0]
+            else:
+                margin[at] = probs[:, 0]
+            probs_out[:, at] = probs.T
 
         columns: dict[str, np.ndarray] = {
-            "prediction": prediction.astype(np.int64),
-            "loss": loss.astype(np.float32),
-            "confidence": probs.max(axis=1).astype(np.float32),
-            "margin": margin.astype(np.float32),
+            "prediction": prediction,
+            "loss": loss,
+            "confidence": confidence,
+            "margin": margin,
             "correct": labeled & (prediction == labels),
         }
         for k in range(c):
-            columns[f"prob_{k}"] = probs[:, k].astype(np.float32)
+            columns[f"prob_{k}"] = probs_out[k]
         return columns
 
     def error_rule(self) -> dict[str, Any]:

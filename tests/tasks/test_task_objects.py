@@ -44,6 +44,29 @@ def test_classification_columns_match_cross_entropy():
     np.testing.assert_array_equal(cols["correct"][3:], logits[3:].argmax(1) == labels[3:])
 
 
+def test_classification_columns_in_row_blocks_match_torch(monkeypatch):
+    """Softmax columns computed 7 rows at a time (blocks bound the float64 temporaries) equal torch's."""
+    from samplescope.tasks import classification
+
+    monkeypatch.setattr(classification, "_BLOCK", 7)
+    rng = np.random.default_rng(1)
+    logits = (rng.normal(size=(50, 4)) * 3).astype(np.float32)
+    labels = rng.integers(0, 4, 50)
+    labels[10] = -1
+    cols = Classification().prediction_columns(logits, labels, CLASSES)
+    probs = torch.softmax(torch.tensor(logits, dtype=torch.float64), 1).numpy()
+    for k in range(4):
+        np.testing.assert_allclose(cols[f"prob_{k}"], probs[:, k], rtol=1e-5)
+    top = np.sort(probs, axis=1)
+    np.testing.assert_allclose(cols["confidence"], top[:, -1], rtol=1e-5)
+    np.testing.assert_allclose(cols["margin"], top[:, -1] - top[:, -2], atol=1e-6)
+    np.testing.assert_array_equal(cols["prediction"], logits.argmax(1))
+    keep = labels >= 0
+    ref = F.cross_entropy(torch.tensor(logits[keep]), torch.tensor(labels[keep]), reduction="none").numpy()
+    np.testing.assert_allclose(cols["loss"][keep], ref, rtol=1e-5)
+    assert np.isnan(cols["loss"][10])
+
+
 def test_classification_loss_is_torch_cross_entropy():
     z, t = torch.randn(8, 4), torch.randint(0, 4, (8,))
     task = Classification()
