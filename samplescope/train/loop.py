@@ -56,7 +56,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 4e-3  # peak learning rate of the one-cycle schedule
     pct_start: float = 0.25  # fraction of the steps spent warming up to `lr`
-    weight_decay: float = 0.0  # AdamW (decoupled) weight decay
+    weight_decay: float = 0.0  # AdamW (decoupled) weight decay of the conv and linear weights
     label_smoothing: float = 0.0
     ema: float = 0.0  # decay of an EMA of the weights that is evaluated and kept at the end; 0 = off
     augment_shift: int = 2  # shift each training image by up to this many pixels; 0 = off
@@ -64,6 +64,9 @@ class TrainConfig:
     # (bilinear, zero fill, with the shift in the same resampling); 0 and 0 = off: shifts only
     augment_rotate: float = 0.0  # images smaller than MIN_AFFINE a side get the shifts only
     augment_scale: float = 0.0
+    # fraction of the run's steps that see augmented images; the rest train on the plain images
+    # (the ones validation and the analysis see) while the one-cycle schedule anneals; 1 = all
+    augment_until: float = 1.0
     eval_every: int = 200  # steps between validation evaluations; 0 = only at epoch ends
     eval_batch_size: int = 2000
     seed: int = 0
@@ -81,6 +84,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.ema must be in [0, 1) (0 = off), got {self.ema}")
         if self.augment_shift < 0 or self.eval_every < 0:
             raise ValueError("TrainConfig.augment_shift and eval_every must be >= 0")
+        if not 0.0 <= self.augment_until <= 1.0:
+            raise ValueError(f"TrainConfig.augment_until must be in [0, 1] (a fraction of the steps), got {self.augment_until}")
         if not (0.0 <= self.augment_rotate <= 180.0 and 0.0 <= self.augment_scale < 1.0):
             raise ValueError(
                 f"TrainConfig.augment_rotate must be in [0, 180] degrees and augment_scale in [0, 1), "
@@ -92,7 +97,7 @@ class TrainConfig:
 #: be resumed with the same values. (threads, eval_every, eval_batch_size may differ.)
 RESUME_FIELDS = (
     "epochs", "batch_size", "lr", "pct_start", "weight_decay", "label_smoothing", "ema",
-    "augment_shift", "augment_rotate", "augment_scale", "seed",
+    "augment_shift", "augment_rotate", "augment_scale", "augment_until", "seed",
 )  # fmt: skip
 
 
@@ -325,8 +330,16 @@ def train(
     model.train()
     n = len(x_train)
     steps_per_epoch = max(1, n // config.batch_size)  # drop the last partial batch
+    # weight decay on the conv and linear weights only: BatchNorm's scales and shifts and the biases
+    # are not scale-free, so decaying them only pulls the model towards zero
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+    if config.weight_decay:
+        groups = [
+            {"params": [p for p in model.parameters() if p.dim() > 1]},
+            {"params": [p for p in model.parameters() if p.dim() <= 1], "weight_decay": 0.0},
+        ]
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        [g for g in groups if g["params"]], lr=config.lr, weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=total_steps(config, steps_per_epoch),
@@ -383,11 +396,13 @@ def train(
             for i in range(steps):
                 idx = perm[i * config.batch_size : (i + 1) * config.batch_size].to(device)
                 xb, yb = x_train[idx], y_train[idx]  # (B, C, H, W), (B,)
-                if xb.dim() == 4 and (config.augment_rotate or config.augment_scale) and min(xb.shape[-2:]) >= MIN_AFFINE:
+                # images only; after augment_until of the steps, the plain images
+                augment = xb.dim() == 4 and state.step < config.augment_until * state.total_steps
+                if augment and (config.augment_rotate or config.augment_scale) and min(xb.shape[-2:]) >= MIN_AFFINE:
                     xb = random_affine(
                         xb, config.augment_shift, config.augment_rotate, config.augment_scale, state.generator
                     )
-                elif config.augment_shift and xb.dim() == 4:  # shifts are for images
+                elif augment and config.augment_shift:
                     xb = random_shift(xb, config.augment_shift, state.generator)
                 xb = _fast_layout(xb)
 

@@ -183,6 +183,55 @@ def test_history_rows_have_every_field(data):
     assert list(frame.columns) == list(FIELDS) and len(frame) == len(history)
 
 
+class WeightsAt(Callback):
+    """The model's weights after optimizer step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.weights = step, None
+
+    def on_step_end(self, state) -> None:
+        if state.step == self.step:
+            self.weights = weights(state.model)
+
+
+def test_augment_until_trains_the_last_steps_on_plain_images(data):
+    def config(**changes) -> TrainConfig:
+        return TrainConfig(**{**FAST.__dict__, **changes})
+
+    # 0: no step is augmented, so the run is the augmentation-free run (no draws either)
+    plain, never = fresh_model(), fresh_model()
+    train(plain, *data, config(augment_shift=0))
+    train(never, *data, config(augment_until=0.0))
+    assert_same_weights(weights(plain), weights(never))
+    # 0.5 of 20 steps: the first epoch is the fully augmented run's, the second is not
+    full_at, half_at = WeightsAt(10), WeightsAt(10)
+    full, half = fresh_model(), fresh_model()
+    train(full, *data, config(), callbacks=[full_at])
+    train(half, *data, config(augment_until=0.5), callbacks=[half_at])
+    assert_same_weights(full_at.weights, half_at.weights)
+    assert not torch.equal(full.classifier.weight, half.classifier.weight)
+    assert not torch.equal(plain.classifier.weight, half.classifier.weight)
+    with pytest.raises(ValueError, match="augment_until"):
+        config(augment_until=1.5)
+
+
+class Groups(Callback):
+    def on_train_start(self, state) -> None:
+        self.groups = [([tuple(p.shape) for p in g["params"]], g["weight_decay"]) for g in state.optimizer.param_groups]
+
+
+def test_weight_decay_spares_batchnorm_and_biases(data):
+    model, seen = fresh_model(), Groups()
+    train(model, *data, TrainConfig(**{**FAST.__dict__, "epochs": 0.1, "weight_decay": 0.05}), callbacks=[seen])
+    (decayed, wd), (spared, none) = seen.groups
+    assert (wd, none) == (0.05, 0.0)
+    assert sorted(decayed) == sorted(tuple(p.shape) for p in model.parameters() if p.dim() > 1)
+    assert sorted(spared) == sorted(tuple(p.shape) for p in model.parameters() if p.dim() == 1)
+    plain = Groups()  # no decay: one group, as before
+    train(fresh_model(), *data, TrainConfig(**{**FAST.__dict__, "epochs": 0.1}), callbacks=[plain])
+    assert len(plain.groups) == 1 and len(plain.groups[0][0]) == len(list(model.parameters()))
+
+
 def test_fractional_epochs_stop_the_last_epoch_early(data):
     # 1.5 epochs of 10 steps: 15 steps, the one-cycle schedule spread over them
     class Lrs(Callback):
