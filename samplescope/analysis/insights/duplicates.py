@@ -75,6 +75,7 @@ __all__ = ["Duplicates"]
 logger = logging.getLogger(__name__)
 
 _SPREAD_BLOCK = 262_144  # rows whose graph neighbours are read at a time
+_ROW_BLOCK = 262_144  # rows of candidate pairs tested at a time (float64 (block, k) temporaries)
 
 _PAIR_COLUMNS = ["row_a", "row_b", "pixel_distance", "latent_distance"]
 
@@ -192,14 +193,17 @@ class Duplicates(InsightFinder):
 
             k = min(self.n_candidates, n - 1)
             # tuned to pairs within tau, not to ordinary 10-NN queries: few lists hold them
-            index = NeighborIndex("l2", graph_k=k, random_state=seed, recall_radius=tau)
-            pos, dist = index.fit(features.z).kneighbors(k=k)
+            index = NeighborIndex("l2", graph_k=k, random_state=seed, recall_radius=tau).fit(features.z)
+            pos, dist = index.graph_rows_, index.graph_dist_  # (N, k): no int64 copy
+            del index  # its lists (a copy of the sketch) are not needed any more
             # ||x - y||^2 >= ||P(x - y)||^2 + (||Rx|| - ||Ry||)^2: a tighter lower bound
             residual = features.residual
-            gap = residual[:, None] - residual[np.maximum(pos, 0)]
-            close = (dist.astype(np.float64) ** 2 + gap**2 <= tau**2) & (pos >= 0)
-            i = np.repeat(np.arange(n), k)[close.ravel()]
-            pairs.append(np.stack([i, pos.ravel()[close.ravel()]], axis=1))
+            for start in range(0, n, _ROW_BLOCK):  # bounded (block, k) float64 temporaries
+                p, d = pos[start : start + _ROW_BLOCK], dist[start : start + _ROW_BLOCK]
+                gap = residual[start : start + len(p), None] - residual[np.maximum(p, 0)]
+                close = (d.astype(np.float64) ** 2 + gap**2 <= tau**2) & (p >= 0)
+                i, j = np.nonzero(close)
+                pairs.append(np.stack([i + start, p[i, j]], axis=1).astype(np.int64))
         return _ordered(np.concatenate(pairs))
 
     def _relative_threshold(self, ctx: InsightContext) -> float:
@@ -249,16 +253,21 @@ class Duplicates(InsightFinder):
         from samplescope.analysis.neighbors import NeighborIndex
 
         k = min(max(self.aligned_k, self.n_candidates), n - 1)
-        index = NeighborIndex("l2", graph_k=k, random_state=seed, recall_radius=tau)
-        pos, dist = index.fit(features.z).kneighbors(k=k)
-        gap = features.residual[:, None] - features.residual[np.maximum(pos, 0)]
-        estimate = np.sqrt(dist.astype(np.float64) ** 2 + gap**2)  # <= the true distance
-        estimate[pos < 0] = np.inf
-        self._aligned_ref = estimate[:, min(self.aligned_k, k) - 1]
-        close = (estimate <= tau) & (pos >= 0)
-        close &= estimate <= self.aligned_ratio * self._aligned_ref[:, None] + 1e-12
-        i = np.repeat(np.arange(n), k)[close.ravel()]
-        pairs = [_same_value_pairs(features.digest), np.stack([i, pos.ravel()[close.ravel()]], axis=1)]
+        index = NeighborIndex("l2", graph_k=k, random_state=seed, recall_radius=tau).fit(features.z)
+        pos, dist = index.graph_rows_, index.graph_dist_
+        del index
+        self._aligned_ref = np.empty(n, np.float64)
+        pairs = [_same_value_pairs(features.digest)]
+        for start in range(0, n, _ROW_BLOCK):  # bounded (block, k) float64 temporaries
+            p, d = pos[start : start + _ROW_BLOCK], dist[start : start + _ROW_BLOCK]
+            gap = features.residual[start : start + len(p), None] - features.residual[np.maximum(p, 0)]
+            estimate = np.sqrt(d.astype(np.float64) ** 2 + gap**2)  # <= the true distance
+            estimate[p < 0] = np.inf
+            ref = self._aligned_ref[start : start + len(p)] = estimate[:, min(self.aligned_k, k) - 1]
+            close = (estimate <= tau) & (p >= 0)
+            close &= estimate <= self.aligned_ratio * ref[:, None] + 1e-12
+            i, j = np.nonzero(close)
+            pairs.append(np.stack([i + start, p[i, j]], axis=1).astype(np.int64))
         return _ordered(np.concatenate(pairs))
 
     # ------------------------------------------------------------------ latent
