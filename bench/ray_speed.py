@@ -12,11 +12,16 @@ Ray's start and shutdown included):
 - ``ray``: ``--engine ray`` on a local Ray instance started for the job, ``--workers``
   actors of one CPU each.
 
-Printed per size and engine: wall seconds, the per-sample pass's seconds (opening the run,
-loading the model and, for Ray, starting it included), samples per second per worker in
-that pass, for Ray also the rate once shards flow and how long the first shard took, the
-driver's peak RSS (until the pass returned, and in all), and Ray's time as a ratio of the embedded engine's. ``--million`` adds N = 1,000,000 (tens of minutes on 2 cores). The load
-average is printed before and after: on a shared machine the figures are noisy.
+Printed per size and engine: wall seconds, every stage's seconds (the per-sample pass with
+opening the run, loading the model and, for Ray, starting it; neighbours; map; insights;
+write), samples per second per worker in that pass (the embedded engine is one worker:
+one process, torch on every core), for Ray also the rate once shards flow, how long the
+first shard took and the row stages it ran, the driver's peak RSS (until the pass
+returned, and in all), the pass's outputs that the driver must hold (logits, latent,
+sketches: they grow with N) and the driver's peak less them (what must not grow with N),
+and Ray's time as a ratio of the embedded engine's. ``--million`` adds N = 1,000,000
+(tens of minutes on 2 cores). The load average (1, 5, 15 minutes) is printed at the start
+and end of every analysis: on a shared machine the figures are noisy.
 Prints figures; asserts nothing.
 """
 
@@ -31,6 +36,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 INTEGRATION = HERE / "mnist_repeated.py"
@@ -68,6 +75,17 @@ def _peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
+def _nbytes(outputs: tuple) -> int:
+    """Bytes of the pass's outputs: arrays, and the sketches' arrays."""
+    total = 0
+    for o in outputs:
+        if isinstance(o, np.ndarray):
+            total += o.nbytes
+        elif o is not None:
+            total += sum(v.nbytes for v in vars(o).values() if isinstance(v, np.ndarray))
+    return total
+
+
 def child_analyze(run: Path, engine: str, workers: int) -> dict:
     import samplescope
     from samplescope.engines import RayEngine
@@ -78,8 +96,10 @@ def child_analyze(run: Path, engine: str, workers: int) -> dict:
 
     def timed(pass_fn):
         def wrapper(*args, **kwargs):
+            passed["before_gib"] = _peak_gib()  # imports, the run, the model (and Ray's client)
             out = pass_fn(*args, **kwargs)
             passed["peak_rss_gib"] = _peak_gib()
+            passed["outputs_gib"] = _nbytes(out) / 2**30
             return out
         return wrapper
 
@@ -91,7 +111,8 @@ def child_analyze(run: Path, engine: str, workers: int) -> dict:
         chosen.encode_pass = timed(chosen.encode_pass)
     summary = samplescope.analyze_run(run, projection="pca", progress=False, engine=chosen)
     return {"stages": summary["seconds"], "engine": summary["engine"], "peak_rss_gib": _peak_gib(),
-            "pass_rss_gib": passed["peak_rss_gib"]}
+            "pass_rss_gib": passed["peak_rss_gib"], "outputs_gib": passed["outputs_gib"],
+            "before_pass_gib": passed["before_gib"]}
 
 
 def _child(args: list[str], env: dict[str, str]) -> dict:
@@ -139,7 +160,9 @@ def main() -> None:
         print(f"N={n:,}: run made in {made['wall']:.1f} s (load {_load()})", flush=True)
         res = {}
         for engine in ("embedded", "ray"):
+            load_start = _load()
             r = _child(["analyze", str(run), engine, str(args.workers)], env)
+            r["load"] = f"{load_start} -> {_load()}"
             workers = 1 if engine == "embedded" else r["engine"]["workers"]
             per_worker = n / r["stages"]["inference"] / workers
             res[engine] = r
@@ -150,22 +173,32 @@ def main() -> None:
                           f"first shard after {r['engine']['first_shard_s']:.1f} s")
             for what, st in (r["engine"].get("stages") or {}).items():  # the row stages on Ray
                 steady += f"\n           row stage {what}: {st['calls']} call(s), {st['rows']:,} rows, {st['seconds']:.1f} s"
-            print(f"  {engine:<8} wall {r['wall']:7.1f} s  pass {r['stages']['inference']:7.1f} s  "
+            st = r["stages"]
+            print(f"  {engine:<8} wall {r['wall']:7.1f} s  pass {st['inference']:7.1f} s  "
                   f"{per_worker:8.0f} samples/s/worker  driver peak RSS {r['peak_rss_gib']:.2f} GiB "
-                  f"({r['pass_rss_gib']:.2f} until the pass returned)  "
-                  f"(load {_load()}){steady}", flush=True)
+                  f"({r['pass_rss_gib']:.2f} until the pass returned, of which the pass's outputs "
+                  f"{r['outputs_gib']:.2f}: {r['pass_rss_gib'] - r['outputs_gib']:.2f} beside them; "
+                  f"{r['before_pass_gib']:.2f} before the pass)  (load {r['load']})\n"
+                  f"           stages: neighbours {st['neighbors']:.1f} s, map {st['projection']:.1f} s, "
+                  f"insights {st['insights']:.1f} s, write {st['write']:.1f} s, analyze {st['total']:.1f} s, "
+                  f"outside analyze_run (imports, Ray's shutdown) {r['wall'] - st['total']:.1f} s{steady}",
+                  flush=True)
         ratio = res["ray"]["wall"] / res["embedded"]["wall"]
         rows.append((n, res, ratio))
         print(f"  ray / embedded: {ratio:.2f}x wall (pass {res['ray']['stages']['inference'] / res['embedded']['stages']['inference']:.2f}x)",
               flush=True)
     print(f"load average after: {_load()}")
-    print("\n| N | engine | wall s | pass s | samples/s/worker | driver peak RSS GiB (pass / all) | ray/embedded |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| N | engine | wall s | pass s | neighbours / map / insights s | samples/s/worker | "
+          "driver peak RSS GiB: pass / its outputs / all | load | ray/embedded |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     for n, res, ratio in rows:
         for engine, r in res.items():
             workers = 1 if engine == "embedded" else r["engine"]["workers"]
-            print(f"| {n:,} | {engine} | {r['wall']:.1f} | {r['stages']['inference']:.1f} | "
-                  f"{n / r['stages']['inference'] / workers:,.0f} | {r['pass_rss_gib']:.2f} / {r['peak_rss_gib']:.2f} | "
+            st = r["stages"]
+            print(f"| {n:,} | {engine} | {r['wall']:.1f} | {st['inference']:.1f} | "
+                  f"{st['neighbors']:.1f} / {st['projection']:.1f} / {st['insights']:.1f} | "
+                  f"{n / st['inference'] / workers:,.0f} | "
+                  f"{r['pass_rss_gib']:.2f} / {r['outputs_gib']:.2f} / {r['peak_rss_gib']:.2f} | {r['load']} | "
                   f"{f'{ratio:.2f}x' if engine == 'ray' else ''} |")
 
 

@@ -462,5 +462,6 @@ def _pca(x: np.ndarray, metric: Metric = "euclidean", random_state: int | None =
             out = np.column_stack([out, np.zeros(len(rows))])
         return (out.astype(np.float32),)
 
-    # fitted here; every row placed here or on an engine's workers (Ray), in row chunks
-    return map_rows(place, len(x), arrays=(x,), what="map placement (PCA)")[0]
+    # fitted and placed here, whatever the engine: a (D, 2) product per row costs less than sending
+    # the rows to Ray's workers (100,000 rows: 0.2 s here, 12.8 s as Ray tasks, both at load 15-21)
+    return place(0, len(x), x)[0]

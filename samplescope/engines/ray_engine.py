@@ -14,8 +14,11 @@ prediction columns, neighbours, map and insights and commits the run atomically 
 always. The temporary folder is removed whatever happens: a failed or interrupted job
 leaves the previous analysis as it was.
 
-Ray restarts a dead actor and retries its shard (``max_retries`` times each); a job that
-still fails raises a :class:`~samplescope.errors.RunError` that says so.
+Ray Data restarts a dead actor (its default: without limit) and re-runs the shard it was
+working on; ``max_retries`` bounds the re-runs of each shard (each start of a shard leaves a
+mark in the shard folder), so a shard whose worker keeps dying fails the job with a
+:class:`~samplescope.errors.RunError` that says so. A worker that dies between two shards
+costs no shard: it is restarted and the job completes, even with ``max_retries=0``.
 """
 
 from __future__ import annotations
@@ -66,8 +69,9 @@ class RayEngine:
     ``"auto"`` joins the cluster this machine belongs to; ``host:port`` or ``ray://host:port``
     joins that one. ``workers``: actors, each with its own copy of the model (default: as many
     as the cluster's CPUs, or GPUs with ``gpus_per_worker``, allow). ``batch_size``: samples
-    per shard (one Ray task). ``max_retries``: restarts of a dead actor, and retries of its
-    shard. ``num_cpus`` / ``object_store_memory`` size the local instance only.
+    per shard (one Ray task). ``max_retries``: re-runs of a shard whose worker died (a worker
+    that died between shards is restarted by Ray and re-runs nothing). ``num_cpus`` /
+    ``object_store_memory`` size the local instance only.
     ``stage_min_rows``: the row stages after the pass (every row's kNN queries, placing every
     row on the fitted map) run on Ray from this many rows; smaller ones run on the driver,
     where they take less than Ray's tasks start in.

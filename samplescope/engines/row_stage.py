@@ -1,7 +1,7 @@
 """One row stage on Ray: ``fn`` over chunks of rows as a Ray Data ``map_batches`` of tasks.
 
 The driver puts the function (with what it closes over: a fitted faiss index, a fitted
-PCA) and the row arrays into Ray's object store once; each task reads them from there
+map's sample) and the row arrays into Ray's object store once; each task reads them from there
 (zero-copy for arrays on its node), computes one chunk of rows and hands its outputs
 back through the object store. The driver counts every row exactly once and puts the
 chunks together in row order. Tasks, not actors: their worker processes are Ray's own

@@ -4,8 +4,9 @@ Some work after the pass is the same function applied to every row of large arra
 each row independent of the others: the kNN queries of every row against an index
 fitted on the driver (:class:`~samplescope.analysis.neighbors.NeighborIndex`'s graph,
 for the latent and for the duplicate finder's pixel sketches), and placing every row on
-a map fitted on the driver (:class:`~samplescope.analysis.projection.Projection`: PCA's
-transform, the placement's neighbour weights). Those modules call :func:`map_rows`;
+a UMAP / t-SNE map fitted on the driver (:class:`~samplescope.analysis.projection.Projection`:
+the placement's neighbour weights; PCA's transform is a (D, 2) product per row, cheaper
+on the driver than sending the rows away). Those modules call :func:`map_rows`;
 by default it runs the function here, over all rows at once, exactly as before; inside
 ``with row_stages(mapper)`` (the Ray engine's, for the rest of ``analyze``) a large enough
 call goes to the mapper instead, which cuts the rows into chunks and runs them elsewhere

@@ -39,7 +39,7 @@ def test_ray_engine_equals_the_embedded_engine(reference_run, run_copy, leftover
     stages = summary["engine"]["stages"]
     # the latent's kNN graph, and the duplicate finder's over the pixel and the aligned sketch
     assert stages["kNN graph"]["calls"] == 3 and stages["kNN graph"]["rows"] == 3 * 1797
-    assert stages["map placement (PCA)"]["rows"] == 1797
+    assert not [what for what in stages if "PCA" in what]  # PCA places every row on the driver: cheaper than Ray
 
     ref, a = _columns(reference_run)
     got, b = _columns(run_copy)
