@@ -23,6 +23,11 @@ class IntegrationError(SamplescopeError):
     """An integration module is missing, fails to import, or misbehaves."""
 
 
+class PictureError(IntegrationError):
+    """A sample has no picture: its input has a shape no built-in picture draws and the integration
+    declares no visualizer, or the visualizer returned something that is not a picture."""
+
+
 class RunError(SamplescopeError):
     """A run folder is missing, incomplete, or cannot be written."""
 

@@ -131,6 +131,11 @@ class Run:
         from samplescope.analysis.methods import methods_for_kind
 
         out = methods_for_kind(self.input_kind)
+        shape = tuple(self.info.get("input_shape") or ())
+        if self.input_kind == "image" and len(shape) not in (2, 3):  # a brought model's input of another shape
+            why = (f"the run's inputs have shape {shape}, neither an image (C, H, W) or (H, W), a vector (F,) nor "
+                   "tokens (T,), the shapes heatmaps are drawn for")
+            return dict.fromkeys(out, why)
         if self.input_kind == "image" and not self.info.get("gradcam_layer") and not self.code.builtin_model:
             out["gradcam"] = None if self._model_has_conv() else (
                 "Grad-CAM needs a convolution layer and the run's model has no nn.Conv2d")
@@ -526,10 +531,8 @@ class Run:
         why = self.attribution_methods().get(method)
         if why is not None:
             usable = [m for m, reason in self.attribution_methods().items() if reason is None]
-            raise ParameterError(
-                f"run.heatmap(sample {sample_id}, method={method!r}): {why} ({self.input_kind} input); "
-                f"use method={' or '.join(repr(m) for m in usable)}."
-            )
+            fix = f"use method={' or '.join(repr(m) for m in usable)}" if usable else "this run has no heatmaps"
+            raise ParameterError(f"run.heatmap(sample {sample_id}, method={method!r}): {why} ({self.input_kind} input); {fix}.")
         task = self.task
         n = task.output_width(self.classes)  # the model's outputs a heatmap may explain
         if target is None:

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from samplescope.errors import IntegrationError, SamplescopeError
+from samplescope.errors import IntegrationError, PictureError, SamplescopeError
 from samplescope.integration.inputs import InputKind, InputSpec, describe, infer_kind
 
 if TYPE_CHECKING:
@@ -387,18 +387,37 @@ class Integration:
         return columns
 
     def visualize(self, subset: str, index: int, name: str | None = None) -> np.ndarray:
-        """A picture of one sample for people: (H, W) or (H, W, 3) uint8."""
+        """A picture of one sample for people: (H, W) or (H, W, 3) uint8.
+
+        :class:`PictureError` when there is none: the input has a shape no built-in picture
+        draws and no visualizer is declared, or the visualizer returned no (H, W[, 3]) picture.
+        """
+        where = f"visualize(subset {subset!r}, index {index})"
         if not self.visualizers:
             # Fall back to the input: an image as it is, a vector as a feature table, tokens as text
             from samplescope.integration.pictures import default_picture
 
             x = self.encode_inputs(subset, [index])[0]
             if x.ndim == 2:  # (H, W): a brought model's grey image without a channel axis (create_run)
-                return to_uint8_image(x)
-            stats = self.feature_stats() if self.input_kind == "vector" else None
-            return default_picture(self.input_kind, x, self.input_spec, stats)
+                picture = to_uint8_image(x)
+            elif x.ndim in (1, 3):
+                stats = self.feature_stats() if self.input_kind == "vector" else None
+                picture = default_picture(self.input_kind, x, self.input_spec, stats)
+            if x.ndim not in (1, 2, 3) or not _is_picture(picture):
+                raise PictureError(
+                    f"{where}: input {self.input_name!r} has shape {tuple(x.shape)}, which no built-in picture "
+                    "draws (they take (H, W) and (C, H, W) images with C = 1 or 3, (F,) vectors, (T,) tokens); "
+                    "declare @integ.visualizer('image') returning an (H, W) or (H, W, 3) picture of the sample."
+                )
+            return picture
         fn = self.visualizers[name or next(iter(self.visualizers))]
-        return to_uint8_image(np.asarray(_call(fn.name, fn.fn, self.sample(subset, index))))
+        picture = to_uint8_image(np.asarray(_call(fn.name, fn.fn, self.sample(subset, index))))
+        if not _is_picture(picture):
+            raise PictureError(
+                f"{where}: visualizer {fn.name!r} returned shape {picture.shape}; return an (H, W) grey or "
+                "(H, W, 3) colour picture (a (C, H, W) array with C = 1 or 3 is turned round)."
+            )
+        return picture
 
     def feature_stats(self, rows: int = 2000) -> tuple[np.ndarray, np.ndarray]:
         """A vector input's training (mean, std) per feature, from at most ``rows`` evenly spread
@@ -482,6 +501,11 @@ def _as_columns(fn: Function, value: Any, n: int) -> dict[str, np.ndarray]:
 
 def _mixed(rows: list[dict[str, Any]], key: str) -> bool:
     return any(r.get(key) is None for r in rows)
+
+
+def _is_picture(a: np.ndarray) -> bool:
+    """(H, W) grey, (H, W, 3) colour or (H, W, 4) RGBA, each side at least one pixel."""
+    return (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))) and min(a.shape[:2], default=0) > 0
 
 
 def to_uint8_image(x: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from samplescope.errors import RunError, TrustError
+from samplescope.errors import PictureError, RunError, TrustError
 from samplescope.report import (
     figures_dashboard,
     figures_errors,
@@ -101,6 +101,12 @@ def build_report(
                 except TrustError as exc:  # this figure needs the run's code; the rest are data
                     if not any("needs the run's code" in w for w in ctx.warnings):
                         ctx.warnings.append(str(exc))
+                    log.warning("report: %s left out: %s", make.__name__, exc)
+                    continue
+                except PictureError as exc:  # no picture of the samples (an input shape nothing draws)
+                    note = "figures with sample pictures are left out: "
+                    if not any(w.startswith(note) for w in ctx.warnings):
+                        ctx.warnings.append(note + str(exc))
                     log.warning("report: %s left out: %s", make.__name__, exc)
                     continue
                 log.debug("report: %s in %.2f s", make.__name__, time.perf_counter() - t)

@@ -100,6 +100,9 @@ class RunPublic(BaseModel):
     attribution: dict[str, str | None] = Field(
         default_factory=dict, description="heatmap method -> null when it applies to this run, else why it does not"
     )
+    pictures: str | None = Field(
+        None, description="null when samples have pictures (image.png), else why not: an input shape nothing draws"
+    )
 
 
 class SamplePublic(BaseModel):

@@ -512,6 +512,24 @@ class ServerState:
     def image_shape(self) -> tuple[int, int]:
         return tuple(self.image(0).shape[:2])  # type: ignore[return-value]
 
+    @functools.cached_property
+    def picture_problem(self) -> str | None:
+        """Why the samples have no pictures (an input shape nothing draws, no visualizer), else None."""
+        from samplescope.errors import PictureError
+
+        if self.n == 0 or not self.run.trusted:  # an untrusted run's pictures are off for another reason
+            return None
+        shape = tuple(self.run.info.get("input_shape") or ())
+        if len(shape) in (1, 2) or (len(shape) == 3 and shape[0] in (1, 3)):
+            return None  # a shape the built-in pictures draw (run.json says so: nothing to compute)
+        try:
+            self.image(0)
+        except PictureError as exc:
+            return str(exc)
+        except Exception:  # another failure shows with its own message on the picture's request
+            log.debug("picture of sample 0 failed", exc_info=True)
+        return None
+
 
 def open_worker_state(spec: StateSpec) -> ServerState:
     """In a heavy lane's worker process: the server state of ``spec``'s run (heavy.py)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from samplescope.errors import IntegrationError, ParameterError
 from samplescope.integrations import from_arrays, from_dataframe, from_image_folder
@@ -451,3 +452,69 @@ def test_rgb_folder_run_attributions_are_captums(folder_run) -> None:
             np.testing.assert_allclose(heat["values"], expected, rtol=1e-4, atol=1e-5)
         png = client.get(f"/api/samples/{sid}/heatmap.png", params={"method": "saliency"})
         assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+
+
+# --------------------------------------------------------------------------- inputs no picture draws
+
+
+class VolumeNet(torch.nn.Module):
+    """A brought model over (2, 3, 4, 4) inputs (two RGB 4 x 4 frames): one linear layer; at module
+    level, so a run made with create_run can reload its class by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(96, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 2, 3, 4, 4)
+        return self.fc(x.flatten(1))
+
+
+def test_an_input_shape_no_picture_draws_degrades_with_its_message(tmp_path: Path) -> None:
+    """(2, 3, 4, 4) inputs, no visualizer: analysis works; the picture, heatmaps, report and page say
+    why there are none and what to declare, instead of a traceback or a broken image."""
+    from samplescope import create_run
+    from samplescope.errors import PictureError
+    from samplescope.pipeline.analyze import analyze_run
+    from samplescope.report.build import build_report
+    from samplescope.run import open_run
+
+    volumes = np.random.default_rng(2).random((24, 2, 3, 4, 4)).astype(np.float32)
+    integ = _grid_integration("volumes", volumes, n_train=18)
+    torch.manual_seed(0)
+    path = create_run(integ, VolumeNet(), tmp_path / "volumes", progress=False)
+    analyze_run(path, progress=False, projection="pca", integration=integ, trust=True)
+    run = open_run(path, integration=integ, trust=True)
+    with pytest.raises(PictureError, match=r"visualize\(subset 'validation', index 2\): input 'grid' has shape "
+                                           r"\(2, 3, 4, 4\).*declare @integ.visualizer"):  # fmt: skip
+        run.image(20)
+    why = run.attribution_methods()
+    assert set(why) == {"gradcam", "integrated_gradients", "saliency"} and all("(2, 3, 4, 4)" in w for w in why.values())
+    with pytest.raises(ParameterError, match=r"run.heatmap\(sample 20, method='saliency'\).*no heatmaps"):
+        run.heatmap(20, method="saliency")
+    run.close()
+
+    html = (build_report(path, tmp_path / "report", progress=False, trust=True, integration=integ)
+            / "report.html").read_text()  # fmt: skip
+    assert "Traceback" not in html and html.count("figures with sample pictures are left out") == 1
+    assert "declare @integ.visualizer" in html
+
+    with _served(open_run(path, integration=integ, trust=True)) as client:
+        info = client.get("/api/run").json()
+        assert "(2, 3, 4, 4)" in info["pictures"] and all(info["attribution"].values())
+        picture = client.get("/api/samples/20/image.png")
+        assert picture.status_code == 400 and "declare @integ.visualizer" in picture.json()["detail"]
+        for method in ("gradcam", "saliency"):
+            heat = client.get("/api/samples/20/heatmap.png", params={"method": method})
+            assert heat.status_code == 422 and "(2, 3, 4, 4)" in heat.json()["detail"]
+        assert client.get("/api/samples/20").status_code == 200  # the row and its numbers are all there
+
+
+def test_a_visualizer_that_returns_no_picture_is_named() -> None:
+    from samplescope.errors import PictureError
+
+    grids = np.random.default_rng(0).random((6, 1, 4, 4)).astype(np.float32)
+    integ = _grid_integration("bad-visualizer", grids, n_train=4)
+    integ.visualizer("image")(lambda sample: np.zeros((5, 4, 6)))
+    with pytest.raises(PictureError, match=r"visualizer 'image' returned shape \(5, 4, 6\); return an \(H, W\)"):
+        integ.visualize("train", 0)
+    assert from_arrays(grids[:4, 0], [0, 1, 0, 1], grids[4:, 0], [0, 1]).visualize("train", 0).shape == (4, 4)

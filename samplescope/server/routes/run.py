@@ -53,6 +53,7 @@ def read_run(state: State) -> RunPublic:
         trust=TrustPublic(**state.run.trust_status()),
         input_kind=state.run.input_kind,
         attribution=state.run.attribution_methods(),
+        pictures=state.picture_problem,
         task=TaskPublic(
             name=state.task.name,
             views=list(state.task.views),

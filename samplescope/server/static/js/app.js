@@ -27,8 +27,8 @@ window.addEventListener("unhandledrejection", (e) => { toast(String(e.reason?.me
 async function main() {
   const run = await runPromise;
   document.body.dataset.inputKind = run.input_kind || "image";  // pictures of vectors and text are not pixel art
-  setImagesOn(run.trust?.inputs ?? true);
-  trustNotice(run.trust);
+  setImagesOn((run.trust?.inputs ?? true) && !run.pictures);
+  trustNotice(run.trust, run.pictures);
   const ctx = {
     run,
     classes: run.classes,
@@ -110,9 +110,11 @@ async function main() {
   document.body.dataset.ready = "1";
 }
 
-function trustNotice(trust) {
+function trustNotice(trust, pictures) {
   // The run's own code did not run: say which features are off and how to turn them on.
+  // Or the samples have no pictures (an input shape nothing draws): say why and what to declare.
   const box = $("[data-testid=trust-notice]");
+  if (pictures) { box.textContent = `No sample pictures: ${pictures}`; box.hidden = false; return; }
   if (!trust || trust.trusted || !trust.hint) { box.hidden = true; return; }
   const off = trust.inputs ? "new heatmaps are" : "sample images and heatmaps are";
   box.textContent = `Read-only: this run's code is not trusted here, so ${off} off. ` +
