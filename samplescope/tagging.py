@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from samplescope.errors import NotFoundError, ParameterError
+from samplescope.ids import parse_id
 
 
 def tag_samples(
@@ -99,15 +100,15 @@ def _named_ids(run: Any, *, insight: str | None, selection: str | None, ids: str
 def _parse_ids(text: str, n: int) -> np.ndarray:
     out = []
     for part in text.split(","):
-        part = part.strip()
-        if not part:
+        if not part.strip():
             continue
-        if not (part.isascii() and part.isdigit()) or int(part) >= n:  # "²".isdigit(), but int() refuses it
+        value = parse_id(part, upper=n - 1)
+        if value is None:
             raise ParameterError(
-                f"samplescope tag: --ids {part!r} is not a sample id of this run; ids are integers 0 to {n - 1}, "
-                "comma-separated (--ids 3,17,42)."
+                f"samplescope tag: --ids {part.strip()!r} is not a sample id of this run; ids are integers "
+                f"0 to {n - 1}, comma-separated (--ids 3,17,42)."
             )
-        out.append(int(part))
+        out.append(value)
     if not out:
         raise ParameterError("samplescope tag: --ids names no sample; pass ids comma-separated (--ids 3,17,42).")
     return np.unique(np.asarray(out, dtype=np.int64))

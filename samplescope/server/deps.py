@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 
 from samplescope.errors import ParameterError
+from samplescope.ids import parse_id
 from samplescope.server.limits import MAX_SAMPLE_ID
 from samplescope.server.state import ServerState
 
@@ -42,13 +43,13 @@ def parse_ids(
         return []
     out: list[int] = []
     for part in text.split(","):
-        part = part.strip()
-        if not (part.isascii() and part.isdigit() and len(part) <= 19) or int(part) > MAX_SAMPLE_ID:
+        value = parse_id(part)
+        if value is None:
             raise ParameterError(
                 f"{name} must be comma-separated sample ids (integers 0 to {MAX_SAMPLE_ID}); "
-                f"{part[:40]!r} is not one"
+                f"{part.strip()[:40]!r} is not one"
             )
-        out.append(int(part))
+        out.append(value)
         if len(out) > max_ids:
             raise ParameterError(
                 f"{name} holds more than {max_ids:,} ids; at most {max_ids:,} are allowed per "

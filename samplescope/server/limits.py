@@ -8,8 +8,8 @@ answer of any request: the largest aggregate is ``MAX_GROUPS * MAX_BINS`` rows.
 
 from __future__ import annotations
 
-#: largest sample id: ids are signed 64-bit integers in the store
-MAX_SAMPLE_ID = 2**63 - 1
+from samplescope.ids import MAX_SAMPLE_ID  # noqa: F401  (re-exported: the routes' id bound)
+
 #: rows of one /api/samples page (``limit``)
 MAX_PAGE = 1000
 #: sample ids one /api/selection or /api/samples?ids= request names
