@@ -26,6 +26,32 @@ def _analyse_and_report(path: Path, tmp_path: Path) -> str:
     return (build_report(path, tmp_path / "report", progress=False) / "report.html").read_text()
 
 
+def _metrics_match_sklearn(run, subset: str = "validation") -> dict:
+    """run.metrics() of a classification run against scikit-learn's own functions on its stored rows."""
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        log_loss,
+        precision_score,
+        recall_score,
+    )
+
+    classes = list(range(len(run.classes)))
+    frame = run.samples(subset=subset)
+    y, p = frame["label"].to_numpy(), frame["prediction"].to_numpy()
+    m = run.metrics(subset)
+    assert m["count"] == len(frame) and m["accuracy"] == pytest.approx(accuracy_score(y, p))
+    np.testing.assert_array_equal(m["confusion"], confusion_matrix(y, p, labels=classes))
+    per_class = m["per_class"]
+    np.testing.assert_allclose(per_class["precision"], precision_score(y, p, labels=classes, average=None,
+                                                                       zero_division=np.nan), equal_nan=True)  # fmt: skip
+    np.testing.assert_allclose(per_class["recall"], recall_score(y, p, labels=classes, average=None))
+    probs = frame[[f"prob_{k}" for k in classes]].to_numpy(np.float64)
+    probs = probs / probs.sum(axis=1, keepdims=True)  # stored as float32: off one by ~1e-7, which log_loss refuses
+    assert m["mean_loss"] == pytest.approx(log_loss(y, probs, labels=classes), rel=1e-3, abs=1e-5)
+    return m
+
+
 # --------------------------------------------------------------------------- data frames and arrays
 
 
@@ -39,6 +65,10 @@ def _frame(n: int = 240, seed: int = 0) -> pd.DataFrame:
 
 
 def test_from_dataframe_trains_an_mlp_and_reopens_from_the_run_folder(tmp_path: Path) -> None:
+    """Trained, reopened from the run folder alone, analysed, reported and served: metrics equal
+    scikit-learn's, the served attributions Captum's IntegratedGradients from the MLP's training mean."""
+    from captum.attr import IntegratedGradients
+
     from samplescope.pipeline.train import train_run
     from samplescope.run import open_run
 
@@ -60,6 +90,24 @@ def test_from_dataframe_trains_an_mlp_and_reopens_from_the_run_folder(tmp_path: 
     with pytest.raises(ParameterError, match=r"run.heatmap\(sample 185, method='gradcam'\).*use method="):
         run.heatmap(185, method="gradcam")
     assert run.image(0).dtype == np.uint8  # the feature table picture
+    run.close()
+
+    html = _analyse_and_report(path, tmp_path)
+    assert "one value per feature" in html and "Traceback" not in html
+    run = open_run(path)
+    assert _metrics_match_sklearn(run)["accuracy"] > 0.8
+    model = run.model().eval()
+    run.close()
+    with _served(path) as client:
+        assert client.get("/api/run").json()["input_kind"] == "vector"
+        heat = client.get("/api/samples/185/heatmap.json", params={"method": "integrated_gradients",
+                                                                   "target": "sick"}).json()  # fmt: skip
+        x = torch.from_numpy(df.loc[[185], ["age", "bmi", "noise"]].to_numpy(np.float32))
+        expected = IntegratedGradients(model).attribute(x, baselines=model.normalize.mean[None], target=0, n_steps=50,
+                                                        method="gausslegendre")[0].detach().numpy()  # fmt: skip
+        assert heat["labels"] == ["age", "bmi", "noise"] and np.abs(expected).max() > 1e-3
+        np.testing.assert_allclose(heat["values"], expected, rtol=1e-4, atol=1e-5)
+        assert client.get("/api/samples/185/image.png").headers["content-type"] == "image/png"
 
 
 def test_a_curated_run_from_arrays_reopens_with_its_new_labels(tmp_path: Path) -> None:
@@ -131,7 +179,7 @@ def test_from_arrays_tokens_train_analyse_and_report(token_run, tmp_path: Path) 
     tokens = run.attribution_labels(sid)
     assert len(tokens) == 6 and heat.shape == (6,)
     assert tokens[int(np.argmax(heat))] == "good"  # the word that decides the class gets the most credit
-    assert run.metrics()["accuracy"] > 0.9
+    assert _metrics_match_sklearn(run)["accuracy"] > 0.9
     run.close()
     html = (build_report(path, tmp_path / "report", progress=False) / "report.html").read_text()
     assert "one value per token" in html
@@ -178,21 +226,22 @@ def _image_folder(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def folder_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The RGB image folder, and a run trained on it from the CLI's spec and analysed with every
-    sample's Grad-CAM precomputed (``--heatmaps all``)."""
-    from samplescope.pipeline.analyze import analyze_run
-    from samplescope.pipeline.train import train_run
+    """The RGB image folder, and a run trained on it from the command line
+    (``samplescope train --integration image-folder:PATH``), analysed with every sample's
+    Grad-CAM precomputed (``--heatmaps all``)."""
+    from samplescope.cli import main
 
     tmp = tmp_path_factory.mktemp("folder")
-    root = _image_folder(tmp / "pets")
-    path = train_run(f"image-folder:{root}", tmp / "pets-run", progress=False, threads=1, recipe="fast", epochs=4)
-    analyze_run(path, progress=False, projection="pca", heatmaps="all")
+    root, path = _image_folder(tmp / "pets"), tmp / "pets-run"
+    assert main(["train", "--integration", f"image-folder:{root}", "--out", str(path), "--recipe", "fast",
+                 "--epochs", "4", "--threads", "1", "--device", "cpu"]) == 0  # fmt: skip
+    assert main(["analyze", str(path), "--projection", "pca", "--heatmaps", "all", "--device", "cpu"]) == 0
     return root, path
 
 
 def test_from_image_folder_rgb_end_to_end(folder_run, tmp_path: Path) -> None:
+    from samplescope.cli import main
     from samplescope.integration.loader import load_integration
-    from samplescope.report.build import build_report
     from samplescope.run import open_run
 
     root, path = folder_run
@@ -207,9 +256,12 @@ def test_from_image_folder_rgb_end_to_end(folder_run, tmp_path: Path) -> None:
     config = run.info["model"]["config"]
     assert config["in_channels"] == 3 and len(config["input_mean"]) == 3  # per-channel normalisation
     assert config["input_mean"][0] != config["input_mean"][1]
+    assert _metrics_match_sklearn(run)["accuracy"] > 0.9  # red cats, blue dogs
     run.close()
-    html = (build_report(path, tmp_path / "report", progress=False) / "report.html").read_text()
-    assert "Heatmaps of sample" in html or "Highest-loss" in html
+    assert main(["check", f"image-folder:{root}"]) == 0
+    assert main(["report", str(path), "--out", str(tmp_path / "report")]) == 0
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "Heatmaps of sample" in html and "Highest-loss" in html and "Traceback" not in html
 
 
 def test_errors_say_what_and_how_to_fix(tmp_path: Path) -> None:
