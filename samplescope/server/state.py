@@ -116,7 +116,7 @@ class ServerState:
         summary = serving.subset_summary(run.db)
         self.subset_rows = summary.to_dict("records")
         self.subsets: list[str] = [str(s) for s in summary["subset"]]
-        self.tag = _run_tag(run)
+        self.tag = run_tag(run)
         self._map_cache: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
         self._columns: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
         self._heatmaps: OrderedDict[tuple[int, int, str], np.ndarray] = OrderedDict()
@@ -607,7 +607,7 @@ def check_servable(run: Run) -> None:
         )
 
 
-def _run_tag(run: Run) -> str:
+def run_tag(run: Run) -> str:
     """A short fingerprint of the run, for ETags (images never change within a run)."""
     text = json.dumps(run.info, sort_keys=True, default=str) + str(run.path)
     return hashlib.sha1(text.encode()).hexdigest()[:16]

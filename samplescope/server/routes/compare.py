@@ -24,7 +24,7 @@ from samplescope.server.limits import MAX_PAGE, MAX_SAMPLE_ID
 from samplescope.server.models import ClassValue, HeatmapPublic
 from samplescope.server.openapi import errors
 from samplescope.server.responses import cached
-from samplescope.server.state import HeatmapMethod, ServerState, _run_tag
+from samplescope.server.state import HeatmapMethod, ServerState, run_tag
 
 router = APIRouter(prefix="/api/compare", tags=["compare"])
 
@@ -251,7 +251,7 @@ async def compare_heatmap_png(
     stored heatmaps, or with A's code when A is trusted (samplescope/trust.py), never otherwise."""
     cmp, job = _a_job(request, state, sample_id, target)
     body = await state.heatmap_lane.run(a_heatmap_png, state, *job, method)
-    etag = f"{state.tag}-{_run_tag(cmp.a)}-hm-{sample_id}-{job[2]}-{method}"
+    etag = f"{state.tag}-{run_tag(cmp.a)}-hm-{sample_id}-{job[2]}-{method}"
     return cached(request, body, "image/png", etag, state.settings.image_max_age)
 
 
