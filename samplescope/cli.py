@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from samplescope.cpu import settle_openmp
 from samplescope.errors import ParameterError, SamplescopeError
 from samplescope.options import arg_type
 
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["SAMPLESCOPE_DATA_DIR"] = str(Path(args.data_dir).resolve())
     if args.mirror:
         os.environ["SAMPLESCOPE_MNIST_MIRROR"] = str(Path(args.mirror).resolve())
+    if args.command in _TORCH_HEAVY:
+        settle_openmp()
     try:
         return COMMANDS[args.command](args) or 0
     except SamplescopeError as exc:
@@ -407,6 +410,9 @@ def _demo_split(split: dict[str, float | str]) -> str:
     total = sum(v for v in split.values() if isinstance(v, float))
     return f"demo time: {', '.join(parts)}; {total:.0f} s in all"
 
+
+#: commands whose torch work runs on every core (training, inference): see samplescope/cpu.py
+_TORCH_HEAVY = frozenset({"train", "analyze", "demo"})
 
 COMMANDS = {
     "fetch": _fetch, "check": _check, "train": _train, "analyze": _analyze, "serve": _serve,
