@@ -81,6 +81,7 @@ _SUBSET_CACHE_SIZE = 4  # masked sub-indexes kept per NeighborIndex
 _BATCH = 8192  # queries per faiss call: bounds the (Q, k) temporaries
 _GRAPH_BLOCK = 262_144  # graph rows read at a time by kneighbors
 _EXACT_BLOCK = 262_144  # rows prepared at a time when the whole matrix is scanned or added
+_ADD_EF_SEARCH = 8  # HNSW quantizer's search width when each row is assigned its list
 _RECALL_SAMPLE = 500  # rows whose exact 10-NN measure the index's recall
 #: the tuning stops only this far above the target: a 500-row estimate of recall@10 has a
 #: standard error of about 0.003, and queries restricted to a subset (a mask) lose a little
@@ -251,6 +252,7 @@ class NeighborIndex:
         n, d = self.n_samples_, self.n_features_
         nlist = self._nlist()
         rng = np.random.default_rng(self.random_state)
+        hnsw = None
         if nlist <= self.flat_quantizer_max:
             index = faiss.IndexIVFFlat(faiss.IndexFlat(d, self._faiss_metric()), d, nlist, self._faiss_metric())
             index.cp.seed = int(self.random_state)
@@ -266,10 +268,17 @@ class NeighborIndex:
             quantizer.hnsw.efSearch = 64
             quantizer.add(centroids)
             index = faiss.IndexIVFFlat(quantizer, d, len(centroids), self._faiss_metric())
-            self._quantizer = quantizer  # the IVF index does not own it until written and read back
+            self._quantizer = hnsw = quantizer  # the IVF index does not own it until written and read back
             nlist = len(centroids)
+        if hnsw is not None:
+            # adding asks for each row's one nearest list: a narrow walk finds it (the exact
+            # nearest centroid for 99.7% of 50,000 rows of a 1M synthetic latent, at a fifth
+            # of the cost of efSearch 64: 15 vs 75 us a row)
+            hnsw.hnsw.efSearch = _ADD_EF_SEARCH
         for _start, block in self._blocks():
             index.add(block)
+        if hnsw is not None:
+            hnsw.hnsw.efSearch = 64
         # the smallest nprobe whose recall on a sample reaches the target
         sample = self._recall_sample()
         self.index_ = index
