@@ -42,6 +42,9 @@ def test_diabetes_metrics_match_sklearn_and_the_model_learned(diabetes_run):
     assert m["mae"] == pytest.approx(skm.mean_absolute_error(y, p))
     assert m["rmse"] == pytest.approx(skm.root_mean_squared_error(y, p))
     assert m["r2"] == pytest.approx(skm.r2_score(y, p))
+    quantiles = m["residual_quantiles"]
+    np.testing.assert_allclose([quantiles[q] for q in quantiles], np.quantile(p - y, [float(q) for q in quantiles]),
+                               rtol=1e-6, atol=1e-6)  # fmt: skip
     assert m["r2"] > 0.25  # far better than predicting the mean (R² 0); 0.38 when measured
 
 
@@ -143,6 +146,8 @@ def test_pairs_metrics_match_sklearn_and_the_model_learned(pairs_run):
     prob = val[[f"prob_{k}" for k in range(10)]].to_numpy(np.float64)
     m = run.metrics("validation")
     per = m["per_label"]
+    for name, reference in (("precision", skm.precision_score), ("recall", skm.recall_score)):
+        np.testing.assert_allclose(per[name], reference(y, p, average=None, zero_division=np.nan), equal_nan=True)
     np.testing.assert_allclose(per["f1"], skm.f1_score(y, p, average=None))
     np.testing.assert_allclose(per["average_precision"], skm.average_precision_score(y, prob, average=None),
                                rtol=1e-6)  # fmt: skip
