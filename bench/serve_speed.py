@@ -21,12 +21,24 @@ By default it does this twice, one server after the other: heavy work in threads
 server's process (the reference) and in worker processes (what ``samplescope serve``
 does, see samplescope/server/heavy.py), and prints the ratio of every p50 and p99 with the
 load average beside it (``--heavy`` picks one).
+
+Before and after a change, in one bench process: ``--reference-tree DIR`` (a checkout of the
+old code, ``git archive OLD | tar -x -C DIR``) serves the reference, or ``--reference-settings
+pool_threads=40`` a server of this tree with other Settings (``--settings`` for the new one);
+``--rounds 6`` splits the load into windows the servers take in turn, so a machine whose load
+drifts weighs on both alike. ``--phases`` times ``/api/samples/<id>`` inside each server
+(bench/serve_phases.py: waits for a thread and for the event loop, the work, the database
+lock, the loop's lag and what its thread ran when it stalled) beside the client's figure.
+
+    python bench/serve_speed.py RUN --no-browser --heavy processes --seconds 60 --rounds 6 \
+        --phases --reference-tree /tmp/before
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import shutil
@@ -54,17 +66,37 @@ SERVER = """
 import sys, uvicorn
 from pathlib import Path
 from samplescope.server import Settings, create_app
-run, port, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-settings = Settings(run_path=run, port=port, heavy_processes=mode == "processes")
+import json
+run, port, mode, phases = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "phases"
+extra = json.loads(sys.argv[6])  # Settings fields (--settings, --reference-settings)
+if phases:  # bench/serve_phases.py: where /api/samples/<id>'s time goes, server side
+    sys.path.insert(1, sys.argv[5])
+    import serve_phases
+    serve_phases.install()
+settings = Settings(run_path=run, port=port, heavy_processes=mode == "processes", **extra)
 app = create_app(run, settings)
+if phases:
+    serve_phases.time_db_lock(app)
+    app = serve_phases.Phases(app)
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 """
 
 
-def start_server(run: Path, port: int, mode: str) -> tuple[subprocess.Popen, float, float | None]:
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+def start_server(
+    run: Path,
+    port: int,
+    mode: str,
+    phases: bool = False,
+    tree: Path = REPO,
+    settings: dict | None = None,
+) -> tuple[subprocess.Popen, float, float | None]:
+    """The server of ``tree``'s samplescope code (this checkout's unless told)."""
+    env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(run), str(port), mode], env=env)
+    argv = [str(run.resolve()), str(port), mode, "phases" if phases else "-", str(Path(__file__).parent),
+            json.dumps(settings or {})]  # fmt: skip
+    # in the tree (python -c puts the working directory first on sys.path)
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, *argv], env=env, cwd=tree)
     url = f"http://127.0.0.1:{port}/api/run"
     while True:
         if proc.poll() is not None:
@@ -158,7 +190,11 @@ def worst_requests(base: str, n: int) -> list[tuple[str, str, dict]]:
         (
             "selection",
             "POST /api/selection",
-            {"json": {"ids": list(range(min(n, limits.MAX_IDS)))}},
+            # encoded once: 100,000 ids through json.dumps on every call held the clients' loop
+            {
+                "content": json.dumps({"ids": list(range(min(n, limits.MAX_IDS)))}).encode(),
+                "headers": {"content-type": "application/json"},
+            },
         ),
         # a new sample each time ({sid}), so no cache answers it
         ("ig-heatmap", "GET /api/samples/{sid}/heatmap.png?method=integrated_gradients", {}),
@@ -200,11 +236,21 @@ async def load(base: str, n: int, clients: int, seconds: float, k: int, n_classe
         while time.perf_counter() < deadline:  # one after another, without pause
             await call(http, name, method, url.replace("{sid}", str(rng.randrange(n))), **kw)
 
+    # this process's own event loop: its late wake-ups inflate every figure measured here
+    async def lag_monitor() -> None:
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lags.append((time.perf_counter() - t - 0.005) * 1000)
+
+    lags: list[float] = []
     async with httpx.AsyncClient(base_url=base, limits=limits_, timeout=120) as http:
         await asyncio.gather(
+            lag_monitor(),
             *(client(i, http) for i in range(clients)),
             *(heavy(name, target, kw, http) for name, target, kw in worst),
         )
+    latencies["(client loop lag)"] = [v / 1000 for v in lags]
     return latencies, errors, busy
 
 
@@ -222,11 +268,23 @@ def main() -> None:
     )
     parser.add_argument("run", type=Path, help="an analysed run folder")
     parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--seconds", type=float, default=30, help="seconds of load per server")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="split each server's load into this many windows, the servers taking turns\n"
+        "(all of them started first): a machine whose load drifts weighs on each alike",
+    )
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument(
         "--no-worst", action="store_true", help="no worst-allowed requests beside the clients"
+    )
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="time /api/samples/<id> inside the server, phase by phase (bench/serve_phases.py)",
     )
     parser.add_argument(
         "--heavy",
@@ -235,37 +293,110 @@ def main() -> None:
         help="where the server runs heavy work: worker processes (the default server), threads\n"
         "of its own process (the reference), or both, one server after the other, with ratios",
     )
+    parser.add_argument(
+        "--reference-tree",
+        type=Path,
+        help="a checkout of other samplescope code (say `git archive OLD | tar -x -C DIR`):\n"
+        "its server is the reference, this tree's the new one, same --heavy for both",
+    )
+    parser.add_argument(
+        "--settings",
+        type=settings_arg,
+        default={},
+        help="server Settings fields for this tree's servers, e.g. pool_threads=8,switch_interval=0.001",
+    )
+    parser.add_argument(
+        "--reference-settings",
+        type=settings_arg,
+        help="Settings fields of a reference server of this tree (or of --reference-tree's)",
+    )
     args = parser.parse_args()
     modes = ["threads", "processes"] if args.heavy == "both" else [args.heavy]
-    results = {}
-    for i, mode in enumerate(modes):
-        print(f"=== heavy work in {mode} ===")
-        results[mode] = bench_server(
-            args, mode, browser=not args.no_browser and i == len(modes) - 1
-        )
-    if len(results) == 2:
-        print("=== processes / threads (the reference, the same run and clients) ===")
-        ref, new = results["threads"], results["processes"]
-        for kind in ref:
+    if args.reference_tree is not None or args.reference_settings is not None:
+        tree = args.reference_tree.resolve() if args.reference_tree else REPO
+        ref = args.reference_settings or {}
+        name = f"{tree.name if args.reference_tree else 'this tree'} {_shown(ref)}"
+        servers = [Server(f"{m}, {name}", m, tree, ref) for m in modes]
+        servers += [
+            Server(f"{m}, this tree {_shown(args.settings)}", m, REPO, args.settings) for m in modes
+        ]
+    else:
+        servers = [Server(m, m, REPO, args.settings) for m in modes]
+    try:
+        for i, server in enumerate(servers):
+            print(f"=== {server.label}: start and first requests ===")
+            server.start(args, browser=not args.no_browser and i == len(servers) - 1)
+        for r in range(args.rounds):
+            for server in servers:
+                print(f"=== {server.label}: load, window {r + 1} of {args.rounds} ===")
+                server.load(args, args.seconds / args.rounds)
+        for server in servers:
+            print(
+                f"=== {server.label}: {args.seconds:.0f} s of load in {args.rounds} window(s) ==="
+            )
+            server.report(args)
+    finally:
+        for server in servers:
+            server.stop()
+    ref = servers[0]
+    for new in servers[1:]:
+        print(f"=== {new.label} / {ref.label} (the reference, the same run and clients) ===")
+        for kind in ref.latencies:
             for q in (50, 99):
-                a, b = percentile(ref[kind][0], q), percentile(new[kind][0], q)
+                a, b = percentile(ref.ms(kind), q), percentile(new.ms(kind), q)
                 print(
                     f"  {kind:12s} p{q} {b:8.1f} ms / {a:8.1f} ms = {b / a:5.2f}x  "
-                    f"(load {new[kind][1]:.2f} / {ref[kind][1]:.2f})"
+                    f"(load {new.mean_load:.2f} / {ref.mean_load:.2f})"
                 )
 
 
-def bench_server(
-    args: argparse.Namespace, mode: str, browser: bool
-) -> dict[str, tuple[list, float]]:
-    """One server, heavy work in ``mode``: its figures printed, ``{route: (ms, mean load)}`` returned."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc, startup, startup_cpu = start_server(args.run, port, mode)
-    try:
+def settings_arg(text: str) -> dict:
+    """``pool_threads=8,switch_interval=0.001`` -> ``{"pool_threads": 8, "switch_interval": 0.001}``."""
+    out = {}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def _shown(settings: dict) -> str:
+    return (
+        "(" + ", ".join(f"{k}={v}" for k, v in settings.items()) + ")" if settings else "(defaults)"
+    )
+
+
+class Server:
+    """One server under test: heavy work in ``mode``, the samplescope code of ``tree``, these
+    Settings fields."""
+
+    def __init__(self, label: str, mode: str, tree: Path, settings: dict | None = None) -> None:
+        self.label, self.mode, self.tree, self.settings = label, mode, tree, settings or {}
+        self.proc: subprocess.Popen | None = None
+        self.latencies: dict[str, list[float]] = {}
+        self.errors: list[str] = []
+        self.busy: dict[str, int] = {}
+        self.loads: list[float] = []
+
+    def ms(self, kind: str) -> list[float]:
+        return [v * 1000 for v in self.latencies.get(kind, [])]
+
+    @property
+    def mean_load(self) -> float:
+        return statistics.fmean(self.loads) if self.loads else float("nan")
+
+    def start(self, args: argparse.Namespace, browser: bool) -> None:
+        """Start it, then the payload, page and first-request figures."""
+        port = free_port()
+        self.base = base = f"http://127.0.0.1:{port}"
+        self.proc, startup, startup_cpu = start_server(
+            args.run, port, self.mode, args.phases, self.tree, self.settings
+        )
         info = httpx.get(base + "/api/run").json()
-        n, n_classes = info["count"], len(info["classes"])
-        print(f"run {info['name']}: {n:,} samples, {n_classes} classes")
+        self.n, self.n_classes = n, _ = info["count"], len(info["classes"])
+        print(f"run {info['name']}: {n:,} samples, {self.n_classes} classes")
         cpu = f", {startup_cpu:.2f} s of CPU" if startup_cpu is not None else ""
         print(
             f"startup (process start -> /api/run answers): {startup:.2f} s wall{cpu} ({load_average()})"
@@ -280,80 +411,110 @@ def bench_server(
             f"map payload: {len(payload):,} bytes ({len(payload) / n:.1f} B/point); "
             f"first fetch {times[0] * 1000:.0f} ms, then median {statistics.median(times[1:]) * 1000:.0f} ms"
         )
-
         if browser:
             for drawn, renderer, points in bench_browser(base):
                 print(
                     f"navigation -> map drawn: {drawn:.0f} ms ({renderer}, {points:,} points; "
                     f"{drawn / 2000:.2f}x the 2 s target)"
                 )
-
         for name, url in (
             ("similar", "/api/samples/0/similar?k=10"),
             ("heatmap", "/api/samples/0/heatmap.png"),
         ):
             t = time.perf_counter()
-            httpx.get(base + url, timeout=120).raise_for_status()
+            # a worker loading torch on a loaded machine may pass the lane's timeout: ask again
+            for _ in range(3):
+                r = httpx.get(base + url, timeout=120)
+                if r.status_code != 503:
+                    break
+                print(f"first {name}: 503 ({r.json()['detail'][:80]}); again")
+            r.raise_for_status()
             print(
                 f"first {name} (loads torch/faiss unless prewarm did): {time.perf_counter() - t:.2f} s"
             )
-
-        worst = [] if args.no_worst else worst_requests(base, n)
+        self.worst = [] if args.no_worst else worst_requests(base, n)
         print(
-            f"load: {args.clients} clients for {args.seconds:.0f} s over {', '.join(ROUTES)} "
-            f"(similar k={args.k}, gradcam png), "
+            f"load: {args.clients} clients over {', '.join(ROUTES)} (similar k={args.k}, gradcam png), "
             + (
                 "alone (--no-worst)"
                 if args.no_worst
                 else "with the worst allowed requests beside them:"
             )
         )
-        for name, target, _ in worst:
+        for name, target, _ in self.worst:
             print(f"  {name:12s} {target[:100]}")
-        print(f"  before: {load_average()}")
+
+    def load(self, args: argparse.Namespace, seconds: float) -> None:
+        """One window of load; its latencies added to the others."""
+        print(f"  {seconds:.0f} s; before: {load_average()}")
         loads: list[float] = []
-        sampler = threading.Thread(target=sample_load, args=(loads, args.seconds), daemon=True)
+        sampler = threading.Thread(target=sample_load, args=(loads, seconds), daemon=True)
         sampler.start()
         latencies, errors, busy = asyncio.run(
-            load(base, n, args.clients, args.seconds, args.k, n_classes, worst)
+            load(self.base, self.n, args.clients, seconds, args.k, self.n_classes, self.worst)
         )
         sampler.join()
-        during = statistics.fmean(loads) if loads else float("nan")
-        out = {}
+        self.loads += loads
         for kind, values in latencies.items():
-            ms = [v * 1000 for v in values]
-            out[kind] = (ms, during)
-            extra = f"  ({busy[kind]} answered 503 busy)" if busy.get(kind) else ""
+            self.latencies.setdefault(kind, []).extend(values)
+        self.errors += errors
+        for kind, count in busy.items():
+            self.busy[kind] = self.busy.get(kind, 0) + count
+        p99 = percentile([v * 1000 for v in latencies["sample"]], 99)
+        print(f"  /api/samples/<id> p99 {p99:.0f} ms in this window; after: {load_average()}")
+
+    def report(self, args: argparse.Namespace) -> None:
+        during = self.mean_load
+        for kind in self.latencies:
+            ms = self.ms(kind)
+            extra = f"  ({self.busy[kind]} answered 503 busy)" if self.busy.get(kind) else ""
             print(
                 f"  {kind:12s} {len(ms):6d} requests  p50 {percentile(ms, 50):8.1f} ms  "
                 f"p99 {percentile(ms, 99):8.1f} ms  ({len(ms) / args.seconds:5.1f}/s, "
                 f"load {during:.2f}){extra}"
             )
-        p99 = percentile([v * 1000 for v in latencies["sample"]], 99)
+        p99 = percentile(self.ms("sample"), 99)
         print(
             f"  /api/samples/<id> p99 {p99:.0f} ms: {p99 / 200:.2f}x the 200 ms target "
-            f"(heavy work in {mode}; mean 1-min load average {during:.2f} on {os.cpu_count()} CPUs)"
+            f"({self.label}; mean 1-min load average {during:.2f} on {os.cpu_count()} CPUs)"
         )
-        print(f"  errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
-        print(f"  after: {load_average()}")
+        print(
+            f"  errors: {len(self.errors)}" + (f" (first: {self.errors[0]})" if self.errors else "")
+        )
+        if args.phases:
+            import serve_phases
 
+            data = httpx.get(self.base + "/__phases", timeout=120).json()
+            for line in serve_phases.report(data, self.ms("sample"), args.seconds):
+                print("  " + line)
         try:
             import psutil
 
-            p = psutil.Process(proc.pid)
-            server, *others = [p.memory_info().rss] + [c.memory_info().rss for c in p.children(recursive=True)]
+            assert self.proc is not None
+            p = psutil.Process(self.proc.pid)
+            server, *others = [p.memory_info().rss] + [
+                c.memory_info().rss for c in p.children(recursive=True)
+            ]
 
             def mib(n: int) -> str:
                 return f"{n / 2**20:.0f}"
 
-            helpers = f"; worker and helper processes {' + '.join(map(mib, others))} MiB" if others else ""
-            print(f"server RSS after load: {mib(server + sum(others))} MiB (the server {mib(server)} MiB{helpers})")
+            helpers = (
+                f"; worker and helper processes {' + '.join(map(mib, others))} MiB"
+                if others
+                else ""
+            )
+            print(
+                f"server RSS after load: {mib(server + sum(others))} MiB (the server {mib(server)} MiB{helpers})"
+            )
         except ImportError:
             print("server RSS: psutil not installed")
-        return out
-    finally:
-        proc.terminate()
-        proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
 
 
 def sample_load(into: list[float], seconds: float) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -18,6 +20,7 @@ from starlette.exceptions import HTTPException
 from samplescope.errors import SamplescopeError
 from samplescope.server import openapi
 from samplescope.server.guard import RequestGuard, allow_header, allowed_methods
+from samplescope.server.reads import ReadLane
 from samplescope.server.reload import ServedRun
 from samplescope.server.routes import (
     annotations,
@@ -58,6 +61,11 @@ def create_app(run_or_path: Run | str | Path, settings: Settings | None = None) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # fewer threads of the shared pool running Python at once, and a shorter wait for the
+        # interpreter lock: on few cores the cheap routes waited on both (bench/serve_phases.py)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.pool_threads
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(settings.switch_interval)
         if settings.prewarm:
             threading.Thread(
                 target=served.state.prewarm,
@@ -65,8 +73,13 @@ def create_app(run_or_path: Run | str | Path, settings: Settings | None = None) 
                 name="samplescope-prewarm",
                 daemon=True,
             ).start()
-        yield
+        try:
+            yield
+        finally:
+            sys.setswitchinterval(switch)
+            reads.close()
 
+    reads = ReadLane(settings.read_threads)
     app = FastAPI(
         title="samplescope",
         summary=f"Samples of run {the_run.name!r}: map, errors, heatmaps, neighbours, insights.",
@@ -74,6 +87,7 @@ def create_app(run_or_path: Run | str | Path, settings: Settings | None = None) 
         lifespan=lifespan,
     )
     app.state.samplescope = served
+    app.state.reads = reads  # the read lane of /api/samples/<id> (server/reads.py)
     app.add_exception_handler(SamplescopeError, _samplescope_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]

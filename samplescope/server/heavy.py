@@ -13,7 +13,8 @@ Two kinds of lane, one interface:
   cheap routes (a sample's row, its picture, a table page): measured with
   ``bench/serve_speed.py``, heavy work in threads of the server's process held the lock
   long enough to push ``/api/samples/<id>`` past 200 ms at p99. A job that runs past its
-  timeout is stopped: its worker process is killed and a new one starts on the next job.
+  timeout is stopped: its worker process is killed and a new one starts on the next job
+  (unless the worker has not answered a job yet: it is still starting, and is left to).
 - :class:`Lane`: worker threads of this process (a Python thread cannot be stopped, so a
   job past its timeout keeps its worker until it ends; the lane stays bounded).
 
@@ -244,7 +245,16 @@ class ProcessLane(Lane):
         worker = None
         try:
             worker = _worker(key)
-            return job.submit(worker, lambda: self._restart(key, worker)).result()
+            future = job.submit(worker, lambda: self._stop(key, worker))
+            try:
+                value = future.result()
+            except BrokenProcessPool:
+                raise
+            except BaseException:  # the job's own error: the worker answered
+                worker.warm = True
+                raise
+            worker.warm = True
+            return value
         except _Abandoned:  # timed out before it reached a process
             raise self._too_slow() from None
         except BrokenProcessPool:
@@ -260,6 +270,21 @@ class ProcessLane(Lane):
             job.done()
             self._slots.put(slot)
 
+    def _stop(self, key: tuple[str, int, int, int], worker: _Worker) -> None:
+        """A job ran past its timeout: kill its worker, unless that worker has not answered a
+        job yet. Its first job opens the run and loads the libraries (and the model), which on
+        a loaded machine took longer than the timeout; killed each time, it never got warm and
+        every heatmap was a 503. It is left to finish (the request is answered 503 all the same)."""
+        if not worker.warm:
+            log.warning(
+                "a heavy job ran past its timeout while its worker process %d was starting; "
+                "the worker is left to finish starting",
+                worker.pid,
+            )
+            return
+        log.warning("a heavy job ran past its timeout: its worker process %d is stopped", worker.pid)
+        self._restart(key, worker)
+
     def _restart(self, key: tuple[str, int, int, int], worker: _Worker) -> None:
         """Kill ``worker`` and forget it (the next job of its slot starts a new one), once."""
         if _discard(key, worker):
@@ -268,10 +293,12 @@ class ProcessLane(Lane):
 
 @dataclass
 class _Worker:
-    """One worker process: a single-process pool and its process id (to kill it)."""
+    """One worker process: a single-process pool, its process id (to kill it), and whether it
+    has answered a job (before that it is opening the run and loading libraries)."""
 
     pool: ProcessPoolExecutor
     pid: int
+    warm: bool = False
 
 
 _workers: dict[tuple[str, int, int, int], _Worker] = {}
@@ -336,7 +363,6 @@ class _Job:
         self.payload = payload
         self.abandoned = False
         self._stop: Callable[[], None] | None = None
-        self._pid: int | None = None
         self._lock = threading.Lock()
 
     def submit(self, worker: _Worker, stop: Callable[[], None]) -> Future[Any]:
@@ -344,20 +370,19 @@ class _Job:
         with self._lock:
             if self.abandoned:  # timed out while this thread started its process
                 raise _Abandoned
-            self._pid, self._stop = worker.pid, stop
+            self._stop = stop
             return worker.pool.submit(_work, self.payload)
 
     def abandon(self) -> None:
         with self._lock:
             self.abandoned = True
-            pid, stop = self._pid, self._stop
+            stop = self._stop
         if stop is not None:  # at once, so the next job never meets the dying process
-            log.warning("a heavy job ran past its timeout: its worker process %d is stopped", pid)
             stop()
 
     def done(self) -> None:
         with self._lock:
-            self._pid = self._stop = None
+            self._stop = None
 
 
 def _nothing() -> None:

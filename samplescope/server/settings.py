@@ -37,6 +37,13 @@ class Settings:
     heatmap_cache_size: int = 2048
     #: names the server answers to besides loopback names and ``host`` (the Host header check)
     allowed_hosts: tuple[str, ...] = ()
+    #: threads of the read lane that answers /api/samples/<id> (server/reads.py)
+    read_threads: int = 2
+    #: threads of the pool the other sync routes share (40 is anyio's default; fewer wait less
+    #: for the interpreter lock but queue more: compare with bench/serve_speed.py --settings)
+    pool_threads: int = 40
+    #: seconds a thread may hold the interpreter lock while another waits (Python's default 0.005)
+    switch_interval: float = 0.005
     #: heavy requests (heatmaps; aggregates and similars of a set) computed at once, per kind
     heavy_workers: int = 1
     #: heavy work in worker processes (pinned, lower priority, killed past the timeout) rather

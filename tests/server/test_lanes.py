@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from samplescope.errors import BusyError, ParameterError
-from samplescope.server import Settings, create_app
+from samplescope.server import Settings, create_app, heavy
 from samplescope.server.heavy import ProcessLane
 from samplescope.server.state import Lanes
 
@@ -139,6 +139,30 @@ def test_a_slow_job_is_stopped_and_cheap_routes_answer_while_it_runs(tiny_run, p
     assert lane.restarts == 1
     second_pid, _ = asyncio.run(warm.run(worker_pid, state))  # a new worker answers
     assert second_pid != first_pid
+
+
+def test_a_worker_still_starting_is_not_killed_at_the_timeout(tiny_run, process_app):
+    """A fresh worker's first job opens the run (and, for a heatmap, loads torch and the model):
+    on a loaded machine that took longer than the timeout, and killing it each time meant no
+    worker ever got warm. The request is a 503; the worker finishes and answers the next job."""
+    state = process_app.state.samplescope.current()
+    cold = ProcessLane("cold-start", workers=1, queue=0, timeout=0.5)
+    patient = ProcessLane("cold-start", workers=1, queue=0, timeout=120)  # the same worker
+    try:
+        first = heavy._worker(cold._key(0)).pid  # started, no job answered yet (cold)
+        with pytest.raises(BusyError, match="heavy_timeout"):
+            asyncio.run(cold.run(spin, state, 1.5))
+        pid, name = asyncio.run(patient.run(worker_pid, state))
+        assert (pid, name) == (first, state.run.name) and cold.restarts == 0
+        # warm now: a job past the timeout stops it, as before
+        with pytest.raises(BusyError, match="heavy_timeout"):
+            asyncio.run(cold.run(spin, state, 30))
+        deadline = time.monotonic() + 10
+        while _alive(first) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(first) and cold.restarts == 1
+    finally:
+        cold.close()
 
 
 def test_a_worker_that_dies_is_a_503_and_the_next_job_gets_a_new_one(process_app):

@@ -14,6 +14,7 @@ from samplescope.server.deps import SampleIdPath, State, SubsetParam, parse_ids,
 from samplescope.server.limits import MAX_FILTERS, MAX_IDS, MAX_PAGE, MAX_SAMPLE_ID, too_many
 from samplescope.server.models import ClassValue, HeatmapPublic, SampleDetail, SamplesPublic
 from samplescope.server.openapi import errors
+from samplescope.server.reload import ServedRun
 from samplescope.server.responses import cached
 from samplescope.server.state import HeatmapMethod, ServerState
 from samplescope.store import serving
@@ -84,8 +85,21 @@ def list_samples(
 
 
 @router.get("/{sample_id}", response_model=SampleDetail, responses=errors(404, 422))
-def read_sample(state: State, sample_id: SampleIdPath) -> SampleDetail:
-    """Every column of one sample, its class probabilities and centroid distances."""
+async def read_sample(request: Request, sample_id: SampleIdPath) -> Response:
+    """Every column of one sample, its class probabilities and centroid distances.
+
+    Asked for on every click, so answered in one hop to the read lane (server/reads.py): the
+    state, the row and the JSON on one thread, not three trips through the shared pool."""
+    body = await request.app.state.reads.run(_sample_json, request.app.state.samplescope, sample_id)
+    return Response(body, media_type="application/json")
+
+
+def _sample_json(served: ServedRun, sample_id: int) -> bytes:
+    return sample_detail(served.current(), sample_id).model_dump_json().encode()
+
+
+def sample_detail(state: ServerState, sample_id: int) -> SampleDetail:
+    """The answer of ``/api/samples/<id>``: the row, and its per-class columns as lists."""
     record = state.sample_record(sample_id)
     names = state.classes
 
