@@ -61,8 +61,9 @@ def create_app(run_or_path: Run | str | Path, settings: Settings | None = None) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # fewer threads of the shared pool running Python at once, and a shorter wait for the
-        # interpreter lock: on few cores the cheap routes waited on both (bench/serve_phases.py)
+        # fewer threads of the shared pool running Python at once (8, not anyio's 40), and a
+        # shorter wait for the interpreter lock (1 ms, not 5): on two cores the cheap routes
+        # waited on both (bench/serve_speed.py --phases); set back when the app stops
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.pool_threads
         switch = sys.getswitchinterval()
         sys.setswitchinterval(settings.switch_interval)

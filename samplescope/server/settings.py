@@ -39,11 +39,13 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     #: threads of the read lane that answers /api/samples/<id> (server/reads.py)
     read_threads: int = 2
-    #: threads of the pool the other sync routes share (40 is anyio's default; fewer wait less
-    #: for the interpreter lock but queue more: compare with bench/serve_speed.py --settings)
-    pool_threads: int = 40
-    #: seconds a thread may hold the interpreter lock while another waits (Python's default 0.005)
-    switch_interval: float = 0.005
+    #: threads of the pool the other sync routes share (anyio's default is 40: on two cores
+    #: they only queued for the interpreter lock instead of for a thread; bench/serve_speed.py
+    #: --reference-settings pool_threads=40,switch_interval=0.005 compares)
+    pool_threads: int = 8
+    #: seconds a thread may hold the interpreter lock while another waits (Python's default is
+    #: 0.005): the event loop and the read lane get it back sooner
+    switch_interval: float = 0.001
     #: heavy requests (heatmaps; aggregates and similars of a set) computed at once, per kind
     heavy_workers: int = 1
     #: heavy work in worker processes (pinned, lower priority, killed past the timeout) rather
