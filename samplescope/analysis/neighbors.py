@@ -389,7 +389,8 @@ class NeighborIndex:
         lists) plus ``nprobe`` lists scanned one query at a time; by lists, the quantizer
         is asked once per list and the scan is a matrix product, so every row costs
         ``join_m_ * list_rows * D`` multiply-adds whatever N is. ``join_m_`` grows by half
-        from 8 until the recall@10 of the sample reaches the target (plus the margin).
+        from 8 (from 1 with ``recall_radius``) until the recall of the sample reaches the
+        target (plus the margin).
         The rows are visited in list order (an engine's chunks of that order are computed
         anywhere with the same answers: each row's depends only on its list).
         """
@@ -412,12 +413,13 @@ class NeighborIndex:
             at = np.flatnonzero(np.isin(order, rows))
             home = np.empty(len(rows), np.int64)
             home[np.searchsorted(rows, order[at])] = np.searchsorted(offsets, at, side="right") - 1
-        m = min(8, nlist)
+        # pairs within a radius (the duplicate finder) lie mostly in one list: from 1 list there
+        m = min(1 if self.recall_radius is not None else 8, nlist)
         while True:
             self._join_recall_ = self._join_recall(m, queries, home, truth, rows)
             if self._join_recall_ >= min(1.0, self.target_recall + _RECALL_MARGIN) or m >= nlist:
                 break
-            m = min(nlist, math.ceil(m * 1.5))  # 8, 12, 18, 27, 41, ...
+            m = min(nlist, max(m + 1, math.ceil(m * 1.5)))  # 8, 12, 18, 27, 41, ... (1, 2, 3, 5, 8, ...)
         self.join_m_ = int(m)
         if self.recall_radius is not None:
             self._radius_recall = min(self._radius_recall, self._join_recall_)

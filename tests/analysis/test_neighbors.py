@@ -201,3 +201,17 @@ def test_graph_by_lists_is_the_same_in_any_chunks(mixture) -> None:
     assert whole.info()["graph_lists"] == whole.join_m_ >= 1
     assert exact_graph_recall(whole, x) >= 0.95
     assert (whole.graph_rows_ != np.arange(len(x))[:, None]).all()  # self excluded
+
+
+def test_radius_tuned_graph_finds_close_pairs(mixture) -> None:
+    """Tuned to pairs within a radius (the duplicate finder's use), the IVF graph (by lists, from
+    one list each) finds each planted near copy as its original's nearest row."""
+    rng = np.random.default_rng(4)
+    x = mixture[:6000].copy()
+    x[3000:3300] = x[:300] + rng.normal(scale=0.01, size=(300, 16)).astype(np.float32)
+    tau = 0.01 * 4 * 2  # four times the copies' typical distance (0.01 * sqrt(16))
+    index = NeighborIndex("l2", exact_max=0, list_rows=50, graph_k=4, recall_radius=tau).fit(x)
+    assert index.kind_ == "ivf" and 1 <= index.join_m_ < index.index_.nlist
+    found = np.asarray(index.graph_rows_[:300, 0])
+    assert (found == np.arange(3000, 3300)).mean() >= 0.95
+    assert index.recall_ >= 0.95
