@@ -10,7 +10,7 @@ Ray's start and shutdown included):
 
 - ``embedded``: the default engine, torch on every core in one process;
 - ``ray``: ``--engine ray`` on a local Ray instance started for the job, ``--workers``
-  actors of one CPU each.
+  actors of one CPU each, an object store of 1 KiB a sample (at least 256 MiB).
 
 Printed per size and engine: wall seconds, every stage's seconds (the per-sample pass with
 opening the run, loading the model and, for Ray, starting it; neighbours; map; insights;
@@ -107,7 +107,10 @@ def child_analyze(run: Path, engine: str, workers: int) -> dict:
         analyze._encode_pass = timed(analyze._encode_pass)
         chosen = "embedded"
     else:
-        chosen = RayEngine(workers=workers, num_cpus=workers, object_store_memory=256 * 2**20)
+        # room for a row stage's objects (the fitted index with the latent, ~0.5 KiB a sample) without
+        # spilling them to disk: 1 KiB a sample, at least 256 MiB (1M samples: ~1 GiB)
+        store = max(256 * 2**20, 1024 * int(os.environ.get("SAMPLESCOPE_REPEAT_N", "0")))
+        chosen = RayEngine(workers=workers, num_cpus=workers, object_store_memory=store)
         chosen.encode_pass = timed(chosen.encode_pass)
     summary = samplescope.analyze_run(run, projection="pca", progress=False, engine=chosen)
     return {"stages": summary["seconds"], "engine": summary["engine"], "peak_rss_gib": _peak_gib(),

@@ -3,8 +3,9 @@
     RayEngine()                                   # a local Ray instance for this job, shut down after
     RayEngine(address="auto", workers=8, gpus_per_worker=1)   # join the cluster this machine is in
 
-The driver fits the pixel sketches on a seeded sample (as the embedded pass does), cuts the
-samples into shards (:func:`samplescope.engines.shards.shard_plan`) and streams them
+The driver fits the pixel sketches on a seeded sample (as the embedded pass does; in a thread
+while Ray starts), cuts the samples into shards (:func:`samplescope.engines.shards.shard_plan`)
+and streams them
 through a pool of actors (:class:`~samplescope.engines.shards.ShardWorker`, one model per
 actor, ``concurrency=workers``, ``num_gpus=gpus_per_worker``). Each shard leaves a Parquet
 file and an array file in a temporary folder beside the run (so on the run's storage,
@@ -30,6 +31,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,7 +157,6 @@ class RayEngine:
         n = len(labels)
         if n == 0:
             raise RunError(f"Run {run.path} has no samples to analyse; train it on a non-empty integration.")
-        sketch, aligned = fit_sketches(integ, sizes, SKETCH_SAMPLE, seed, run.info.get("input_shape"))
         shards = shard_plan(sizes, self.batch_size)
         if heatmaps == "all":  # Grad-CAM's true-class target comes from the run's labels, as embedded
             for s in shards:
@@ -165,12 +166,17 @@ class RayEngine:
         # names its copies, so a killed job's leftovers are cleaned up by the next write
         tmp = Path(tempfile.mkdtemp(prefix=f".{Path(run.path).name}.tmp-{os.getpid()}-ray-", dir=folder))
         try:
-            session = ray_session(self, _integration_folder(integ))
-            with ExitStack() as here:
-                # inside stages(): the session stays up for the row stages after the pass
-                (self._held or here).enter_context(session)
-                self._run_shards(run, integ, layer, (sketch, aligned), heatmaps, shards, tmp, n, progress)
-            return _assemble(tmp, shards, n, (sketch, aligned), heatmaps, run)
+            # the sketches are fitted in a thread while Ray starts (a local instance's processes
+            # come up meanwhile): the same fit as the embedded pass's, off the start-up's path
+            with ThreadPoolExecutor(1, thread_name_prefix="samplescope-sketch") as pool:
+                fitting = pool.submit(fit_sketches, integ, sizes, SKETCH_SAMPLE, seed, run.info.get("input_shape"))
+                session = ray_session(self, _integration_folder(integ))
+                with ExitStack() as here:
+                    # inside stages(): the session stays up for the row stages after the pass
+                    (self._held or here).enter_context(session)
+                    sketches = fitting.result()
+                    self._run_shards(run, integ, layer, sketches, heatmaps, shards, tmp, n, progress)
+            return _assemble(tmp, shards, n, sketches, heatmaps, run)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
