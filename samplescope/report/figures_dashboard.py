@@ -176,6 +176,9 @@ def training_curves(ctx: ReportContext) -> Section:
             f", rotated by up to {train_config.get('augment_rotate') or 0:g} degrees"
             f" and scaled by up to {100 * (train_config.get('augment_scale') or 0):g}%"
         )
+    plain_tail = 1.0 - float(train_config.get("augment_until", 1.0))
+    if augmented and plain_tail > 0:
+        augmented += f" (the last {100 * plain_tail:g}% of the steps on the plain images)"
     text = (
         f"{len(epochs)} epoch{'' if len(epochs) == 1 else 's'} "
         f"({int(last['step']):,} optimizer steps"
