@@ -1,10 +1,12 @@
 """Regenerate the task examples' images in docs/images/ (docs/integrate.md shows them):
 
-    .venv/bin/python docs/make_task_images.py REGRESSION_RUN MULTILABEL_RUN [TABULAR_RUN [RGB_FOLDER_RUN [TOKENS_RUN]]]
+    .venv/bin/python docs/make_task_images.py REGRESSION_RUN MULTILABEL_RUN [TABULAR_RUN [RGB_FOLDER_RUN [TOKENS_RUN
+        [DATAFRAME_RUN]]]]
 
 e.g. runs of the built-in ``diabetes``, ``mnist_pairs`` and ``breast_cancer`` integrations,
-an ``image-folder:`` run of the folder docs/make_shapes_folder.py writes, and a
-``from_arrays`` tokens run (docs/make_tokens_run.py), analysed.
+an ``image-folder:`` run of the folder docs/make_shapes_folder.py writes, a
+``from_arrays`` tokens run (docs/make_tokens_run.py) and a ``from_dataframe`` run
+(docs/make_table_run.py), analysed.
 Pass ``-`` for a run to skip it. Serves each run, screenshots its page in Debian's chromium at 1400x900 (the
 Errors tab with the task view: predicted vs true, or the per-label table; for the tabular
 run the map with its highest-loss validation sample open), writes the run's report and
@@ -37,7 +39,9 @@ TASKS = [("errors-regression", "view=errors", "[data-testid=regression-point]", 
           "[data-testid=heatmap-1] [data-testid=attr-bar]", "top_losses.png"),
          ("map-shapes", "view=map&sample={worst}", "img[data-testid=heatmap-1]", "top_losses.png"),
          ("map-tokens", "view=map&method=integrated_gradients&sample={worst}",
-          "[data-testid=heatmap-1] [data-testid=attr-token]", "top_losses.png")]
+          "[data-testid=heatmap-1] [data-testid=attr-token]", "top_losses.png"),
+         ("map-wine", "view=map&method=integrated_gradients&sample={worst}",
+          "[data-testid=heatmap-1] [data-testid=attr-bar]", "top_losses.png")]
 
 
 def quantise(src: Path, dest: Path) -> None:
@@ -76,4 +80,4 @@ def main(runs: list[str], only: tuple[str, ...] = ()) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:6])
+    main(sys.argv[1:7])
