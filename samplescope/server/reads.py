@@ -23,20 +23,24 @@ T = TypeVar("T")
 
 
 class ReadLane:
-    """``threads`` threads for short reads; no queue bound or timeout (the work is small).
+    """``threads`` threads for short reads (0: on the event loop); no queue bound or timeout
+    (the work is small).
 
     The threads start with the first read; :meth:`close` (the app's shutdown) stops them, and
     a read after it starts new ones (an app may be started and stopped more than once)."""
 
     def __init__(self, threads: int = 2) -> None:
-        if threads < 1:
-            raise ValueError(f"a read lane needs at least one thread, not {threads}")
+        if threads < 0:
+            raise ValueError(f"a read lane has 0 threads (reads on the event loop) or more, not {threads}")
         self.threads = threads
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` on a read thread, in a copy of this context (as anyio's pool does)."""
+        """``fn(*args)`` on a read thread, in a copy of this context (as anyio's pool does);
+        with 0 threads on the event loop itself (no hop; the loop waits for the read)."""
+        if self.threads == 0:
+            return fn(*args)
         context = contextvars.copy_context()
         return await asyncio.wrap_future(self._threads().submit(context.run, fn, *args))
 

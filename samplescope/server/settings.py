@@ -37,7 +37,7 @@ class Settings:
     heatmap_cache_size: int = 2048
     #: names the server answers to besides loopback names and ``host`` (the Host header check)
     allowed_hosts: tuple[str, ...] = ()
-    #: threads of the read lane that answers /api/samples/<id> (server/reads.py)
+    #: threads of the read lane that answers /api/samples/<id> (server/reads.py; 0: on the event loop)
     read_threads: int = 2
     #: threads of the pool the other sync routes share (anyio's default is 40: on two cores
     #: they only queued for the interpreter lock instead of for a thread; bench/serve_speed.py

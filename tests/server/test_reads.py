@@ -77,5 +77,10 @@ def test_a_read_lane_runs_in_its_threads_and_passes_errors_on():
         assert asyncio.run(lane.run(lambda: 7)) == 7
     finally:
         lane.close()
-    with pytest.raises(ValueError, match="at least one thread"):
-        ReadLane(0)
+    inline = ReadLane(0)  # on the event loop: the caller's thread
+    assert (
+        asyncio.run(inline.run(lambda: threading.current_thread().name))
+        == threading.current_thread().name
+    )
+    with pytest.raises(ValueError, match="0 threads"):
+        ReadLane(-1)
