@@ -8,7 +8,8 @@ brought in with ``create_run``. For each size, each stage runs in a fresh proces
 
 - ``create``: the run folder (labels and metadata of every sample, weights);
 - ``analyze``: the whole analysis, with its own per-stage seconds (inference, map,
-  neighbours, insights, writes), and the planted faults the insights find: recall (and
+  neighbours, insights, writes) and each stage's CPU seconds (``cpu_s``: steadier than
+  wall time on a shared machine), and the planted faults the insights find: recall (and
   precision) of the 2% flipped labels among likely mislabels, recall of the N // 1000
   leaked validation copies among the leakage pairs (pairs listed: at most 1,000);
 - ``query``: similars p50/p99 over 200 random samples and recall@10 against brute force;
@@ -140,18 +141,52 @@ class _Lines(logging.Handler):
             self.lines.append(record.getMessage())
 
 
+def _cpu_timers() -> dict[str, float]:
+    """CPU seconds (user + sys, every thread) of analyze's stages: on a shared machine wall time
+    mostly measures the other jobs. The stage functions are wrapped here, in the bench only."""
+    from samplescope.analysis.neighbors import NeighborIndex
+    from samplescope.analysis.projection import Projection
+    from samplescope.pipeline import analyze
+
+    cpu: dict[str, float] = {}
+
+    def timed(owner: object, name: str, stage: str, only_first: bool = False) -> None:
+        fn = getattr(owner, name)
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            if only_first and stage in cpu:  # the latent's index, not the finders' sketch indexes
+                return fn(*args, **kwargs)
+            start = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                cpu[stage] = cpu.get(stage, 0.0) + time.process_time() - start
+
+        setattr(owner, name, wrapper)
+
+    timed(analyze, "_encode_pass", "inference")
+    timed(NeighborIndex, "fit", "neighbors", only_first=True)
+    timed(Projection, "fit_transform", "projection")
+    timed(analyze, "_insights", "insights")
+    return cpu
+
+
 def child_analyze(out: Path, n: int, max_rss_gib: float | None = None) -> dict:
     import samplescope
 
+    cpu = _cpu_timers()
     lines = _Lines()
     logging.getLogger("samplescope").addHandler(lines)
     logging.getLogger("samplescope").setLevel(logging.INFO)
     watch = RssWatch(max_rss_gib)
     watch.start()
     t = time.perf_counter()
+    cpu0 = time.process_time()
     summary = samplescope.analyze_run(out / f"run-{n}", progress=False)
     seconds = time.perf_counter() - t
+    cpu["total"] = time.process_time() - cpu0
     return {"seconds": seconds, "stages": summary.get("seconds", {}),
+            "cpu_s": {k: round(v, 1) for k, v in cpu.items()},
             "recall@10": (summary.get("neighbors") or {}).get("recall_at_10"),
             "neighbors": summary.get("neighbors"), "rss_peak_gib": round(watch.peak, 3),
             "rss_peak_at": watch.where, "log": lines.lines, **planted_recall(out, n)}
