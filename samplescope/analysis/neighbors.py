@@ -29,16 +29,11 @@ approximate (``n > exact_max``)
 
 ``fit`` also computes the kNN graph of every row over all rows (``graph_k``
 neighbours, self excluded): the map, the insight finders and ``similar`` read
-it instead of searching again: one IVF search per row. Tuned to a radius (the
-duplicate finder's sketches) the graph is built list by list instead
-(:meth:`NeighborIndex._join_graph`): the rows of one IVF list against the rows of
-the ``join_m_`` lists whose centroids are nearest that list's, one BLAS product per
-list, ``join_m_`` tuned from 1 to the target recall: pairs that close lie in one
-list or the next. For the 10-NN graph the lists nearest a list's centroid are a
-poor stand-in for the lists nearest each row: on the 1M synthetic latent recall@10
-0.95 took 93 such lists (27 at 100k), 12,000 candidates a row against 14 probes'
-1,800, and 305 s of CPU against the per-row search's 269 s (load 10-17), so the
-latent's graph stays per row. A search restricted by a mask that leaves at most
+it instead of searching again: one IVF search per row. (A graph built list by
+list, each list's rows against the rows of the lists nearest its centroid in one
+BLAS product, was tried and measured slower: recall@10 0.95 took 93 lists at 1M,
+and for the duplicate finder's radius-tuned 1M sketch 433 s wall against 32 s;
+docs/scale.md.) A search restricted by a mask that leaves at most
 ``exact_max`` rows runs exactly over those rows (a small cached index), a
 larger one filters inside the scan (an ``IDSelector``), with ``nprobe`` scaled
 by the share of rows the mask leaves, so restricted answers keep the recall.
@@ -138,7 +133,6 @@ class NeighborIndex:
     kind_: ``"exact"`` or ``"ivf"``. index_: the faiss index.
     n_samples_, n_features_: shape of the fitted matrix.
     nprobe_: lists an IVF search probes (None when exact).
-    join_m_: lists each IVF list's rows are compared with to build the graph (built here only).
     recall_: recall@10 of the graph against exact search on a sample (1.0 when exact).
     graph_rows_, graph_dist_: (N, graph_k) the kNN graph, nearest first, self excluded.
     """
@@ -193,16 +187,13 @@ class NeighborIndex:
         self.recall_ = 1.0
         if self.graph_k > 0:
             k = min(self.graph_k, self.n_samples_ - 1)
-            if self.kind_ == "ivf" and self.recall_radius is not None:
-                self.graph_rows_, self.graph_dist_ = self._join_graph(k)
-            else:
-                from samplescope.engines.stages import map_rows
+            from samplescope.engines.stages import map_rows
 
-                # every row's k nearest: here, or on an engine's workers (Ray), batch for batch the same
-                self.graph_rows_, self.graph_dist_ = map_rows(
-                    lambda start, stop: self._search_rows(np.arange(start, stop), k, None, dtype=np.int32),
-                    self.n_samples_, align=_BATCH, what="kNN graph",
-                )
+            # every row's k nearest: here, or on an engine's workers (Ray), batch for batch the same
+            self.graph_rows_, self.graph_dist_ = map_rows(
+                lambda start, stop: self._search_rows(np.arange(start, stop), k, None, dtype=np.int32),
+                self.n_samples_, align=_BATCH, what="kNN graph",
+            )
         if self.kind_ == "ivf":
             self.recall_ = self._measure_recall()
         self.seconds_["graph"] = time.perf_counter() - t
@@ -308,167 +299,6 @@ class NeighborIndex:
             index.nprobe = min(nlist, math.ceil(index.nprobe * 1.5))  # 4, 6, 9, 14, 21, 32, ...
         self.nprobe_ = int(index.nprobe)
         return index
-
-    # ----------------------------------------------------------------- the graph by lists
-
-    def _list(self, c: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, prepared vectors) of IVF list ``c``: views of the index's own memory, no copy."""
-        import faiss
-
-        inv = self.index_.invlists
-        size = int(inv.list_size(c))
-        if size == 0:
-            return np.empty(0, np.int64), np.empty((0, self.n_features_), np.float32)
-        ids = faiss.rev_swig_ptr(inv.get_ids(c), size)
-        codes = faiss.rev_swig_ptr(inv.get_codes(c), size * self.n_features_ * 4)
-        return ids, codes.view(np.float32).reshape(size, self.n_features_)
-
-    def _near_lists(self, centres: np.ndarray, m: int) -> np.ndarray:
-        """(Q, m) the lists nearest each centre (a centroid or a query), -1 where fewer."""
-        import faiss
-
-        quantizer = faiss.downcast_index(self.index_.quantizer)
-        m = min(m, int(self.index_.nlist))
-        if isinstance(quantizer, faiss.IndexHNSW):
-            quantizer.hnsw.efSearch = max(64, m)
-        _, near = quantizer.search(np.ascontiguousarray(centres, dtype=np.float32), m)
-        return near
-
-    def _candidates(self, lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of the rows of ``lists`` (its -1 entries skipped), concatenated."""
-        parts = [self._list(int(c)) for c in lists if c >= 0]
-        if not parts:
-            return np.empty(0, np.int64), np.empty((0, self.n_features_), np.float32)
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-    def _knn_block(self, queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray,
-                   k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k best (rows, raw scores) of ``queries`` among ``vectors`` (one BLAS product), -1 padded."""
-        import faiss
-
-        q = len(queries)
-        found = np.full((q, k), -1, np.int64)
-        score = np.full((q, k), np.nan, np.float32)
-        kk = min(k, len(ids))
-        if q and kk:
-            s, j = faiss.knn(np.ascontiguousarray(queries), np.ascontiguousarray(vectors), kk,
-                             metric=self._faiss_metric())
-            found[:, :kk] = np.where(j >= 0, ids[np.maximum(j, 0)], -1)
-            score[:, :kk] = s
-        return found, score
-
-    def _join_lists(self, m: int) -> np.ndarray:
-        """(nlist, m) each list's own index first, then the lists whose centroids are nearest its own."""
-        nlist = int(self.index_.nlist)
-        centroids = self.index_.quantizer.reconstruct_n(0, nlist)
-        near = self._near_lists(centroids, m + 1)
-        own = np.arange(nlist)[:, None]
-        rest = np.where(near == own, -1, near)
-        rest = np.take_along_axis(rest, np.argsort(rest < 0, axis=1, kind="stable"), axis=1)  # -1 last
-        return np.concatenate([own, rest[:, : m - 1]], axis=1)
-
-    def _join_recall(self, m: int, queries: np.ndarray, home: np.ndarray, truth: np.ndarray,
-                     rows: np.ndarray | None) -> float:
-        """Recall of the graph-by-lists with ``m`` lists on a sample: each query searches its home
-        list's ``m`` lists, as the rows of that list do in :meth:`_join_graph`."""
-        join = self._join_lists(m)
-        k = truth.shape[1] + (rows is not None)
-        found = np.full((len(queries), k), -1, np.int64)
-        score = np.zeros((len(queries), k), np.float32)
-        for c in np.unique(home):
-            at = np.flatnonzero(home == c)
-            ids, vectors = self._candidates(join[c])
-            found[at], score[at] = self._knn_block(queries[at], ids, vectors, k)
-        if rows is not None:
-            found, _ = self._drop_self(rows, found, score, truth.shape[1])
-        return recall_at(found, truth)
-
-    def _join_graph(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every row's k nearest other rows, list by list: the rows of one IVF list (~128) against
-        the rows of the ``join_m_`` lists nearest its centroid, in one BLAS product each.
-
-        A per-row IVF search costs a quantizer search (a walk of the HNSW graph above 1,024
-        lists) plus ``nprobe`` lists scanned one query at a time; by lists, the quantizer
-        is asked once per list and the scan is a matrix product, so every row costs
-        ``join_m_ * list_rows * D`` multiply-adds whatever N is. ``join_m_`` grows by half
-        from 8 (from 1 with ``recall_radius``) until the recall of the sample reaches the
-        target (plus the margin).
-        The rows are visited in list order (an engine's chunks of that order are computed
-        anywhere with the same answers: each row's depends only on its list).
-        """
-        from samplescope.engines.stages import map_rows
-
-        nlist = int(self.index_.nlist)
-        sample = self._recall_sample()
-        if self.recall_radius is None:
-            queries, rows = self._vectors(sample), sample
-            truth = self._recall_truth[1]
-        else:
-            queries, rows = self._near_queries(sample), None
-            _, truth = self._exact_knn(queries, 1)
-        sizes = np.array([self.index_.invlists.list_size(c) for c in range(nlist)], np.int64)
-        offsets = np.concatenate([[0], np.cumsum(sizes)])
-        order = np.concatenate([self._list(c)[0] for c in range(nlist)]).astype(np.int64, copy=False)
-        if rows is None:
-            home = self._near_lists(queries, 1)[:, 0]
-        else:  # the list each sample row was added to
-            at = np.flatnonzero(np.isin(order, rows))
-            home = np.empty(len(rows), np.int64)
-            home[np.searchsorted(rows, order[at])] = np.searchsorted(offsets, at, side="right") - 1
-        # pairs within a radius (the duplicate finder) lie mostly in one list: from 1 list there
-        m = min(1 if self.recall_radius is not None else 8, nlist)
-        while True:
-            self._join_recall_ = self._join_recall(m, queries, home, truth, rows)
-            if self._join_recall_ >= min(1.0, self.target_recall + _RECALL_MARGIN) or m >= nlist:
-                break
-            m = min(nlist, max(m + 1, math.ceil(m * 1.5)))  # 8, 12, 18, 27, 41, ... (1, 2, 3, 5, 8, ...)
-        self.join_m_ = int(m)
-        if self.recall_radius is not None:
-            self._radius_recall = min(self._radius_recall, self._join_recall_)
-        join = self._join_lists(m)
-
-        threads = max(1, int(self.n_threads or min(8, os.cpu_count() or 1)))
-
-        def rows_of(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-            out_rows = np.empty((stop - start, k), np.int32)
-            out_dist = np.empty((stop - start, k), np.float32)
-            first = int(np.searchsorted(offsets, start, side="right")) - 1
-            last = int(np.searchsorted(offsets, stop, side="left"))  # lists first .. last - 1
-
-            def one(c: int) -> None:
-                import faiss
-
-                # one product per list is small: faiss's own threads would only fork and join
-                # (2x the CPU on a busy machine); lists run on ``threads`` Python threads instead
-                faiss.omp_set_num_threads(1)
-                a, b = max(start, int(offsets[c])), min(stop, int(offsets[c + 1]))
-                if a >= b:
-                    return
-                ids, vectors = self._list(c)
-                part = slice(a - int(offsets[c]), b - int(offsets[c]))
-                cand_ids, cand = self._candidates(join[c])
-                # the whole list in one product even when a chunk holds part of it: a row's
-                # answer never depends on where an engine cut the rows
-                found, score = self._knn_block(vectors, cand_ids, cand, k + 1)
-                found, score = self._drop_self(ids[part].astype(np.int64), found[part], score[part], k)
-                out_rows[a - start : b - start] = found
-                out_dist[a - start : b - start] = self._distance(score, found)
-
-            if threads == 1:
-                for c in range(first, last):
-                    one(c)
-            else:
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(threads) as pool:
-                    list(pool.map(one, range(first, last)))
-            return out_rows, out_dist
-
-        by_list = map_rows(rows_of, self.n_samples_, align=_BATCH, what="kNN graph")
-        graph_rows = np.empty((self.n_samples_, k), np.int32)
-        graph_dist = np.empty((self.n_samples_, k), np.float32)
-        graph_rows[order], graph_dist[order] = by_list  # back to row order
-        return graph_rows, graph_dist
 
     def _two_level_centroids(self, sample: np.ndarray, nlist: int) -> np.ndarray:
         """About ``nlist`` k-means centroids of ``sample``: sqrt(nlist) coarse clusters, each split by its share.
@@ -874,8 +704,6 @@ class NeighborIndex:
             quantizer = faiss.downcast_index(self.index_.quantizer)
             out.update(nlist=int(self.index_.nlist), nprobe=int(self.nprobe_),
                        quantizer="hnsw" if isinstance(quantizer, faiss.IndexHNSW) else "flat")
-            if hasattr(self, "join_m_"):  # the graph was built here, list by list
-                out["graph_lists"] = int(self.join_m_)
         if hasattr(self, "seconds_"):  # built here, not loaded
             out["seconds"] = {k: round(v, 2) for k, v in self.seconds_.items()}
         return out

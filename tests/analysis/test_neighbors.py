@@ -182,44 +182,15 @@ def test_masked_graph_reads_in_blocks_match_brute_force(latent, monkeypatch) -> 
     check(rows, (1 - dist).astype(np.float64), exp_rows, exp_sim, latent, latent, allowed)
 
 
-def test_graph_by_lists_is_the_same_in_any_chunks(mixture) -> None:
-    """Tuned to a radius, the IVF graph is built list by list; an engine that cuts the rows into
-    chunks (cutting lists in two) gets the very graph one call builds."""
-    from samplescope.engines import stages
-
-    x = mixture[:6000]
-
-    def build() -> NeighborIndex:
-        return NeighborIndex("l2", exact_max=0, list_rows=50, random_state=3, recall_radius=0.5).fit(x)
-
-    whole = build()
-
-    def odd_chunks(fn, n, arrays, align, what):  # chunks of 777 rows: most lists cut somewhere
-        parts = [fn(a, min(n, a + 777)) for a in range(0, n, 777)]
-        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
-
-    with stages.row_stages(odd_chunks):
-        chunked = build()
-    np.testing.assert_array_equal(chunked.graph_rows_, whole.graph_rows_)
-    np.testing.assert_array_equal(chunked.graph_dist_, whole.graph_dist_)
-    assert whole.join_m_ >= 1 and whole.join_m_ == chunked.join_m_
-    assert (whole.graph_rows_ != np.arange(len(x))[:, None]).all()  # self excluded
-    # each row's listed neighbours are nearest first and their distances are the true ones
-    rows = np.asarray(whole.graph_rows_[:50])
-    true = np.where(rows >= 0, np.linalg.norm(x[rows] - x[:50, None], axis=2), np.inf)  # -1: fewer found
-    np.testing.assert_allclose(whole.graph_dist_[:50], true, rtol=1e-4, atol=1e-4)
-    assert (rows >= 0).mean() > 0.9 and (np.diff(np.minimum(true, 1e9), axis=1) >= -1e-4).all()
-
-
 def test_radius_tuned_graph_finds_close_pairs(mixture) -> None:
-    """Tuned to pairs within a radius (the duplicate finder's use), the IVF graph (by lists, from
-    one list each) finds each planted near copy as its original's nearest row."""
+    """Tuned to pairs within a radius (the duplicate finder's use), the IVF graph finds each
+    planted near copy as its original's nearest row."""
     rng = np.random.default_rng(4)
     x = mixture[:6000].copy()
     x[3000:3300] = x[:300] + rng.normal(scale=0.01, size=(300, 16)).astype(np.float32)
     tau = 0.01 * 4 * 2  # four times the copies' typical distance (0.01 * sqrt(16))
     index = NeighborIndex("l2", exact_max=0, list_rows=50, graph_k=4, recall_radius=tau).fit(x)
-    assert index.kind_ == "ivf" and 1 <= index.join_m_ < index.index_.nlist
+    assert index.kind_ == "ivf" and 1 <= index.nprobe_ < index.index_.nlist
     found = np.asarray(index.graph_rows_[:300, 0])
     assert (found == np.arange(3000, 3300)).mean() >= 0.95
     assert index.recall_ >= 0.95
