@@ -6,8 +6,30 @@ import dataclasses
 import ipaddress
 from pathlib import Path
 
+from samplescope.errors import ParameterError
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+
+
+#: the numeric settings' ranges: (lowest, highest, whether it is an integer)
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "prewarm_delay": (0, float("inf"), False),
+    "image_max_age": (0, float("inf"), True),
+    "heatmap_cache_size": (0, float("inf"), True),
+    "read_threads": (0, 64, True),
+    "pool_threads": (1, 1024, True),
+    "switch_interval": (1e-6, 1.0, False),
+    "heavy_workers": (1, 256, True),
+    "heavy_cpus": (0, 4096, True),
+    "heavy_nice": (0, 19, True),
+    "heavy_queue": (0, float("inf"), True),
+    "heavy_timeout": (1e-3, float("inf"), False),
+    "map_full_max": (1, float("inf"), True),
+    "map_overview_points": (1, float("inf"), True),
+    "reload_interval": (0, float("inf"), False),
+}
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +90,15 @@ class Settings:
     reload_interval: float = 2.0
     #: an earlier run to compare the served one with (``serve RUN_B --compare RUN_A``: the Compare view)
     compare: Path | None = None
+
+    def __post_init__(self) -> None:
+        for name, (low, high, integer) in _RANGES.items():
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or (integer and not isinstance(value, int)) or not low <= value <= high:
+                kind = "an integer" if integer else "a number"
+                upper = " up" if high == float("inf") else f" to {high}"
+                raise ParameterError(f"Settings.{name}={value!r} is not allowed; use {kind} from {low}{upper}.")
 
     @property
     def url(self) -> str:

@@ -15,6 +15,7 @@ import fastapi.routing
 import pytest
 from starlette import concurrency
 
+from samplescope.errors import ParameterError
 from samplescope.server import Settings, create_app
 from samplescope.server.reads import ReadLane
 from samplescope.server.state import ServerState
@@ -84,3 +85,19 @@ def test_a_read_lane_runs_in_its_threads_and_passes_errors_on():
     )
     with pytest.raises(ValueError, match="0 threads"):
         ReadLane(-1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("pool_threads", 0), ("read_threads", -1), ("switch_interval", 0.0), ("heavy_nice", 20),
+     ("heavy_workers", 0), ("heavy_timeout", "30"), ("map_full_max", True), ("heatmap_cache_size", 1.5)],
+)
+def test_a_setting_out_of_range_is_a_one_line_error(field, value):
+    with pytest.raises(ParameterError) as err:
+        Settings(**{field: value})
+    message = str(err.value)
+    assert f"Settings.{field}={value!r}" in message and "use " in message and "\n" not in message
+
+
+def test_the_edges_of_each_range_are_allowed():
+    Settings(read_threads=0, pool_threads=1, heavy_nice=0, heavy_queue=0, reload_interval=0, heavy_timeout=0.2)
