@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samplescope.cpu import (
+    cores as default_threads,  # CPU cores this process may use (bench/train_speed.py too)
+)
 from samplescope.tasks import Classification, Task
 from samplescope.train.callbacks import Callback
 from samplescope.train.ema import WeightEMA
@@ -34,14 +36,6 @@ log = logging.getLogger(__name__)
 
 # -----------------------------------------------------------------------------
 # config
-
-
-def default_threads() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 #: rotating and scaling a tiny image (scikit-learn's 8x8 digits) by resampling blurs it
