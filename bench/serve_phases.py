@@ -32,6 +32,9 @@ from typing import Any
 
 #: the request being timed (anyio copies the context into its worker threads)
 CURRENT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("phase_record", default=None)
+#: when the event loop read the bytes that made the current request (uvicorn's protocol's
+#: ``data_received``; the request's task is created inside it and copies this context)
+ARRIVED: contextvars.ContextVar[float] = contextvars.ContextVar("phase_arrived", default=0.0)
 RECORDS: list[dict] = []
 LAGS: list[tuple[float, float]] = []  # (when, how late in s) for wake-ups over 2 ms late
 STALLS: list[dict] = []
@@ -65,6 +68,28 @@ def install(route: str = r"^/api/samples/\d+$") -> None:
         reads.ReadLane.run = timed_lane  # type: ignore[method-assign]
     global ROUTE
     ROUTE = re.compile(route)
+    _stamp_arrivals()
+
+
+def _stamp_arrivals() -> None:
+    """Stamp ARRIVED in uvicorn's HTTP protocols' ``data_received`` (h11's and httptools')."""
+    import importlib
+
+    for module, name in (
+        ("uvicorn.protocols.http.h11_impl", "H11Protocol"),
+        ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol"),
+    ):
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except ImportError:  # httptools not installed
+            continue
+        original = cls.data_received
+
+        def data_received(self: Any, data: bytes, _original: Any = original) -> None:
+            ARRIVED.set(time.perf_counter())
+            _original(self, data)
+
+        cls.data_received = data_received
 
 
 async def _hop(runner: Any, func: Any, *args: Any, **kwargs: Any) -> Any:
@@ -146,13 +171,20 @@ class Phases:
             return None
         if scope["type"] != "http" or not ROUTE.match(scope["path"]):
             return await self.app(scope, receive, send)
-        rec: dict[str, Any] = {"t0": time.perf_counter(), "hops": [], "lock": 0.0}
+        rec: dict[str, Any] = {"t0": time.perf_counter(), "hops": [], "lock": 0.0,
+                               "read": ARRIVED.get()}  # fmt: skip
+        for key, value in scope["headers"]:
+            if key == b"x-bench-sent":  # a probe of bench/serve_clients.py: its send time
+                rec["sent"] = value.decode()
         token = CURRENT.set(rec)
 
         async def timed_send(message: dict) -> None:
-            if message["type"] == "http.response.body" and not message.get("more_body"):
+            last = message["type"] == "http.response.body" and not message.get("more_body")
+            if last:
                 rec["t1"] = time.perf_counter()
             await send(message)
+            if last:  # uvicorn has handed the answer to the transport
+                rec["t2"] = time.perf_counter()
 
         try:
             await self.app(scope, receive, timed_send)
@@ -198,6 +230,43 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def probe_report(data: dict, probes: list[list[float]]) -> list[str]:
+    """Where each probe's time went, from its send to its last byte received (one clock: the
+    machine's monotonic one, shared by the bench's processes and the server's):
+
+    - ``to the loop``: sent -> the server's event loop read its bytes (the kernel, and the
+      loop busy with other callbacks or not scheduled);
+    - ``parse + start``: read -> the app is called (uvicorn's parser, the request's task
+      waiting its turn on the loop);
+    - ``handler``: the app's own time (the phases above);
+    - ``write``: the last body message handed to the transport;
+    - ``to the client``: the transport -> the probe has every byte (the kernel, the probe's
+      process scheduled).
+    """
+    by_sent = {rec["sent"]: rec for rec in data["records"] if "sent" in rec}
+    rows = []
+    for sent, received in probes:
+        rec = by_sent.get(repr(sent))
+        if rec is None or not rec.get("read") or "t2" not in rec:
+            continue
+        rows.append({
+            "client side": received - sent, "to the loop": rec["read"] - sent,
+            "parse + start": rec["t0"] - rec["read"], "handler": rec["t1"] - rec["t0"],
+            "write": rec["t2"] - rec["t1"], "to the client": received - rec["t2"],
+        })  # fmt: skip
+    if not rows:
+        return [f"probe phases: none of {len(probes)} probes matched a server record"]
+    slow = sorted(rows, key=lambda r: r["client side"])[-max(1, len(rows) // 100) :]
+    out = [f"the probe's requests, send to receive ({len(rows)} of {len(probes)} matched):"]
+    for key in rows[0]:
+        values = [r[key] * 1000 for r in rows]
+        out.append(
+            f"  {key:16s} p50 {pct(values, 50):8.1f} ms  p99 {pct(values, 99):8.1f} ms  "
+            f"mean in the slowest 1% {statistics.fmean(r[key] for r in slow) * 1000:8.1f} ms"
+        )
+    return out
 
 
 def report(data: dict, client_ms: list[float], seconds: float) -> list[str]:

@@ -69,6 +69,7 @@ from samplescope.server import Settings, create_app
 import json
 run, port, mode, phases = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "phases"
 extra = json.loads(sys.argv[6])  # Settings fields (--settings, --reference-settings)
+server_options = json.loads(sys.argv[7])  # uvicorn.run options (--uvicorn, --reference-uvicorn)
 if phases:  # bench/serve_phases.py: where /api/samples/<id>'s time goes, server side
     sys.path.insert(1, sys.argv[5])
     import serve_phases
@@ -78,7 +79,7 @@ app = create_app(run, settings)
 if phases:
     serve_phases.time_db_lock(app)
     app = serve_phases.Phases(app)
-uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, **server_options)
 """
 
 
@@ -89,12 +90,13 @@ def start_server(
     phases: bool = False,
     tree: Path = REPO,
     settings: dict | None = None,
+    server_options: dict | None = None,
 ) -> tuple[subprocess.Popen, float, float | None]:
     """The server of ``tree``'s samplescope code (this checkout's unless told)."""
     env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     t0 = time.perf_counter()
     argv = [str(run.resolve()), str(port), mode, "phases" if phases else "-", str(Path(__file__).parent),
-            json.dumps(settings or {})]  # fmt: skip
+            json.dumps(settings or {}), json.dumps(server_options or {})]  # fmt: skip
     # in the tree (python -c puts the working directory first on sys.path)
     proc = subprocess.Popen([sys.executable, "-c", SERVER, *argv], env=env, cwd=tree)
     url = f"http://127.0.0.1:{port}/api/run"
@@ -310,18 +312,48 @@ def main() -> None:
         type=settings_arg,
         help="Settings fields of a reference server of this tree (or of --reference-tree's)",
     )
+    parser.add_argument(
+        "--uvicorn",
+        type=settings_arg,
+        default={},
+        help="uvicorn.run options of this tree's servers, e.g. http=h11,loop=asyncio",
+    )
+    parser.add_argument(
+        "--reference-uvicorn",
+        type=settings_arg,
+        help="uvicorn.run options of the reference server (with --reference-tree/-settings,\n"
+        "or alone: a reference server of this tree with these options)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("processes", "inprocess"),
+        default="processes",
+        help="processes: the load clients in one process and a probe of /api/samples/<id>\n"
+        "in another, on a raw keep-alive HTTP client (bench/serve_clients.py); inprocess:\n"
+        "every client on httpx in this process, as the bench did before",
+    )
+    parser.add_argument(
+        "--probe-gap",
+        type=float,
+        default=0.05,
+        help="seconds from one probe request's start to the next (processes client)",
+    )
     args = parser.parse_args()
     modes = ["threads", "processes"] if args.heavy == "both" else [args.heavy]
-    if args.reference_tree is not None or args.reference_settings is not None:
+    new_uv = args.uvicorn
+    if any(a is not None for a in (args.reference_tree, args.reference_settings, args.reference_uvicorn)):
         tree = args.reference_tree.resolve() if args.reference_tree else REPO
-        ref = args.reference_settings or {}
-        name = f"{tree.name if args.reference_tree else 'this tree'} {_shown(ref)}"
-        servers = [Server(f"{m}, {name}", m, tree, ref) for m in modes]
+        ref = args.reference_settings if args.reference_settings is not None else (
+            {} if args.reference_tree else args.settings)  # fmt: skip
+        ref_uv = args.reference_uvicorn if args.reference_uvicorn is not None else new_uv
+        name = f"{tree.name if args.reference_tree else 'this tree'} {_shown(ref)}{_shown(ref_uv, '')}"
+        servers = [Server(f"{m}, {name}", m, tree, ref, ref_uv) for m in modes]
         servers += [
-            Server(f"{m}, this tree {_shown(args.settings)}", m, REPO, args.settings) for m in modes
+            Server(f"{m}, this tree {_shown(args.settings)}{_shown(new_uv, '')}", m, REPO, args.settings, new_uv)
+            for m in modes
         ]
     else:
-        servers = [Server(m, m, REPO, args.settings) for m in modes]
+        servers = [Server(m, m, REPO, args.settings, new_uv) for m in modes]
     try:
         for i, server in enumerate(servers):
             print(f"=== {server.label}: start and first requests ===")
@@ -362,9 +394,9 @@ def settings_arg(text: str) -> dict:
     return out
 
 
-def _shown(settings: dict) -> str:
+def _shown(settings: dict, default: str = "(defaults)") -> str:
     return (
-        "(" + ", ".join(f"{k}={v}" for k, v in settings.items()) + ")" if settings else "(defaults)"
+        "(" + ", ".join(f"{k}={v}" for k, v in settings.items()) + ")" if settings else default
     )
 
 
@@ -372,8 +404,11 @@ class Server:
     """One server under test: heavy work in ``mode``, the samplescope code of ``tree``, these
     Settings fields."""
 
-    def __init__(self, label: str, mode: str, tree: Path, settings: dict | None = None) -> None:
+    def __init__(self, label: str, mode: str, tree: Path, settings: dict | None = None,
+                 server_options: dict | None = None) -> None:  # fmt: skip
         self.label, self.mode, self.tree, self.settings = label, mode, tree, settings or {}
+        self.server_options = server_options or {}
+        self.probes: list[list[float]] = []  # [sent, received] of the probe's requests
         self.proc: subprocess.Popen | None = None
         self.latencies: dict[str, list[float]] = {}
         self.errors: list[str] = []
@@ -392,7 +427,7 @@ class Server:
         port = free_port()
         self.base = base = f"http://127.0.0.1:{port}"
         self.proc, startup, startup_cpu = start_server(
-            args.run, port, self.mode, args.phases, self.tree, self.settings
+            args.run, port, self.mode, args.phases, self.tree, self.settings, self.server_options
         )
         info = httpx.get(base + "/api/run").json()
         self.n, self.n_classes = n, _ = info["count"], len(info["classes"])
@@ -450,9 +485,12 @@ class Server:
         loads: list[float] = []
         sampler = threading.Thread(target=sample_load, args=(loads, seconds), daemon=True)
         sampler.start()
-        latencies, errors, busy = asyncio.run(
-            load(self.base, self.n, args.clients, seconds, args.k, self.n_classes, self.worst)
-        )
+        if args.client == "processes":
+            latencies, errors, busy = self._load_processes(args, seconds)
+        else:
+            latencies, errors, busy = asyncio.run(
+                load(self.base, self.n, args.clients, seconds, args.k, self.n_classes, self.worst)
+            )
         sampler.join()
         self.loads += loads
         for kind, values in latencies.items():
@@ -461,7 +499,50 @@ class Server:
         for kind, count in busy.items():
             self.busy[kind] = self.busy.get(kind, 0) + count
         p99 = percentile([v * 1000 for v in latencies["sample"]], 99)
-        print(f"  /api/samples/<id> p99 {p99:.0f} ms in this window; after: {load_average()}")
+        probe = percentile([v * 1000 for v in latencies.get("probe", [])], 99)
+        print(
+            f"  /api/samples/<id> p99 {p99:.0f} ms in this window (the probe's {probe:.0f} ms); "
+            f"after: {load_average()}"
+        )
+
+    def _load_processes(
+        self, args: argparse.Namespace, seconds: float
+    ) -> tuple[dict[str, list[float]], list[str], dict[str, int]]:
+        """The load clients and the probe in two processes of their own (bench/serve_clients.py)."""
+        start = time.perf_counter() + 1.0  # both processes started and connected by then
+        common = {"host": "127.0.0.1", "port": int(self.base.rsplit(":", 1)[1]), "n": self.n,
+                  "start": start, "deadline": start + seconds}  # fmt: skip
+        worst = [
+            [name, *target.split(" ", 1), kw.get("content", b"").decode("latin-1"), kw.get("headers", {})]
+            for name, target, kw in self.worst
+        ]
+        jobs = {
+            "load": {
+                **common, "role": "load", "clients": args.clients, "routes": list(ROUTES),
+                "n_classes": self.n_classes, "k": args.k, "worst": worst, "seed": len(self.probes),
+            },
+            "probe": {**common, "role": "probe", "gap": args.probe_gap, "seed": len(self.probes) + 1},
+        }
+        script = str(Path(__file__).with_name("serve_clients.py"))
+        procs = {}
+        for role, job in jobs.items():  # the job on stdin (a selection body is too long for argv)
+            procs[role] = proc = subprocess.Popen(
+                [sys.executable, script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(job).encode())
+            proc.stdin.close()
+        out = {}
+        for role, proc in procs.items():
+            assert proc.stdout is not None
+            stdout = proc.stdout.read()
+            proc.wait(timeout=seconds + 300)
+            if proc.returncode:
+                raise SystemExit(f"the {role} clients exited with {proc.returncode}")
+            out[role] = json.loads(stdout)
+        latencies = {**out["load"]["latencies"], **out["probe"]["latencies"]}
+        self.probes += out["probe"]["records"]
+        return latencies, out["load"]["errors"] + out["probe"]["errors"], out["load"]["busy"]
 
     def report(self, args: argparse.Namespace) -> None:
         during = self.mean_load
@@ -473,11 +554,14 @@ class Server:
                 f"p99 {percentile(ms, 99):8.1f} ms  ({len(ms) / args.seconds:5.1f}/s, "
                 f"load {during:.2f}){extra}"
             )
-        p99 = percentile(self.ms("sample"), 99)
-        print(
-            f"  /api/samples/<id> p99 {p99:.0f} ms: {p99 / 200:.2f}x the 200 ms target "
-            f"({self.label}; mean 1-min load average {during:.2f} on {os.cpu_count()} CPUs)"
-        )
+        for kind, who in (("sample", f"the {args.clients} clients'"), ("probe", "the probe's")):
+            if not self.ms(kind):
+                continue
+            p99 = percentile(self.ms(kind), 99)
+            print(
+                f"  /api/samples/<id> p99 {p99:.0f} ms ({who}): {p99 / 200:.2f}x the 200 ms target "
+                f"({self.label}; mean 1-min load average {during:.2f} on {os.cpu_count()} CPUs)"
+            )
         print(
             f"  errors: {len(self.errors)}" + (f" (first: {self.errors[0]})" if self.errors else "")
         )
@@ -487,6 +571,9 @@ class Server:
             data = httpx.get(self.base + "/__phases", timeout=120).json()
             for line in serve_phases.report(data, self.ms("sample"), args.seconds):
                 print("  " + line)
+            if self.probes:
+                for line in serve_phases.probe_report(data, self.probes):
+                    print("  " + line)
         try:
             import psutil
 
