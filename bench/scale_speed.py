@@ -99,8 +99,19 @@ def child_create(out: Path, n: int) -> dict:
     return {"seconds": time.perf_counter() - t}
 
 
+def _anon_gib() -> float:
+    """Resident memory of the process's own (anonymous) pages, GiB: RSS without the pages of
+    memory-mapped files (the latent, the kNN graph and index), which the kernel may drop."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
 class RssWatch(threading.Thread):
-    """Samples this process's RSS; remembers where the main thread was at the peak."""
+    """Samples this process's RSS (and its anonymous part); remembers where the main thread was
+    at each peak. ``--max-rss-gib`` applies to the whole RSS."""
 
     def __init__(self, limit_gib: float | None, every: float = 0.5) -> None:
         super().__init__(daemon=True)
@@ -108,6 +119,7 @@ class RssWatch(threading.Thread):
 
         self.proc, self.limit, self.every = psutil.Process(), limit_gib, every
         self.peak, self.where, self.main = 0.0, "", threading.main_thread().ident
+        self.anon_peak, self.anon_where = 0.0, ""
         self.t0 = time.perf_counter()
 
     def _stack(self) -> str:
@@ -122,11 +134,30 @@ class RssWatch(threading.Thread):
             rss = self.proc.memory_info().rss / 2**30
             if rss > self.peak:
                 self.peak, self.where = rss, f"{time.perf_counter() - self.t0:.0f} s: {self._stack()}"
+            anon = _anon_gib()
+            if anon > self.anon_peak:
+                self.anon_peak, self.anon_where = anon, f"{time.perf_counter() - self.t0:.0f} s: {self._stack()}"
             if self.limit and rss > self.limit:
                 print(json.dumps({"error": f"RSS {rss:.2f} GiB passed --max-rss-gib {self.limit}",
                                   "where": self.where, "load": os.getloadavg()}), flush=True)
                 os._exit(3)
             time.sleep(self.every)
+
+
+#: where the analyze child appends each stage's end (seconds, RSS) as it happens: a run that is
+#: stopped (or runs out of memory) still leaves its figures; set by child_analyze
+PROGRESS: Path | None = None
+_T0 = time.perf_counter()
+
+
+def _progress(what: str) -> None:
+    if PROGRESS is not None:
+        import psutil
+
+        rss = psutil.Process().memory_info().rss / 2**30
+        with open(PROGRESS, "a") as f:
+            f.write(f"{time.perf_counter() - _T0:8.1f} s  RSS {rss:.2f} GiB  anon {_anon_gib():.2f} GiB  "
+                    f"load {os.getloadavg()[0]:.1f}  {what}\n")
 
 
 class _Lines(logging.Handler):
@@ -139,6 +170,7 @@ class _Lines(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith(("samplescope.analysis.insights", "samplescope.analysis.neighbors")):
             self.lines.append(record.getMessage())
+            _progress(record.getMessage())
 
 
 def _cpu_timers() -> dict[str, float]:
@@ -161,6 +193,7 @@ def _cpu_timers() -> dict[str, float]:
                 return fn(*args, **kwargs)
             finally:
                 cpu[stage] = cpu.get(stage, 0.0) + time.process_time() - start
+                _progress(f"{stage} done ({cpu[stage]:.1f} s CPU)")
 
         setattr(owner, name, wrapper)
 
@@ -174,6 +207,9 @@ def _cpu_timers() -> dict[str, float]:
 def child_analyze(out: Path, n: int, max_rss_gib: float | None = None) -> dict:
     import samplescope
 
+    global PROGRESS
+    PROGRESS = out / f"analyze-{n}.progress"
+    _progress(f"analyze of {n:,} samples starts")
     cpu = _cpu_timers()
     lines = _Lines()
     logging.getLogger("samplescope").addHandler(lines)
@@ -189,7 +225,8 @@ def child_analyze(out: Path, n: int, max_rss_gib: float | None = None) -> dict:
             "cpu_s": {k: round(v, 1) for k, v in cpu.items()},
             "recall@10": (summary.get("neighbors") or {}).get("recall_at_10"),
             "neighbors": summary.get("neighbors"), "rss_peak_gib": round(watch.peak, 3),
-            "rss_peak_at": watch.where, "log": lines.lines, **planted_recall(out, n)}
+            "rss_peak_at": watch.where, "anon_peak_gib": round(watch.anon_peak, 3),
+            "anon_peak_at": watch.anon_where, "log": lines.lines, **planted_recall(out, n)}
 
 
 def planted_recall(out: Path, n: int) -> dict:

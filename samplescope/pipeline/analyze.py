@@ -11,6 +11,7 @@ an interrupted analysis leaves the run's earlier analysis intact.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import time
@@ -27,7 +28,7 @@ from samplescope.errors import IntegrationError, RunError
 from samplescope.pipeline.prefetch import prefetch
 from samplescope.run import GRADCAM_FILE, HEATMAP_CACHE, LATENT_FILE, Run, open_run
 from samplescope.store import RunDatabase, layout
-from samplescope.store.folder import RUN_JSON, atomic_folder, write_json
+from samplescope.store.folder import RUN_JSON, atomic_folder, place_file, scratch_folder, write_json
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,17 @@ def analyze_run(
     per-sample pass runs, ``"embedded"`` (this process) or ``"ray"`` / a
     :class:`samplescope.engines.RayEngine` (see docs/scale.md); the rest runs here either way.
     """
+    # the latent, the kNN graph and the IVF index live memory-mapped in a scratch folder beside
+    # the run while the map and the insights run; the new version links them in at the end
+    with scratch_folder(Path(path)) as scratch:
+        return _analyze(path, scratch, layer=layer, projection=projection, heatmaps=heatmaps, seed=seed,
+                        strict=strict, progress=progress, trust=trust, integration=integration,
+                        device=device, engine=engine)
+
+
+def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: str | None, heatmaps: str,
+             seed: int, strict: bool, progress: bool, trust: bool, integration: str | Path | Any | None,
+             device: str | None, engine: str | Any) -> dict[str, Any]:
     import torch
 
     from samplescope.analysis.inference import default_latent_layer, prediction_columns
@@ -81,7 +93,8 @@ def analyze_run(
     labels = task.labels_from_table(frame, run.classes)
 
     # -- one pass: inference, the pixel sketches and (asked) Grad-CAM from each batch once
-    per_sample = _encode_pass if engine is None else engine.encode_pass  # the same outputs, either engine
+    # the same outputs, either engine
+    per_sample = functools.partial(_encode_pass, scratch=scratch) if engine is None else engine.encode_pass
     logits, latent, pixels, aligned, gradcam = per_sample(
         run, integ, model, layer, _class_targets(task, labels), heatmaps, seed, progress
     )
@@ -94,7 +107,7 @@ def analyze_run(
 
     # -- one neighbour engine: its kNN graph feeds the map, the insights and similar
     t = time.perf_counter()
-    neighbors = NeighborIndex(random_state=seed).fit(latent)
+    neighbors = NeighborIndex(random_state=seed).fit(latent).spill(scratch)  # answers from mapped files
     timings["neighbors"] = time.perf_counter() - t
 
     # -- population map ----------------------------------------------------
@@ -147,7 +160,11 @@ def analyze_run(
         "engine": {"name": "embedded"} if engine is None else engine.describe(),
     }
     with atomic_folder(Path(path), overwrite=True, start_from=Path(path)) as tmp:
-        np.save(tmp / LATENT_FILE, latent)
+        if isinstance(latent, np.memmap) and Path(str(latent.filename)).parent == scratch:
+            latent.flush()
+            place_file(scratch / LATENT_FILE, tmp / LATENT_FILE)  # a hard link: not written twice
+        else:
+            np.save(tmp / LATENT_FILE, latent)
         neighbors.save(tmp)  # the kNN graph (and the IVF index above the exact threshold)
         if gradcam is not None:
             np.save(tmp / GRADCAM_FILE, gradcam)
@@ -192,11 +209,11 @@ def _integration(run: Run, strict: bool):
 
 
 def _encode_pass(run: Run, integ: Any, model: Any, layer: str, labels: np.ndarray, heatmaps: str, seed: int,
-                 progress: bool):
+                 progress: bool, scratch: Path | None = None):
     """Every sample encoded once, in bounded batches: logits (N, C), latent (N, D), the pixel
     sketch, the aligned sketch (image inputs; else None) and, with ``heatmaps="all"``, Grad-CAM
     (N, 2, H, W) float16 for the predicted and the true class. Besides those outputs the pass
-    holds a few batches, whatever N."""
+    holds a few batches, whatever N. With ``scratch`` the latent is a memory-mapped .npy there."""
     from samplescope.analysis.inference import run_inference
     from samplescope.pipeline.encode import fit_sketches, input_batches
 
@@ -224,7 +241,9 @@ def _encode_pass(run: Run, integ: Any, model: Any, layer: str, labels: np.ndarra
         stop = start + len(x)
         if logits is None:
             logits = np.empty((n, result.logits.shape[1]), np.float32)
-            latent = np.empty((n, result.latent.shape[1]), np.float32)
+            shape = (n, result.latent.shape[1])
+            latent = (np.empty(shape, np.float32) if scratch is None else
+                      np.lib.format.open_memmap(scratch / LATENT_FILE, "w+", np.float32, shape))
         logits[start:stop], latent[start:stop] = result.logits, result.latent
         if gradcam is not None:
             _gradcams_into(gradcam, run, model, x, start, result.logits.argmax(1), labels[start:stop])

@@ -81,6 +81,43 @@ def atomic_folder(
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when the swap succeeded
 
 
+@contextmanager
+def scratch_folder(final: Path) -> Iterator[Path]:
+    """A private folder beside ``final`` for a job's large intermediate files, removed at the end.
+
+    ``analyze`` memory-maps its latent matrix, kNN graph and IVF index there (the kernel may
+    drop those pages; the process's own memory stays flat), then places the files into the
+    new version of the run with :func:`place_file` (hard links: no second write). It is named
+    like a temporary copy (``.<name>.tmp-<pid>-scratch-*``), so a job killed before its end
+    leaves nothing that the next write to the run does not remove.
+    """
+    final = Path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-scratch-", dir=final.parent))
+    except OSError as exc:
+        raise RunError(f"Cannot write to {final.parent}: {exc.strerror}. Choose a writable folder.") from exc
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def place_file(src: Path, dst: Path) -> None:
+    """Put ``src``'s content at ``dst`` atomically: a hard link when both lie on one file system,
+    else a copy; ``dst`` is replaced in one rename either way."""
+    src, dst = Path(src), Path(dst)
+    part = dst.with_name(f".{dst.name}.part-{uuid.uuid4().hex[:8]}")
+    try:
+        try:
+            os.link(src, part)
+        except OSError:  # another file system, or links not allowed
+            shutil.copyfile(src, part)
+        os.replace(part, dst)
+    finally:
+        part.unlink(missing_ok=True)
+
+
 def _carry_and_swap(tmp: Path, final: Path, carry: tuple[str, ...]) -> None:
     """Copy ``final``'s ``carry`` subfolders into ``tmp`` as they are now, then swap.
 

@@ -169,6 +169,33 @@ def test_ivf_graph_and_queries_match_brute_force(mixture, tmp_path, flat_quantiz
     np.testing.assert_array_equal(loaded.query_vectors(mixture[:3], k=5)[0], index.query_vectors(mixture[:3], k=5)[0])
 
 
+@pytest.mark.parametrize("exact_max", [0, 10**6])  # an IVF index (memory-mapped) or the exact engine
+def test_spilled_index_answers_the_same_from_mapped_files(mixture, tmp_path, exact_max) -> None:
+    """What analyze does after fit: the graph and the IVF index written to a scratch folder and
+    answered from memory-mapped copies; the answers, and what save places in the run, are the same."""
+    x = mixture[:6000]
+    index = NeighborIndex(exact_max=exact_max, list_rows=50, flat_quantizer_max=0).fit(x)
+    rows = np.arange(0, 6000, 60)
+    mask = np.arange(6000) % 4 != 0
+    before = [index.query(rows, k=10), index.query(rows, k=10, mask=mask), index.query_set(rows[:5], k=5),
+              index.kneighbors(k=20)]  # k above graph_k: searched, not read from the graph
+    scratch, run = tmp_path / "scratch", tmp_path / "run"
+    scratch.mkdir(), run.mkdir()
+    index.spill(scratch)
+    assert isinstance(index.graph_rows_, np.memmap)
+    after = [index.query(rows, k=10), index.query(rows, k=10, mask=mask), index.query_set(rows[:5], k=5),
+             index.kneighbors(k=20)]
+    for (a_rows, a_val), (b_rows, b_val) in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a_rows, b_rows)
+        np.testing.assert_array_equal(a_val, b_val)
+    names = index.save(run)
+    assert sorted(names) == sorted(p.name for p in run.iterdir())
+    for name in names:  # placed, byte for byte what spill wrote
+        assert (run / name).read_bytes() == (scratch / name).read_bytes()
+    loaded = NeighborIndex.load(run, x)
+    np.testing.assert_array_equal(loaded.query(rows, k=10)[0], before[0][0])
+
+
 def test_masked_graph_reads_in_blocks_match_brute_force(latent, monkeypatch) -> None:
     from samplescope.analysis import neighbors
 
