@@ -179,3 +179,16 @@ def test_rows_whose_neighbours_sit_in_two_clusters_land_in_one_not_between() -> 
     assert ((xy[200:, 0] < 2) | (xy[200:, 0] > 8)).all()  # in one cluster or the other
     assert (xy[200:250, 0] < 2).any() and (xy[250:300, 0] > 8).any()
     assert len(np.unique(xy[200:], axis=0)) == 150  # jittered, not stacked on one point
+
+
+def test_umap_shows_its_epochs_only_when_verbose_and_caches_its_kernel(blobs, capsys) -> None:
+    from umap import layouts
+
+    Projection("umap", n_epochs=20, fit_size=None).fit_transform(blobs[0])
+    assert "map:" not in capsys.readouterr().err
+    Projection("umap", n_epochs=20, fit_size=None, verbose=True).fit_transform(blobs[0])
+    err = capsys.readouterr().err
+    assert "map:" in err and "epoch" in err
+    # umap compiles its epoch kernel without numba's cache; the map turns the cache on
+    kernel = layouts._nb_optimize_layout_euclidean_single_epoch
+    assert type(kernel._cache).__name__ != "NullCache"
