@@ -17,6 +17,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "prewarm_delay": (0, float("inf"), False),
     "image_max_age": (0, float("inf"), True),
     "heatmap_cache_size": (0, float("inf"), True),
+    "row_cache_bytes": (0, float("inf"), True),
     "read_threads": (0, 64, True),
     "pool_threads": (1, 1024, True),
     "switch_interval": (1e-6, 1.0, False),
@@ -59,6 +60,9 @@ class Settings:
     heatmap_cache_size: int = 2048
     #: names the server answers to besides loopback names and ``host`` (the Host header check)
     allowed_hosts: tuple[str, ...] = ()
+    #: bytes of the samples table /api/samples/<id> keeps in memory, in blocks of 4,096 ids
+    #: (server/rowcache.py; 0: every row read from the database)
+    row_cache_bytes: int = 64 * 2**20
     #: threads of the read lane that answers /api/samples/<id> (server/reads.py; 0: on the event loop)
     read_threads: int = 2
     #: threads of the pool the other sync routes share (anyio's default is 40: on two cores

@@ -32,6 +32,7 @@ from samplescope.errors import NotFoundError, ParameterError, RunError
 from samplescope.server import encoding, limits, records
 from samplescope.server.encoding import ColumnKind
 from samplescope.server.heavy import Lane, ProcessLane, StateSpec
+from samplescope.server.rowcache import RowCache
 from samplescope.server.settings import Settings
 from samplescope.store import map_queries, serving
 
@@ -113,6 +114,12 @@ class ServerState:
         }
         self.row_columns = [c for c in ROW_COLUMNS if c in self.columns]
         self._plain_columns = all(t.upper() in records.PLAIN_TYPES for t in self.columns.values())
+        #: rows of /api/samples/<id> (and of row()) from memory (server/rowcache.py)
+        self.row_cache = (
+            RowCache(run.db.row_block, settings.row_cache_bytes)
+            if settings.row_cache_bytes and self._plain_columns
+            else None
+        )
         summary = serving.subset_summary(run.db)
         self.subset_rows = summary.to_dict("records")
         self.subsets: list[str] = [str(s) for s in summary["subset"]]
@@ -214,7 +221,12 @@ class ServerState:
     def row(self, sample_id: int, columns: Sequence[str] | None = None) -> dict[str, Any]:
         """One sample's columns (checked) as plain Python values: one query, no DataFrame."""
         self.rows_of([sample_id])
-        found = self.run.db.row(sample_id, columns)
+        if self.row_cache is not None and (columns is None or all(c in self.columns for c in columns)):
+            found = self.row_cache.row(int(sample_id))
+            if found is not None and columns is not None:  # what RunDatabase.row selects
+                found = {c: found[c] for c in dict.fromkeys(["sample_id", *columns])}
+        else:
+            found = self.run.db.row(sample_id, columns)
         if found is None:  # ids are rows 0..N-1, so only a damaged table gets here
             raise NotFoundError(f"no sample with id {sample_id} in run {self.run.name!r}")
         return found

@@ -361,6 +361,17 @@ class RunDatabase:
             names = [d[0] for d in cur.description]
         return None if found is None else dict(zip(names, found, strict=True))
 
+    def row_block(self, first: int, last: int) -> dict[str, Any]:
+        """Every column of the samples with ids ``first`` to ``last``, sorted by id, as numpy
+        arrays (a column with NULLs as a masked array): one query for a block of rows that
+        the server keeps in memory (server/rowcache.py)."""
+        with self._cursor() as cur:
+            cur.execute(
+                f'{self._select(None)} WHERE "sample_id" BETWEEN ? AND ? ORDER BY "sample_id"',
+                [int(first), int(last)],
+            )
+            return cur.fetchnumpy()
+
     def fetch(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         """A read-only query the store composed itself (aggregations in store/aggregate.py)."""
         with self._cursor() as cur:
