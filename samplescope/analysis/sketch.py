@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -71,12 +72,16 @@ class PixelSketch:
         self.basis_ = np.ascontiguousarray(vt.T, dtype=np.float32)  # (P, m), orthonormal columns
         return self
 
-    def allocate(self, n: int) -> PixelFeatures:
-        """Empty features for ``n`` rows, filled by :meth:`transform_into`."""
+    def allocate(self, n: int, folder: str | Path | None = None, name: str = "sketch") -> PixelFeatures:
+        """Empty features for ``n`` rows, filled by :meth:`transform_into`. With ``folder`` the
+        (N, m) projections are a memory-mapped ``<name>.npy`` there (the process's memory does
+        not grow with N; the kernel may drop the pages), else an array in memory."""
         m = self.basis_.shape[1]
-        return PixelFeatures(
-            np.zeros((n, m), np.float32), np.zeros(n, np.float64), np.zeros(n, np.int64), self.scale_
-        )
+        if folder is None:
+            z = np.zeros((n, m), np.float32)
+        else:
+            z = np.lib.format.open_memmap(Path(folder) / f"{name}.npy", "w+", np.float32, (n, m))
+        return PixelFeatures(z, np.zeros(n, np.float64), np.zeros(n, np.int64), self.scale_)
 
     def transform_into(self, out: PixelFeatures, start: int, batch: np.ndarray) -> None:
         """Sketch ``batch`` (B, ...) into rows ``start .. start + B`` of ``out``."""

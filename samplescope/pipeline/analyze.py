@@ -221,8 +221,8 @@ def _encode_pass(run: Run, integ: Any, model: Any, layer: str, labels: np.ndarra
     n = len(labels)
     # the sketches' axes come from a seeded sample (a constant 5,000 inputs, not N)
     sketch, aligned_sketch = fit_sketches(integ, sizes, SKETCH_SAMPLE, seed, run.info.get("input_shape"))
-    pixels = sketch.allocate(n)
-    aligned = aligned_sketch.allocate(n) if aligned_sketch is not None else None
+    pixels = sketch.allocate(n, scratch)  # memory-mapped there, like the latent
+    aligned = aligned_sketch.allocate(n, scratch) if aligned_sketch is not None else None
 
     def batches() -> Iterator[tuple[int, np.ndarray]]:
         for start, _subset, _idx, x in input_batches(integ, sizes, BATCH):

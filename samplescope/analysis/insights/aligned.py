@@ -19,6 +19,7 @@ channel with the same warp.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -126,8 +127,8 @@ class AlignedSketch:
         self.fit_size_ = len(x)
         return self
 
-    def allocate(self, n: int) -> AlignedFeatures:
-        f = self.sketch_.allocate(n)
+    def allocate(self, n: int, folder: str | Path | None = None) -> AlignedFeatures:
+        f = self.sketch_.allocate(n, folder, name="aligned-sketch")
         return AlignedFeatures(f.z, f.residual, f.digest, f.scale, sigma=self.sigma,
                                n_components=self.n_components, random_state=self.random_state,
                                fit_size=self.fit_size_)
