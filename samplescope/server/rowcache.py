@@ -6,9 +6,10 @@ read thread waited for the CPU and the interpreter lock that long many times ove
 route's p99 was its handler's, ``bench/serve_speed.py --phases``). Here a miss reads the
 block of ``BLOCK`` ids around the sample in one query (numpy columns, about 6 ms of CPU for
 4,096 rows) and keeps it; a hit is a dictionary of Python values built from the block, a few
-tens of microseconds. Blocks are dropped, least recently used first, past ``max_bytes``
-(``Settings.row_cache_bytes``): the 70k run fits in 30 MB, a 1M run's 245 blocks do not
-and its clicks read a block more often.
+tens of microseconds. The server's prewarm reads the first blocks, as many as fit in
+``max_bytes`` (``Settings.row_cache_bytes``); past it blocks are dropped, least recently
+used first: the 70k run fits in 30 MB, a 1M run's 245 blocks do not and its clicks read a
+block more often.
 
 A row from here equals :meth:`RunDatabase.row`'s (NULL as None, NaN, infinities and -0.0
 kept, integers as ``int``): tests/server/test_rowcache.py compares them.
@@ -77,6 +78,22 @@ class RowCache:
             block = _Block(first, self._fetch(first, first + BLOCK - 1))  # outside the lock
             self._keep(first, block)
         return block.row(sample_id - first)
+
+    def fill(self, n: int) -> int:
+        """Read the blocks of ids 0 to ``n - 1`` in order while they fit in ``max_bytes`` (the
+        server's prewarm: the first clicks find their rows in memory); the blocks read."""
+        read = 0
+        for first in range(0, n, BLOCK):
+            with self._lock:
+                if first in self._blocks:
+                    continue
+                room = self.max_bytes - self._bytes
+            block = _Block(first, self._fetch(first, first + BLOCK - 1))
+            if block.nbytes > room:  # it would push out a block read before it
+                break
+            self._keep(first, block)
+            read += 1
+        return read
 
     def _keep(self, first: int, block: _Block) -> None:
         with self._lock:

@@ -183,6 +183,8 @@ class ServerState:
             torch.set_num_threads(1)
         # (with worker processes the server never imports torch: about 180 MiB less)
         try:
+            if self.row_cache is not None:  # the rows of /api/samples/<id>, the page's every click
+                self.row_cache.fill(self.n)
             self.similar([0], k=1)
             if self.run.trusted:  # an untrusted run's code is never imported, not even to warm up
                 self.image(0)

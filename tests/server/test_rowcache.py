@@ -91,6 +91,20 @@ def test_blocks_past_the_byte_limit_are_dropped_and_read_again(table, monkeypatc
     assert list(cache._blocks) == [0]
 
 
+def test_fill_reads_the_first_blocks_that_fit(table, monkeypatch):
+    monkeypatch.setattr(rowcache, "BLOCK", 16)
+    full = RowCache(_fetch_block(table), max_bytes=1 << 30)
+    assert full.fill(70) == 5 and full.fill(70) == 0  # every block once
+    assert list(full._blocks) == [0, 16, 32, 48, 64]
+    two = sum(b.nbytes for b in list(full._blocks.values())[:2])
+    part = RowCache(_fetch_block(table), max_bytes=two)
+    assert part.fill(70) == 2 and list(part._blocks) == [0, 16]  # no block pushed out another
+    for sample_id in range(32):  # 17 and 18 are not in the table
+        want, got = _fetch_row(table, sample_id), part.row(sample_id)
+        assert (got is None) == (want is None) and (want is None or _same(got, want)), sample_id
+    assert part.reads == 2
+
+
 def test_the_served_rows_equal_the_databases(tiny_run, monkeypatch):
     """The tiny run's samples with the cache and without it: every record, and the answers of
     /api/samples/<id> over several blocks."""
