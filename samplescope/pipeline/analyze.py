@@ -112,7 +112,7 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
 
     # -- population map ----------------------------------------------------
     t = time.perf_counter()
-    proj = Projection(method=projection, random_state=seed) if projection else Projection(random_state=seed)
+    proj = Projection(method=projection or "umap", random_state=seed, verbose=progress)
     xy = proj.fit_transform(latent, neighbors=neighbors)
     analysis["map_x"], analysis["map_y"] = xy[:, 0], xy[:, 1]
     timings["projection"] = time.perf_counter() - t
