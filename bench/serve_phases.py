@@ -37,6 +37,7 @@ CURRENT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("phase_rec
 ARRIVED: contextvars.ContextVar[float] = contextvars.ContextVar("phase_arrived", default=0.0)
 RECORDS: list[dict] = []
 LAGS: list[tuple[float, float]] = []  # (when, how late in s) for wake-ups over 2 ms late
+GC: list[tuple[int, float, float]] = []  # (generation, when, seconds) of each garbage collection
 STALLS: list[dict] = []
 _beat = {"t": 0.0, "ticks": 0}
 STALL_SECONDS = 0.05
@@ -69,6 +70,23 @@ def install(route: str = r"^/api/samples/\d+$") -> None:
     global ROUTE
     ROUTE = re.compile(route)
     _stamp_arrivals()
+    _time_collections()
+
+
+def _time_collections() -> None:
+    """Time every garbage collection (it holds the interpreter lock: every thread waits)."""
+    import gc
+
+    started: dict[str, float] = {}
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            started["t"] = time.perf_counter()
+        elif "t" in started:
+            t = started.pop("t")
+            GC.append((info["generation"], t, time.perf_counter() - t))
+
+    gc.callbacks.append(callback)
 
 
 def _stamp_arrivals() -> None:
@@ -163,7 +181,7 @@ class Phases:
             threading.Thread(target=_watchdog, args=(threading.get_ident(),), daemon=True).start()
         if scope["type"] == "http" and scope["path"] == "/__phases":
             body = json.dumps(
-                {"records": RECORDS, "lags": LAGS, "stalls": STALLS, "ticks": _beat["ticks"]}
+                {"records": RECORDS, "lags": LAGS, "stalls": STALLS, "ticks": _beat["ticks"], "gc": GC}
             ).encode()
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"application/json")]})  # fmt: skip
@@ -316,6 +334,13 @@ def report(data: dict, client_ms: list[float], seconds: float) -> list[str]:
         f"p99 {pct(lags, 99):.1f} ms, max {max(lags, default=0):.1f} ms); "
         f"{sum(1 for v in lags if v > 50)} stalls over 50 ms ({len(data['stalls'])} sampled)"
     )
+    for gen in (0, 1, 2):
+        pauses = [d * 1000 for g, _, d in data.get("gc", []) if g == gen]
+        if pauses:
+            out.append(
+                f"  garbage collections of generation {gen}: {len(pauses)}, p50 {pct(pauses, 50):.1f} ms, "
+                f"max {max(pauses):.1f} ms, {sum(pauses):.0f} ms in all"
+            )
     tops: dict[str, int] = {}
     for stall in data["stalls"]:
         where = next(
