@@ -130,3 +130,46 @@ def test_a_failing_heatmap_shows_its_message(browser, live_server):  # noqa: F81
         page.wait_for_selector("[data-testid=heatmap-1-error]:not([hidden])")
         assert page.inner_text("[data-testid=heatmap-1-error]") == message
         assert page.is_hidden("[data-testid=heatmap-1]")  # no broken image
+
+
+#: an integration of (2, 3, 4, 4) inputs (two RGB 4 x 4 frames), in a file so the served run can load it
+VOLUMES = """
+import numpy as np
+from samplescope import Integration, Subset
+
+volumes = np.random.default_rng(2).random((24, 2, 3, 4, 4)).astype(np.float32)
+integ = Integration("volumes", classes=["a", "b"])
+integ.subset("train")(lambda state: Subset(ids=range(18)))
+integ.subset("validation")(lambda state: Subset(ids=range(18, 24)))
+integ.input("grid")(lambda sample: volumes[sample.id])
+integ.ground_truth(lambda sample: int(sample.id % 2))
+"""
+
+
+def test_a_run_without_pictures_says_why_and_asks_for_no_heatmaps(browser, tmp_path):  # noqa: F811
+    """(2, 3, 4, 4) inputs, which no picture draws: the page says so once, shows no heatmap panes (no
+    method applies) and makes no request that fails, instead of panes that each show an error."""
+    import torch
+
+    from samplescope import create_run
+    from samplescope.integration.loader import load_integration
+    from samplescope.pipeline.analyze import analyze_run
+    from tests.integrations.test_no_code import VolumeNet
+
+    source = tmp_path / "volumes.py"
+    source.write_text(VOLUMES)
+    integ = load_integration(source)
+    torch.manual_seed(0)
+    path = create_run(integ, VolumeNet(), tmp_path / "volumes", progress=False)
+    analyze_run(path, progress=False, projection="pca", integration=source)
+    with serving(path, "--trust", log=tmp_path / "server.log") as base, \
+            page_on(browser, base, allowed=(NO_COMPARE,)) as page:  # fmt: skip
+        open_map(page, "/#sample=20")
+        page.wait_for_selector("[data-testid=sample-title]")
+        notice = page.locator("[data-testid=trust-notice]")
+        assert notice.is_visible() and "No sample pictures" in notice.inner_text()
+        assert "(2, 3, 4, 4)" in notice.inner_text()
+        assert page.locator("[data-testid=heatmap-1], [data-testid=heatmap-2]").count() == 0
+        assert all(page.is_disabled(f"[data-testid=method-{m}]") for m in ("gradcam", "integrated_gradients", "saliency"))
+        assert "(2, 3, 4, 4)" in page.inner_text("[data-testid=method-why]")
+        assert page.locator("[data-testid=sample-metadata] tr").count() > 3  # the row's numbers are all there

@@ -6,7 +6,7 @@ import { formatCell } from "./format.js";
 import { state, update } from "./state.js";
 import { el, esc, options, thumbs } from "./dom.js";
 import { defaultTargets, errorWord, heatmapTargets, isError, valueText } from "./taskviews.js";
-import { drawAttribution, explainFailure, methodButtons, methodFor } from "./attribution.js";
+import { METHODS, applies, drawAttribution, explainFailure, methodButtons, methodFor } from "./attribution.js";
 
 const HIDDEN = /^(prob_\d+|dist_to_centroid_\d+|label_name|prediction_name|nearest_centroid_name)$/;
 
@@ -58,7 +58,9 @@ export class SampleView {
     // pictures: the image, then heatmaps for two classes (default: predicted, ground truth)
     const pics = el(`<div class="pics${this.kind() === "image" ? "" : " wide"}"></div>`);
     pics.append(el(`<div class="pic"><div class="frame"><img class="base" data-testid="sample-image" src="${imageUrl(d.sample_id)}" alt="sample"></div><span>${{ vector: "features (z against the training rows)", tokens: "text" }[this.kind()] || "image"}</span></div>`));
-    for (const [key, testid] of [["t1", "heatmap-1"], ["t2", "heatmap-2"]]) {
+    // no heatmap panes when no method applies (an input shape nothing draws): the note below says why
+    const panes = METHODS.some(([m]) => applies(this.ctx.run, m)) ? [["t1", "heatmap-1"], ["t2", "heatmap-2"]] : [];
+    for (const [key, testid] of panes) {
       const error = `<div class="hm-error note" data-testid="${testid}-error" hidden></div>`;
       const pic = el(this.kind() === "image" ? `<div class="pic"><div class="frame"><img class="base" src="${imageUrl(d.sample_id)}" alt="">
         <img class="hm" data-testid="${testid}" alt="heatmap"></div>${error}<select data-key="${key}" data-testid="${testid}-target"></select></div>`
