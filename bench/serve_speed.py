@@ -17,6 +17,14 @@ loopback:
   the load average beside the figures (the target: p99 of /api/samples/<id> under 200 ms);
 - the server's resident memory after the load (psutil), its worker processes included.
 
+The clients run in processes of their own (bench/serve_clients.py, a raw keep-alive HTTP/1.1
+client): the 20 load clients and the worst requests in one, and in another a probe that asks
+``/api/samples/<id>`` every ``--probe-gap`` seconds alone in its process, so its figure is the
+server's answer time, not the load clients waiting for their own interpreter (``--client
+inprocess``: every client on httpx in this process, as the bench did until dd20304; on two
+cores that client was most of the p99 it reported). Both the 20 clients' sample p99 and the
+probe's are printed against the 200 ms target.
+
 By default it does this twice, one server after the other: heavy work in threads of the
 server's process (the reference) and in worker processes (what ``samplescope serve``
 does, see samplescope/server/heavy.py), and prints the ratio of every p50 and p99 with the
@@ -28,10 +36,15 @@ pool_threads=40`` a server of this tree with other Settings (``--settings`` for 
 ``--rounds 6`` splits the load into windows the servers take in turn, so a machine whose load
 drifts weighs on both alike. ``--phases`` times ``/api/samples/<id>`` inside each server
 (bench/serve_phases.py: waits for a thread and for the event loop, the work, the database
-lock, the loop's lag and what its thread ran when it stalled) beside the client's figure.
+lock, the loop's lag and what its thread ran when it stalled, garbage collections, and each
+probe request from its send to its last byte: to the loop, parse, handler, write, to the
+client) beside the client's figure. ``--uvicorn http=h11,loop=asyncio`` (and
+``--reference-uvicorn``) pick uvicorn's parser and loop (by default httptools and uvloop, the
+dependencies ``samplescope serve`` gets).
 
+    git archive 0a75ab6 | tar -x -C /tmp/before     # the server before the row cache and httptools
     python bench/serve_speed.py RUN --no-browser --heavy processes --seconds 60 --rounds 6 \
-        --phases --reference-tree /tmp/before
+        --phases --reference-tree /tmp/before --reference-uvicorn http=h11,loop=asyncio
 """
 
 from __future__ import annotations
