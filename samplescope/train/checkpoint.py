@@ -64,6 +64,7 @@ def save_checkpoint(path: str | Path, state: TrainState) -> None:
         "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict(),
         "ema": state.ema.state_dict() if state.ema is not None else None,
+        "lookahead": state.lookahead.state_dict() if state.lookahead is not None else None,
         "epochs_done": state.epoch + 1,  # saved at the end of epoch `state.epoch` (0-based)
         "step": state.step,
         "elapsed_s": state.elapsed_s,
@@ -138,6 +139,8 @@ def load_checkpoint(checkpoint_dir: str | Path | None, state: TrainState) -> Non
     state.scheduler.load_state_dict(payload["scheduler"])
     if state.ema is not None:  # config.ema matched above, so the checkpoint holds an average
         state.ema.load_state_dict(payload.get("ema") or {})
+    if state.lookahead is not None:  # config.lookahead matched above, so the checkpoint holds slow weights
+        state.lookahead.load_state_dict(payload.get("lookahead") or {"slow": []})
     torch.set_rng_state(payload["rng"]["torch"])
     state.generator.set_state(payload["rng"]["generator"])
     state.epoch = payload["epochs_done"]

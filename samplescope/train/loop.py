@@ -30,6 +30,7 @@ from samplescope.cpu import (
 from samplescope.tasks import Classification, Task
 from samplescope.train.callbacks import Callback
 from samplescope.train.ema import WeightEMA
+from samplescope.train.lookahead import Lookahead
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class TrainConfig:
     weight_decay: float = 0.0  # AdamW (decoupled) weight decay of the conv and linear weights
     label_smoothing: float = 0.0
     ema: float = 0.0  # decay of an EMA of the weights that is evaluated and kept at the end; 0 = off
+    lookahead: int = 0  # Lookahead: every this many steps pull the weights back towards slow copies; 0 = off
+    lookahead_alpha: float = 0.5  # how far the slow weights move towards the fast ones at each of those steps
     augment_shift: int = 2  # shift each training image by up to this many pixels; 0 = off
     # rotate each training image by up to this many degrees and scale it by up to 1 +- augment_scale
     # (bilinear, zero fill, with the shift in the same resampling); 0 and 0 = off: shifts only
@@ -76,6 +79,11 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"TrainConfig.ema must be in [0, 1) (0 = off), got {self.ema}")
+        if self.lookahead < 0 or not 0.0 < self.lookahead_alpha <= 1.0:
+            raise ValueError(
+                f"TrainConfig.lookahead must be >= 0 steps (0 = off) and lookahead_alpha in (0, 1], "
+                f"got {self.lookahead} and {self.lookahead_alpha}"
+            )
         if self.augment_shift < 0 or self.eval_every < 0:
             raise ValueError("TrainConfig.augment_shift and eval_every must be >= 0")
         if not 0.0 <= self.augment_until <= 1.0:
@@ -91,7 +99,7 @@ class TrainConfig:
 #: be resumed with the same values. (threads, eval_every, eval_batch_size may differ.)
 RESUME_FIELDS = (
     "epochs", "batch_size", "lr", "pct_start", "weight_decay", "label_smoothing", "ema",
-    "augment_shift", "augment_rotate", "augment_scale", "augment_until", "seed",
+    "lookahead", "lookahead_alpha", "augment_shift", "augment_rotate", "augment_scale", "augment_until", "seed",
 )  # fmt: skip
 
 
@@ -166,6 +174,7 @@ class TrainState:
     steps_per_epoch: int
     history: History = field(default_factory=History)
     ema: WeightEMA | None = None  # the averaged weights, when config.ema > 0
+    lookahead: Lookahead | None = None  # the slow weights, when config.lookahead > 0
     epoch: int = 0  # 0-based epoch being trained (at on_epoch_end: the one just finished)
     step: int = 0  # optimizer steps done
     elapsed_s: float = 0.0  # training time so far, evaluation excluded
@@ -349,6 +358,7 @@ def train(
         },
         steps_per_epoch=steps_per_epoch,
         ema=WeightEMA(model, config.ema) if config.ema else None,
+        lookahead=Lookahead(model, config.lookahead, config.lookahead_alpha) if config.lookahead else None,
     )  # fmt: skip
     evaluated = state.ema.model if state.ema is not None else model  # what validation measures
     callbacks = list(callbacks)
@@ -410,6 +420,8 @@ def train(
                 state.step += 1
                 if state.ema is not None:
                     state.ema.update(model, state.step)
+                if state.lookahead is not None:  # after the EMA, the order the recipe was measured in
+                    state.lookahead.update(model, state.step)
                 if config.label_smoothing:  # history reports plain cross-entropy, like validation
                     loss = task.plain_loss(logits.detach(), yb)
                 state.loss = loss.item()
