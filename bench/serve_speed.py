@@ -63,6 +63,7 @@ import time
 from pathlib import Path
 
 import httpx
+from serve_clients import route_target as route_url  # bench/: the script's folder is on sys.path
 
 from samplescope.server import limits
 from samplescope.testing import free_port
@@ -168,17 +169,6 @@ def bench_browser(base: str, repeats: int = 3) -> list[tuple[float, str, int]]:
 
 #: the routes the clients call, in turn
 ROUTES = ("sample", "image", "similar", "table", "heatmap")
-
-
-def route_url(kind: str, rng: random.Random, n: int, n_classes: int, k: int) -> str:
-    sid = rng.randrange(n)
-    return {
-        "sample": f"/api/samples/{sid}",
-        "image": f"/api/samples/{sid}/image.png",
-        "similar": f"/api/samples/{sid}/similar?k={k}",
-        "table": f"/api/samples?sort=loss&order=desc&limit=50&offset={rng.randrange(n)}",
-        "heatmap": f"/api/samples/{sid}/heatmap.png?target={rng.randrange(n_classes)}",
-    }[kind]
 
 
 def worst_requests(base: str, n: int) -> list[tuple[str, str, dict]]:
