@@ -80,7 +80,9 @@ class PixelSketch:
         if folder is None:
             z = np.zeros((n, m), np.float32)
         else:
-            z = np.lib.format.open_memmap(Path(folder) / f"{name}.npy", "w+", np.float32, (n, m))
+            from samplescope.store.folder import mapped_array
+
+            z = mapped_array(Path(folder) / f"{name}.npy", (n, m), np.float32)
         return PixelFeatures(z, np.zeros(n, np.float64), np.zeros(n, np.int64), self.scale_)
 
     def transform_into(self, out: PixelFeatures, start: int, batch: np.ndarray) -> None:

@@ -28,7 +28,15 @@ from samplescope.errors import IntegrationError, RunError
 from samplescope.pipeline.prefetch import prefetch
 from samplescope.run import GRADCAM_FILE, HEATMAP_CACHE, LATENT_FILE, Run, open_run
 from samplescope.store import RunDatabase, layout
-from samplescope.store.folder import RUN_JSON, atomic_folder, place_file, scratch_folder, write_json
+from samplescope.store.folder import (
+    RUN_JSON,
+    atomic_folder,
+    disk_errors,
+    mapped_array,
+    place_file,
+    scratch_folder,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +115,9 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
 
     # -- one neighbour engine: its kNN graph feeds the map, the insights and similar
     t = time.perf_counter()
-    neighbors = NeighborIndex(random_state=seed).fit(latent).spill(scratch)  # answers from mapped files
+    neighbors = NeighborIndex(random_state=seed).fit(latent)
+    with disk_errors(Path(path).parent, Path(path).name):  # a full disk: the one-line error
+        neighbors.spill(scratch)  # answers from memory-mapped files from here on
     timings["neighbors"] = time.perf_counter() - t
 
     # -- population map ----------------------------------------------------
@@ -221,8 +231,9 @@ def _encode_pass(run: Run, integ: Any, model: Any, layer: str, labels: np.ndarra
     n = len(labels)
     # the sketches' axes come from a seeded sample (a constant 5,000 inputs, not N)
     sketch, aligned_sketch = fit_sketches(integ, sizes, SKETCH_SAMPLE, seed, run.info.get("input_shape"))
-    pixels = sketch.allocate(n, scratch)  # memory-mapped there, like the latent
-    aligned = aligned_sketch.allocate(n, scratch) if aligned_sketch is not None else None
+    with disk_errors(Path(run.path).parent, Path(run.path).name):  # files allocated now: a full disk says so
+        pixels = sketch.allocate(n, scratch)  # memory-mapped there, like the latent
+        aligned = aligned_sketch.allocate(n, scratch) if aligned_sketch is not None else None
 
     def batches() -> Iterator[tuple[int, np.ndarray]]:
         for start, _subset, _idx, x in input_batches(integ, sizes, BATCH):
@@ -242,8 +253,9 @@ def _encode_pass(run: Run, integ: Any, model: Any, layer: str, labels: np.ndarra
         if logits is None:
             logits = np.empty((n, result.logits.shape[1]), np.float32)
             shape = (n, result.latent.shape[1])
-            latent = (np.empty(shape, np.float32) if scratch is None else
-                      np.lib.format.open_memmap(scratch / LATENT_FILE, "w+", np.float32, shape))
+            with disk_errors(Path(run.path).parent, Path(run.path).name):
+                latent = (np.empty(shape, np.float32) if scratch is None else
+                          mapped_array(scratch / LATENT_FILE, shape, np.float32))
         logits[start:stop], latent[start:stop] = result.logits, result.latent
         if gradcam is not None:
             _gradcams_into(gradcam, run, model, x, start, result.logits.argmax(1), labels[start:stop])

@@ -103,6 +103,27 @@ def scratch_folder(final: Path) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def mapped_array(path: Path, shape: tuple[int, ...], dtype: Any) -> Any:
+    """A new memory-mapped ``.npy`` (numpy's ``open_memmap``) whose blocks are allocated now.
+
+    A sparse file would get its blocks only when the pages are written back, and a full disk
+    then kills the process with SIGBUS; allocated up front, a full disk is an OSError here
+    (ENOSPC), which :func:`disk_errors` turns into its one-line message.
+    """
+    import numpy as np
+
+    array = np.lib.format.open_memmap(path, "w+", dtype, shape)
+    if array.nbytes and hasattr(os, "posix_fallocate"):
+        with open(path, "r+b") as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+            except OSError as exc:
+                if exc.errno in _FULL:
+                    raise
+                # EOPNOTSUPP / EINVAL: a file system without fallocate keeps the sparse file
+    return array
+
+
 def place_file(src: Path, dst: Path) -> None:
     """Put ``src``'s content at ``dst`` atomically: a hard link when both lie on one file system,
     else a copy; ``dst`` is replaced in one rename either way."""

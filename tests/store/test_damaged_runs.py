@@ -150,6 +150,21 @@ def test_full_disk_while_analyze_writes(run_path, capsys, monkeypatch):
     assert temporaries(run_path) == []
 
 
+def test_full_disk_while_analyze_maps_its_arrays(run_path, capsys, monkeypatch):
+    """The latent and sketches are memory-mapped files allocated up front: a full disk is the
+    one-line error then (a sparse file would kill the process with SIGBUS later)."""
+    before = (run_path / "latent.npy").read_bytes(), (run_path / "run.json").read_bytes()
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    err = one_line_error(capsys, "analyze", str(run_path))
+    assert "The disk is full" in err and str(run_path.parent) in err and "earlier results are intact" in err
+    assert ((run_path / "latent.npy").read_bytes(), (run_path / "run.json").read_bytes()) == before
+    assert temporaries(run_path) == []
+
+
 def test_full_disk_while_train_writes_keeps_the_previous_run(run_path, capsys, monkeypatch):
     from samplescope.store.database import RunDatabase
 
