@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from samplescope.train.loop import TrainState
 
 CHECKPOINT_NAME = "checkpoint.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: samplescope's AdamW and OneCycle state (train/optim.py), not torch.optim's
 
 
 def checkpoint_path(checkpoint_dir: str | Path) -> Path:

@@ -31,6 +31,7 @@ from samplescope.tasks import Classification, Task
 from samplescope.train.callbacks import Callback
 from samplescope.train.ema import WeightEMA
 from samplescope.train.lookahead import Lookahead
+from samplescope.train.optim import AdamW, OneCycle
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +167,8 @@ class TrainState:
     """Everything the loop owns; callbacks read it (and a checkpoint saves it)."""
 
     model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    optimizer: AdamW
+    scheduler: OneCycle
     generator: torch.Generator
     config: TrainConfig
     data_info: dict[str, Any]  # what a checkpoint must match: sizes, shapes, label counts
@@ -341,13 +342,11 @@ def train(
             {"params": [p for p in model.parameters() if p.dim() > 1]},
             {"params": [p for p in model.parameters() if p.dim() <= 1], "weight_decay": 0.0},
         ]
-    optimizer = torch.optim.AdamW(
-        [g for g in groups if g["params"]], lr=config.lr, weight_decay=config.weight_decay
+    # torch.optim.AdamW and OneCycleLR's arithmetic, without torch.optim's import of torch._dynamo (optim.py)
+    optimizer = AdamW([g for g in groups if g["params"]], lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = OneCycle(
+        optimizer, max_lr=config.lr, total_steps=total_steps(config, steps_per_epoch), pct_start=config.pct_start
     )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=total_steps(config, steps_per_epoch),
-        pct_start=config.pct_start,
-    )  # fmt: skip
     state = TrainState(
         model=model, optimizer=optimizer, scheduler=scheduler,
         generator=torch.Generator().manual_seed(config.seed), config=config,
