@@ -63,9 +63,7 @@ def main() -> None:
         for n in [int(s) for s in args.sizes.split(",")]:
             x = np.ascontiguousarray(full[:n], dtype=np.float32)
             load = os.getloadavg()
-            w, c = time.perf_counter(), time.process_time()
-            index = NeighborIndex(n_threads=args.threads).fit(x)
-            wall, cpu = time.perf_counter() - w, time.process_time() - c
+            index, wall, cpu = _timed(NeighborIndex(n_threads=args.threads).fit, x)
             rows = np.sort(np.random.default_rng(7).choice(n, min(n, 1000), replace=False))
             ratio = f"{cpu / first[1]:.1f}x the CPU of {first[0]:,} for {n / first[0]:.0f}x the rows" if first else "-"
             first = first or (n, cpu)
@@ -85,13 +83,10 @@ def main() -> None:
         totals = {}
         for name, kw in engines.items():
             load = os.getloadavg()
-            w, c = time.perf_counter(), time.process_time()
-            index = NeighborIndex(n_threads=args.threads, graph_k=0, **kw).fit(x)
-            build_w, build_c = time.perf_counter() - w, time.process_time() - c
-            w, c = time.perf_counter(), time.process_time()
-            found, _ = index._search_rows(rows, 16, None)
+            index, build_w, build_c = _timed(NeighborIndex(n_threads=args.threads, graph_k=0, **kw).fit, x)
+            (found, _), graph_w, graph_c = _timed(index._search_rows, rows, 16, None)
             scale = n / len(rows)
-            graph_w, graph_c = (time.perf_counter() - w) * scale, (time.process_time() - c) * scale
+            graph_w, graph_c = graph_w * scale, graph_c * scale
             totals[name] = (build_w + graph_w, build_c + graph_c)
             info = index.info()
             print(f"n={n:>10,} {name:<37} index {build_w:6.1f} s wall / {build_c:6.1f} s CPU, graph "
@@ -105,6 +100,13 @@ def main() -> None:
         (a_w, a_c), (b_w, b_c) = totals.values()
         print(f"n={n:>10,} total new / old: wall {a_w:.1f} / {b_w:.1f} s = {a_w / b_w:.2f}x, "
               f"CPU {a_c:.1f} / {b_c:.1f} s = {a_c / b_c:.2f}x", flush=True)
+
+
+def _timed(fn, *args):
+    """``(fn(*args), wall seconds, this process's CPU seconds)``."""
+    w, c = time.perf_counter(), time.process_time()
+    out = fn(*args)
+    return out, time.perf_counter() - w, time.process_time() - c
 
 
 if __name__ == "__main__":
