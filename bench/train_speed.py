@@ -148,8 +148,9 @@ def train_reference(
 
 def train_recipe(name: str, data: Sequence[torch.Tensor], threads: int, seed: int) -> Curve:
     recipe = RECIPES[name]
-    # evaluate about ten times an epoch, so the times to a target are read finely
-    config = recipe.train_config(threads=threads, seed=seed, eval_every=max(1, 6000 // recipe.train_config().batch_size))
+    # evaluate about ten times an epoch, on the whole validation set, so the times to a target are read finely
+    every = max(1, 6000 // recipe.train_config().batch_size)
+    config = recipe.train_config(threads=threads, seed=seed, eval_every=every, eval_subset=0)
     torch.manual_seed(seed)
     model = SmallCNN(CNNConfig(**recipe.model))
     print(f"\nrecipe {name!r}: SmallCNN ({count_parameters(model):,} parameters), {config}; {load()}")

@@ -66,6 +66,10 @@ class TrainConfig:
     # (the ones validation and the analysis see) while the one-cycle schedule anneals; 1 = all
     augment_until: float = 1.0
     eval_every: int = 200  # steps between validation evaluations; 0 = only at epoch ends
+    # validation samples a 'step' row evaluates: an evenly spaced subset (every k-th sample), the same
+    # one each time, so the curve between epoch ends costs a fraction of a pass; 'epoch' rows (and so the
+    # final figure) always evaluate the whole validation set; 0 = the whole set for step rows too
+    eval_subset: int = 0
     eval_batch_size: int = 2000
     seed: int = 0
     threads: int | None = None  # torch threads; None = every core this process may use
@@ -85,8 +89,8 @@ class TrainConfig:
                 f"TrainConfig.lookahead must be >= 0 steps (0 = off) and lookahead_alpha in (0, 1], "
                 f"got {self.lookahead} and {self.lookahead_alpha}"
             )
-        if self.augment_shift < 0 or self.eval_every < 0:
-            raise ValueError("TrainConfig.augment_shift and eval_every must be >= 0")
+        if self.augment_shift < 0 or self.eval_every < 0 or self.eval_subset < 0:
+            raise ValueError("TrainConfig.augment_shift, eval_every and eval_subset must be >= 0")
         if not 0.0 <= self.augment_until <= 1.0:
             raise ValueError(f"TrainConfig.augment_until must be in [0, 1] (a fraction of the steps), got {self.augment_until}")
         if not (0.0 <= self.augment_rotate <= 180.0 and 0.0 <= self.augment_scale < 1.0):
@@ -97,7 +101,7 @@ class TrainConfig:
 
 
 #: TrainConfig fields that change the weights a run produces: a checkpoint can only
-#: be resumed with the same values. (threads, eval_every, eval_batch_size may differ.)
+#: be resumed with the same values. (threads, eval_every, eval_subset, eval_batch_size may differ.)
 RESUME_FIELDS = (
     "epochs", "batch_size", "lr", "pct_start", "weight_decay", "label_smoothing", "ema",
     "lookahead", "lookahead_alpha", "augment_shift", "augment_rotate", "augment_scale", "augment_until", "seed",
@@ -108,7 +112,7 @@ RESUME_FIELDS = (
 # history and the state callbacks see
 
 FIELDS = (
-    "kind", "epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "elapsed_s",
+    "kind", "epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "val_samples", "lr", "elapsed_s",
 )  # fmt: skip
 
 
@@ -121,7 +125,9 @@ class History:
     cross-entropy even when training uses label smoothing, so it compares with ``val_loss``;
     other tasks: their training loss, and as ``*_acc`` their ``score_name``, e.g. regression's
     1 - MSE on standardised targets, multi-label's exact-match rate),
-    ``val_loss`` / ``val_acc``, ``lr`` and ``elapsed_s`` (training time, evaluation excluded).
+    ``val_loss`` / ``val_acc`` over ``val_samples`` validation samples (all of them in 'epoch' rows;
+    in 'step' rows ``config.eval_subset`` evenly spaced ones when set), ``lr`` and ``elapsed_s``
+    (training time, evaluation excluded).
     """
 
     fields = FIELDS
@@ -360,6 +366,9 @@ def train(
         lookahead=Lookahead(model, config.lookahead, config.lookahead_alpha) if config.lookahead else None,
     )  # fmt: skip
     evaluated = state.ema.model if state.ema is not None else model  # what validation measures
+    # step rows: every k-th validation sample (a view; spread over the set even when it is sorted by class)
+    stride = max(1, math.ceil(len(x_val) / config.eval_subset)) if config.eval_subset else 1
+    x_step, y_step = x_val[::stride], y_val[::stride]
     callbacks = list(callbacks)
     if checkpoint_dir is not None:
         # first, so the checkpoint is on disk before any other on_epoch_end runs
@@ -370,13 +379,14 @@ def train(
 
     def record(kind: Literal["step", "epoch"], sums: list[float]) -> dict[str, Any]:
         """Evaluate on the validation set; append and return the history row."""
-        val_loss, val_acc = evaluate(evaluated, x_val, y_val, config.eval_batch_size, task)
+        xv, yv = (x_step, y_step) if kind == "step" else (x_val, y_val)
+        val_loss, val_acc = evaluate(evaluated, xv, yv, config.eval_batch_size, task)
         loss_sum, correct, seen, steps = sums
         row = {
             "kind": kind, "epoch": state.epoch + 1, "step": state.step,
             "train_loss": loss_sum / steps if steps else math.nan,
             "train_acc": correct / seen if seen else math.nan,
-            "val_loss": val_loss, "val_acc": val_acc, "lr": state.lr,
+            "val_loss": val_loss, "val_acc": val_acc, "val_samples": len(xv), "lr": state.lr,
             "elapsed_s": state.elapsed_s,
         }  # fmt: skip
         state.history.append(row)

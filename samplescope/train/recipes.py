@@ -60,6 +60,7 @@ RECIPES: dict[str, Recipe] = {
             "augment_until": 0.75,
             "ema": 0.99,
             "eval_every": 117,  # twice an epoch on MNIST's 60,000 images
+            "eval_subset": 2000,  # the mid-epoch rows on a fifth of MNIST's validation set; epoch rows on all of it
         },
     ),
     "fast": Recipe(
@@ -80,6 +81,7 @@ RECIPES: dict[str, Recipe] = {
             "augment_shift": 0,  # shifts pay off only over longer schedules
             "ema": 0.99,
             "eval_every": 50,
+            "eval_subset": 2000,  # 7 of the 9 evaluations on a fifth of the set: 26% of the loop's time before
         },
     ),
 }

@@ -181,6 +181,36 @@ def test_history_rows_have_every_field(data):
     assert elapsed == sorted(elapsed) and elapsed[0] > 0
     frame = history.to_frame()
     assert list(frame.columns) == list(FIELDS) and len(frame) == len(history)
+    assert {r["val_samples"] for r in rows} == {200}
+
+
+class Evaluated(Callback):
+    """The weights validation measured at each row (the loop evaluates the model itself: no EMA here)."""
+
+    def __init__(self) -> None:
+        self.at: list[tuple[str, dict[str, torch.Tensor]]] = []
+
+    def on_eval_end(self, state, row) -> None:
+        self.at.append((row["kind"], {k: v.clone() for k, v in state.model.state_dict().items()}))
+
+
+def test_eval_subset_evaluates_step_rows_on_every_kth_sample_and_epoch_rows_on_all(data):
+    x_val, y_val = data[2], data[3]
+    full, sub, seen = fresh_model(), fresh_model(), Evaluated()
+    whole = train(full, *data, FAST).to_rows()
+    rows = train(sub, *data, TrainConfig(**{**FAST.__dict__, "eval_subset": 60}), callbacks=[seen]).to_rows()
+    assert_same_weights(weights(full), weights(sub))  # evaluation changes nothing in training
+    assert [(r["kind"], r["val_samples"]) for r in rows] == [("step", 50), ("epoch", 200), ("step", 50), ("epoch", 200)]
+    for row, ref, (_, state) in zip(rows, whole, seen.at, strict=True):
+        model = fresh_model()
+        model.load_state_dict(state)
+        stride = 4 if row["kind"] == "step" else 1  # ceil(200 / 60): samples 0, 4, ..., 196
+        loss, acc = evaluate(model, x_val[::stride], y_val[::stride])
+        assert (row["val_loss"], row["val_acc"]) == pytest.approx((loss, acc), rel=1e-6)
+        if row["kind"] == "epoch":
+            assert (row["val_loss"], row["val_acc"]) == (ref["val_loss"], ref["val_acc"])
+    with pytest.raises(ValueError, match="eval_subset"):
+        TrainConfig(eval_subset=-1)
 
 
 class WeightsAt(Callback):
