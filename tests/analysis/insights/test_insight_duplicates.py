@@ -202,3 +202,43 @@ def test_table_rows_are_copies_only_when_equal_not_when_similar_in_large_feature
     assert _pairs(leak) == planted
     assert "input distance" in leak.text or "identical" in leak.text
     assert not _by_kind(insights, "duplicate")
+
+
+def _brute_pixel_distances(pixels: np.ndarray, table: pd.DataFrame) -> np.ndarray:
+    diff = pixels[table["row_a"].to_numpy()].astype(np.float64) - pixels[table["row_b"].to_numpy()]
+    return np.sqrt((diff**2).sum(axis=1))
+
+
+@pytest.mark.parametrize("input_shape", [None, (8, 8)])  # (8, 8): the aligned space too
+def test_pair_distances_in_small_chunks_equal_numpy(input_shape):
+    d = make_data(n_per_class=200, seed=4)
+    plant_leakage(d, n_exact=15, n_near=15)
+    rows = d.rows_of("train")[:12]
+    d.pixels[rows] = d.pixels[rows[0]]  # a group of copies: measured without fetching
+    whole = Duplicates()
+    whole.find(d.context(input_shape=input_shape))
+    chunked = Duplicates(chunk_size=7)  # pairs fetched and measured 7 at a time
+    chunked.find(d.context(input_shape=input_shape))
+    pd.testing.assert_frame_equal(whole.pairs_, chunked.pairs_)
+    table = chunked.pairs_
+    assert len(table) >= 11 + 15
+    np.testing.assert_allclose(table["pixel_distance"], _brute_pixel_distances(d.pixels, table), rtol=1e-6, atol=1e-6)
+    copies = table["row_a"].isin(rows) & table["row_b"].isin(rows)
+    assert copies.sum() >= 11 and (table.loc[copies, "pixel_distance"] == 0).all()
+
+
+def test_a_digest_collision_is_measured_not_taken_for_a_copy(monkeypatch):
+    """Every input given the same digest: only inputs that are really equal have distance 0."""
+    import samplescope.analysis.sketch as sketch
+
+    monkeypatch.setattr(sketch, "_digest", lambda x: np.zeros(len(x), np.int64))
+    d = make_data(n_per_class=100, seed=5)
+    rows = d.rows_of("train")[:5]
+    d.pixels[rows] = d.pixels[rows[0]]
+    finder = Duplicates(chunk_size=16)
+    finder.find(d.context())
+    table = finder.pairs_
+    np.testing.assert_allclose(table["pixel_distance"], _brute_pixel_distances(d.pixels, table), rtol=1e-6, atol=1e-6)
+    zero = table["pixel_distance"] == 0
+    assert set(table.loc[zero, "row_a"]) | set(table.loc[zero, "row_b"]) <= set(rows.tolist())
+    assert zero.sum() >= 4
