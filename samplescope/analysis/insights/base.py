@@ -41,6 +41,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -71,6 +72,8 @@ InsightKind = Literal[
     "overfitting",
 ]
 KINDS: tuple[str, ...] = get_args(InsightKind)
+
+_REFERENCE_BLOCK = 262_144  # rows whose reference neighbours are read from the graph at a time
 
 REQUIRED_COLUMNS = ("sample_id", "subset", "label", "prediction", "loss", "correct")
 
@@ -221,6 +224,10 @@ class InsightContext:
     input_shape:
         The shape of one model input (e.g. ``(1, 28, 28)``); the duplicate finder
         compares images up to small shifts when it is an image shape.
+    scratch:
+        A folder that outlives the context (``analyze``'s scratch folder): the per-row
+        arrays kept for every finder (the reference neighbours) are memory-mapped files
+        there, not memory of the process. None: they are held in memory.
     """
 
     samples: pd.DataFrame
@@ -237,6 +244,7 @@ class InsightContext:
     label_functions: list[str] | None = None
     task: str = "classification"
     input_shape: tuple[int, ...] | None = None
+    scratch: str | Path | None = None
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -321,7 +329,11 @@ class InsightContext:
 
     @property
     def subsets(self) -> np.ndarray:
-        return self._get("subsets", lambda: self.samples["subset"].astype(str).to_numpy())
+        def make() -> np.ndarray:  # (N,) object: a few str objects shared by every row, not one a row
+            codes, names = pd.factorize(self.samples["subset"].astype(str))
+            return np.asarray(list(names), dtype=object)[codes]
+
+        return self._get("subsets", make)
 
     @property
     def labels(self) -> np.ndarray:
@@ -374,6 +386,25 @@ class InsightContext:
         if not cols:
             return None
         return self._get("probabilities", lambda: self.samples[cols].to_numpy(np.float64))
+
+    def probability_rows(self, rows: slice | np.ndarray) -> np.ndarray | None:
+        """(len(rows), C) float64 class probabilities of these rows only (None without
+        ``prob_*`` columns): finders read them block by block, not as one (N, C) float64 copy
+        (80 bytes a sample); the values equal the matching rows of :attr:`probabilities`."""
+        cols = self.prob_columns
+        if not cols:
+            return None
+        cached = self._cache.get("probabilities")
+        if cached is not None:
+            return cached[rows]
+        return self.samples.iloc[rows][cols].to_numpy(np.float64)
+
+    def probability_column(self, k: int) -> np.ndarray:
+        """(N,) float64 probabilities of class ``k`` (``prob_{k}``): one column, not the (N, C) table."""
+        cached = self._cache.get("probabilities")
+        if cached is not None:
+            return cached[:, k]
+        return self.samples[self.prob_columns[k]].to_numpy(np.float64)
 
     @property
     def unit_latent(self) -> np.ndarray:
@@ -470,12 +501,25 @@ class InsightContext:
                 )
             k_eff = min(max(k, 10), n_ref - 1)
             mask = None if n_ref == self.n_rows else self.reference_mask
-            rows, dist = self.neighbor_index.kneighbors(k=k_eff, mask=mask)
-            if self.n_rows < 2**31:  # kept for every finder: int32 rows halve it (40 MB a million rows)
-                rows = rows.astype(np.int32)
+            n = self.n_rows
+            # kept for every finder: int32 rows halve it; with a scratch folder both are files
+            dist = self._row_array(f"reference-distances-{k_eff}", (n, k_eff), np.float32)
+            rows = self._row_array(f"reference-rows-{k_eff}", (n, k_eff), np.int32 if n < 2**31 else np.int64)
+            for start in range(0, n, _REFERENCE_BLOCK):  # bounded (block, k) int64 temporaries
+                at = slice(start, min(n, start + _REFERENCE_BLOCK))
+                rows[at], dist[at] = self.neighbor_index.kneighbors(np.arange(at.start, at.stop), k=k_eff, mask=mask)
             cached = (dist, rows)
             self._cache["reference_neighbors"] = cached
         return cached[0][:, :k], cached[1][:, :k]
+
+
+    def _row_array(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A new per-row array: a memory-mapped file in ``scratch`` when there is one, else memory."""
+        if self.scratch is None:
+            return np.empty(shape, dtype)
+        from samplescope.store.folder import mapped_array
+
+        return mapped_array(Path(self.scratch) / f"{name}.npy", shape, dtype)
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:

@@ -48,7 +48,7 @@ __all__ = ["LikelyMislabels"]
 
 logger = logging.getLogger(__name__)
 
-_BLOCK = 262_144  # rows whose probabilities are copied at a time
+_BLOCK = 262_144  # rows whose (B, C) float64 probabilities are held at a time
 
 
 class LikelyMislabels(InsightFinder):
@@ -85,25 +85,30 @@ class LikelyMislabels(InsightFinder):
             self.suggested_labels_ = np.full(ctx.n_rows, -1)
             self.candidates_ = np.zeros(ctx.n_rows, bool)
             return []
-        probs = self._probabilities(ctx)  # (N, C)
-        n = len(probs)
+        c = self._n_classes(ctx)
+        n = ctx.n_rows
         lab = ctx.labelled
         y = np.where(lab, ctx.labels, 0)
-        rows = np.arange(n)
 
-        # (a) confident learning
-        self.thresholds_ = self._thresholds(ctx, probs)
-        above = probs >= self.thresholds_[None, :]
-        confident = np.where(above, probs, -1.0).argmax(axis=1)
-        cl_flag = lab & above.any(axis=1) & (confident != y)
+        # (a) confident learning, a block of rows' (B, C) float64 probabilities at a time: no
+        # (N, C) copy of the table's float32 columns, and the same values row for row
+        self.thresholds_ = self._thresholds(ctx, c)
+        cl_flag = np.empty(n, bool)
         suggested = np.empty(n, np.int64)  # the most probable class other than the label
-        for start in range(0, n, _BLOCK):  # a block's copy at a time, not a second (N, C) array
-            others = probs[start : start + _BLOCK].copy()
-            others[np.arange(len(others)), y[start : start + _BLOCK]] = -np.inf
-            suggested[start : start + len(others)] = others.argmax(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            reach = np.minimum(1.0, probs[rows, suggested] / self.thresholds_[suggested])
-        signal_cl = np.nan_to_num(reach) * (1.0 - probs[rows, y])
+        signal_cl = np.empty(n)
+        for start in range(0, n, _BLOCK):
+            at = slice(start, min(n, start + _BLOCK))
+            probs = ctx.probability_rows(at)
+            r, yb = np.arange(len(probs)), y[at]
+            above = probs >= self.thresholds_[None, :]
+            confident = np.where(above, probs, -1.0).argmax(axis=1)
+            cl_flag[at] = lab[at] & above.any(axis=1) & (confident != yb)
+            others = probs.copy()
+            others[r, yb] = -np.inf
+            sug = suggested[at] = others.argmax(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                reach = np.minimum(1.0, probs[r, sug] / self.thresholds_[sug])
+            signal_cl[at] = np.nan_to_num(reach) * (1.0 - probs[r, yb])
 
         # (b) neighbour vote in the latent space
         knn = np.zeros(n)
@@ -123,28 +128,28 @@ class LikelyMislabels(InsightFinder):
         order = cand[np.lexsort((ctx.sample_ids[cand], -self.scores_[cand]))]
         top = order[: self.max_candidates]
         n_knn = int((self.candidates_ & (knn >= 0.5)).sum())
-        return [self._insight(ctx, probs, top, len(cand), int(cl_flag.sum()), n_knn, knn)]
+        return [self._insight(ctx, ctx.probability_rows(top), top, len(cand), int(cl_flag.sum()), n_knn, knn)]
 
     # ------------------------------------------------------------------ helpers
 
-    def _probabilities(self, ctx: InsightContext) -> np.ndarray:
-        probs = ctx.probabilities
-        if probs is None:
+    def _n_classes(self, ctx: InsightContext) -> int:
+        """How many ``prob_*`` columns there are; every label must be one of those classes."""
+        c = len(ctx.prob_columns)
+        if not c:
             raise SamplescopeError(
                 "LikelyMislabels needs class probabilities: InsightContext.samples has no "
                 "prob_0 .. prob_{C-1} columns."
             )
-        too_big = ctx.labels >= probs.shape[1]
+        too_big = ctx.labels >= c
         if too_big.any():
             row = int(np.flatnonzero(too_big)[0])
             raise SamplescopeError(
                 f"sample_id {ctx.sample_ids[row]} has label {ctx.labels[row]} but only "
-                f"{probs.shape[1]} prob_* columns exist."
+                f"{c} prob_* columns exist."
             )
-        return probs
+        return c
 
-    def _thresholds(self, ctx: InsightContext, probs: np.ndarray) -> np.ndarray:
-        c = probs.shape[1]
+    def _thresholds(self, ctx: InsightContext, c: int) -> np.ndarray:
         lab = ctx.labelled
         held = lab & ~ctx.train_mask
         counts = np.bincount(ctx.labels[held], minlength=c)
@@ -153,7 +158,7 @@ class LikelyMislabels(InsightFinder):
         for j in range(c):
             members = use & (ctx.labels == j)
             if members.any():
-                t[j] = probs[members, j].mean()
+                t[j] = ctx.probability_column(j)[members].mean()
         return t
 
     def _insight(
@@ -168,7 +173,7 @@ class LikelyMislabels(InsightFinder):
     ) -> Insight:
         ids = ctx.sample_ids[top]
         candidates: list[dict[str, Any]] = []
-        for r in top:
+        for i, r in enumerate(top):  # probs: (len(top), C), the listed rows' own
             label, sug = int(ctx.labels[r]), int(self.suggested_labels_[r])
             candidates.append(
                 {
@@ -177,8 +182,8 @@ class LikelyMislabels(InsightFinder):
                     "label": label,
                     "suggested": sug,
                     "score": float(self.scores_[r]),
-                    "p_label": float(probs[r, label]),
-                    "p_suggested": float(probs[r, sug]),
+                    "p_label": float(probs[i, label]),
+                    "p_suggested": float(probs[i, sug]),
                     "knn_fraction": float(knn[r]),
                 }
             )
