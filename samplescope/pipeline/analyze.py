@@ -99,6 +99,9 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
     frame = run.samples(columns=["subset", *task.label_table_columns(run.classes)])
     n = len(frame)
     labels = task.labels_from_table(frame, run.classes)
+    sample_ids = frame["sample_id"].to_numpy()
+    subset = pd.Categorical(frame["subset"], categories=list(run.subsets)).codes  # (N,) int8, not strings
+    del frame
 
     # -- one pass: inference, the pixel sketches and (asked) Grad-CAM from each batch once
     # the same outputs, either engine
@@ -106,10 +109,9 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
     logits, latent, pixels, aligned, gradcam = per_sample(
         run, integ, model, layer, _class_targets(task, labels), heatmaps, seed, progress
     )
-    analysis = pd.DataFrame({"sample_id": frame["sample_id"].to_numpy()})
-    validation = (frame["subset"] == "validation").to_numpy()  # where a data-driven error rule is measured
-    for name, values in prediction_columns(logits, labels, task, run.classes, reference=validation).items():
-        analysis[name] = values
+    # the analysis columns are held once, as arrays: the finders' table and the write share them
+    validation = _subset_mask(subset, run.subsets, "validation")  # where a data-driven error rule is measured
+    analysis = prediction_columns(logits, labels, task, run.classes, reference=validation)
     del logits
     timings["inference"] = time.perf_counter() - t0
 
@@ -124,23 +126,24 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
     t = time.perf_counter()
     proj = Projection(method=projection or "umap", random_state=seed, verbose=progress)
     xy = proj.fit_transform(latent, neighbors=neighbors)
-    analysis["map_x"], analysis["map_y"] = xy[:, 0], xy[:, 1]
+    analysis["map_x"], analysis["map_y"] = xy[:, 0], xy[:, 1]  # views of xy
     timings["projection"] = time.perf_counter() - t
 
     # -- insights ------------------------------------------------------------
     t = time.perf_counter()
     # only the columns the finders read: the base columns and the integration's metadata
-    previous = set((run.info.get("analysis") or {}).get("columns", [])) | set(analysis.columns)
+    previous = set((run.info.get("analysis") or {}).get("columns", [])) | set(analysis)
     base = {"sample_id", "subset", "index", "key", "label", *task.label_table_columns(run.classes)}
     metadata = [c for c in run.db.columns() if c not in base and c not in previous and not c.startswith("prob_")]
     samples = run.samples(columns=["subset", "label", *metadata])
-    for name in analysis.columns[1:]:  # both in sample_id order
-        samples[name] = analysis[name].to_numpy()
+    for name, values in analysis.items():  # both in sample_id order; shared, not copied
+        samples[name] = pd.Series(values, index=samples.index, copy=False)
     samples, class_names = task.insight_view(samples, labels, run.classes)
     insights, extra, kinds = _insights(run, samples, latent, seed, progress, neighbors, pixels, metadata,
-                                       class_names, integ=integ, task_name=task.name, aligned=aligned)
-    for name, values in extra.items():
-        analysis[name] = values
+                                       class_names, integ=integ, task_name=task.name, aligned=aligned,
+                                       scratch=scratch)
+    del samples  # the finders' table and their context
+    analysis.update(extra)
     timings["insights"] = time.perf_counter() - t
 
     # -- write, atomically ------------------------------------------------------
@@ -154,10 +157,10 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
         "latent_dim": int(latent.shape[1]),
         "projection": proj.method,
         "seed": seed,
-        "columns": [c for c in analysis.columns if c != "sample_id"],
+        "columns": list(analysis),
         "heatmaps": heatmaps,
         "accuracy": {
-            s: float(analysis["correct"][(frame["subset"] == s).to_numpy()].mean())
+            s: float(pd.Series(analysis["correct"][_subset_mask(subset, run.subsets, s)]).mean())
             for s in run.subsets
             if s != "unlabeled"
         },
@@ -182,7 +185,7 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
             (tmp / GRADCAM_FILE).unlink()  # stale: from an earlier model or analysis
         shutil.rmtree(tmp / HEATMAP_CACHE, ignore_errors=True)  # inputs may have changed
         with RunDatabase(tmp / layout.DATABASE, writable=True) as db:
-            db.write_analysis(analysis)
+            db.write_analysis(pd.DataFrame({"sample_id": sample_ids, **analysis}, copy=False))  # no copy
             db.write_insights([i.to_dict() for i in insights])
         timings["write"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
@@ -191,6 +194,11 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
         write_json(tmp / RUN_JSON, info)
     log.info("analysed %s: %d samples in %.1f s", path, n, timings["total"])
     return summary
+
+
+def _subset_mask(codes: np.ndarray, subsets: list[str], name: str) -> np.ndarray:
+    """(N,) bool: the rows of subset ``name`` (``codes`` index ``subsets``; none when it is absent)."""
+    return codes == subsets.index(name) if name in subsets else np.zeros(len(codes), bool)
 
 
 def _class_targets(task: Any, labels: np.ndarray) -> np.ndarray:
@@ -287,7 +295,7 @@ def _gradcams_into(out: np.ndarray, run: Run, model: Any, x: np.ndarray, start: 
 
 def _insights(run: Run, samples: pd.DataFrame, latent: np.ndarray, seed: int, progress: bool, neighbors: Any,
               pixels: Any, metadata: list[str], class_names: list[str], integ: Any = None,
-              task_name: str = "classification", aligned: Any = None):
+              task_name: str = "classification", aligned: Any = None, scratch: Path | None = None):
     from samplescope.analysis.insights import InsightContext, default_finders, find_insights
     from samplescope.analysis.insights.kinds import declared_column_kinds
 
@@ -315,6 +323,7 @@ def _insights(run: Run, samples: pd.DataFrame, latent: np.ndarray, seed: int, pr
         metadata_kinds={c: k for c, k in declared.items() if c in metadata},
         task=task_name,
         input_shape=tuple(run.info.get("input_shape") or ()) or None,
+        scratch=scratch,  # the neighbours every finder reads are files there
     )
     finders = default_finders(random_state=seed)
     found = find_insights(ctx, finders=finders, progress=progress)
