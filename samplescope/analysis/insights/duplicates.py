@@ -76,6 +76,7 @@ logger = logging.getLogger(__name__)
 
 _SPREAD_BLOCK = 262_144  # rows whose graph neighbours are read at a time
 _ROW_BLOCK = 262_144  # rows of candidate pairs tested at a time (float64 (block, k) temporaries)
+_PAIR_BLOCK = 65_536  # pairs whose latent cosine is computed at a time
 
 _PAIR_COLUMNS = ["row_a", "row_b", "pixel_distance", "latent_distance"]
 
@@ -303,7 +304,11 @@ class Duplicates(InsightFinder):
         the 24 GiB machine out of memory.)
         """
         a, b = pairs[:, 0], pairs[:, 1]
-        latent = np.maximum(0.0, 1.0 - np.einsum("ij,ij->i", ctx.unit_rows(a), ctx.unit_rows(b)))
+        latent = np.empty(len(pairs), np.float32)  # the dtype of the cosine of float32 unit rows
+        for start in range(0, len(pairs), _PAIR_BLOCK):  # (block, D) unit rows, not (M, D)
+            at = slice(start, start + _PAIR_BLOCK)
+            cos = np.einsum("ij,ij->i", ctx.unit_rows(a[at]), ctx.unit_rows(b[at]))
+            latent[at] = np.maximum(0.0, 1.0 - cos)
         pixel = np.full(len(pairs), np.nan)
         aligned = np.full(len(pairs), np.nan)
         in_aligned = np.zeros(len(pairs), bool)
