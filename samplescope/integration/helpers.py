@@ -10,14 +10,18 @@ def class_centroids(x: np.ndarray, labels: np.ndarray, n_classes: int) -> np.nda
 
     Compute it once, in the integration's preprocess step, over the training subset.
     """
-    flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    flat = np.asarray(x).reshape(len(x), -1)
     labels = np.asarray(labels)
     missing = [c for c in range(n_classes) if not (labels == c).any()]
     if missing:
         from samplescope.errors import IntegrationError
 
         raise IntegrationError(f"class_centroids: no samples of class(es) {missing}; every class needs some.")
-    return np.stack([flat[labels == c].mean(axis=0) for c in range(n_classes)]).astype(np.float32)
+    # float64 one class at a time: the same sums as converting the whole array first, without its
+    # copy (MNIST: 376 MB; 1.7 -> 0.26 s CPU)
+    return np.stack(
+        [np.asarray(flat[labels == c], dtype=np.float64).mean(axis=0) for c in range(n_classes)]
+    ).astype(np.float32)
 
 
 def centroid_distance_columns(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> dict[str, np.ndarray]:

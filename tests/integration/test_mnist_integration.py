@@ -78,3 +78,12 @@ def test_slant_sign_follows_shear(mnist):
     batch = Batch("train", np.arange(3), [0, 1, 2], (img, np.zeros(3, np.uint8)), None)
     slant = shape(batch)["slant"]
     assert abs(slant[0]) < 1e-6 and slant[1] > 0.2 and slant[2] < -0.2
+
+
+def test_state_centroids_are_each_class_mean_in_float64(mnist):
+    """class_centroids converts one class at a time: exactly the means of the whole float64 array."""
+    data = load_mnist(progress=False)
+    pixels = data.x_train.reshape(60000, -1).astype(np.float32) / 255.0
+    whole = pixels.astype(np.float64)
+    expected = np.stack([whole[data.y_train == c].mean(axis=0) for c in range(10)]).astype(np.float32)
+    assert np.array_equal(mnist.state.centroids, expected)
