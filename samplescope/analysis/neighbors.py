@@ -185,8 +185,12 @@ class NeighborIndex:
 
     # ----------------------------------------------------------------- fit
 
-    def fit(self, x: np.ndarray) -> NeighborIndex:
-        """Index ``x`` (N, D) and build its kNN graph; row i of it is answered as row i."""
+    def fit(self, x: np.ndarray, spill_to: str | Path | None = None) -> NeighborIndex:
+        """Index ``x`` (N, D) and build its kNN graph; row i of it is answered as row i.
+
+        With ``spill_to`` (a folder that outlives this object) the graph is searched straight
+        into memory-mapped files there, never held whole in memory, and the index is then
+        :meth:`spill`-ed there: the same answers and files as ``fit(x).spill(spill_to)``."""
         self._check_params()
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[0] == 0:
@@ -217,9 +221,10 @@ class NeighborIndex:
             # rows are searched grouped by their own list: consecutive queries then probe mostly
             # the same lists, which stay in the CPU's cache (about 2x faster at 100k and at 1M)
             by_list = self._row_lists() if self.kind_ == "ivf" else None
+            out = self._mapped_graph(spill_to, k)
             self.graph_rows_, self.graph_dist_ = map_rows(
                 lambda start, stop: self._search_rows(np.arange(start, stop), k, None, dtype=np.int32,
-                                                      by_list=by_list),
+                                                      by_list=by_list, out=out),
                 self.n_samples_, align=_BATCH, what="kNN graph",
             )
             del by_list
@@ -229,7 +234,21 @@ class NeighborIndex:
         self.seconds_["graph"] = time.perf_counter() - t
         logger.info("neighbours: %s over %s, recall@10 %.3f (%s)", self.kind_, x.shape, self.recall_,
                     ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds_.items()))
-        return self
+        return self if spill_to is None else self.spill(spill_to)
+
+    def _mapped_graph(self, folder: str | Path | None, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The graph's two (N, k) arrays as new memory-mapped files in ``folder`` (the names
+        :meth:`save` writes), or None: without a folder, or when an engine's workers search the
+        rows (their chunks come back to this process and are joined there)."""
+        from samplescope.engines import stages
+
+        if folder is None or stages.active() is not None:
+            return None
+        from samplescope.store.folder import mapped_array
+
+        folder, shape = Path(folder), (self.n_samples_, k)
+        return (mapped_array(folder / layout.NEIGHBOR_ROWS, shape, np.int32),
+                mapped_array(folder / layout.NEIGHBOR_DISTANCES, shape, np.float32))
 
     def _check_params(self) -> None:
         if self.metric not in ("cosine", "l2"):
@@ -457,8 +476,11 @@ class NeighborIndex:
             for name in names:
                 place_file(spilled / name, folder / name)
             return names
-        np.save(folder / layout.NEIGHBOR_ROWS, self.graph_rows_, allow_pickle=False)
-        np.save(folder / layout.NEIGHBOR_DISTANCES, self.graph_dist_, allow_pickle=False)
+        for name, graph in ((layout.NEIGHBOR_ROWS, self.graph_rows_), (layout.NEIGHBOR_DISTANCES, self.graph_dist_)):
+            if isinstance(graph, np.memmap) and Path(str(graph.filename)).resolve() == (folder / name).resolve():
+                graph.flush()  # searched straight into this file (fit's spill_to)
+            else:
+                np.save(folder / name, graph, allow_pickle=False)
         if self.kind_ == "ivf":
             faiss.write_index(self.index_, str(index_file))
             names.append(layout.NEIGHBOR_INDEX)
@@ -611,12 +633,13 @@ class NeighborIndex:
 
     def _search_rows(
         self, rows: np.ndarray, k: int, mask: np.ndarray | None, dtype: Any = np.int64,
-        by_list: np.ndarray | None = None,
+        by_list: np.ndarray | None = None, out: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """k nearest other rows of ``rows`` in batches, as (rows, distances); with ``by_list``
-        (each row's IVF list) searched in the order of their lists, answered in ``rows``' order."""
-        out_rows = np.empty((len(rows), k), dtype)
-        out_dist = np.empty((len(rows), k), np.float32)
+        (each row's IVF list) searched in the order of their lists, answered in ``rows``' order;
+        with ``out`` written into those (len(rows), k) arrays."""
+        out_rows, out_dist = out if out is not None else (np.empty((len(rows), k), dtype),
+                                                          np.empty((len(rows), k), np.float32))
         order = None if by_list is None else np.argsort(by_list[rows], kind="stable")
         for start in range(0, len(rows), _BATCH):
             at = slice(start, start + _BATCH) if order is None else order[start : start + _BATCH]

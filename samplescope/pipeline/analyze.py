@@ -117,9 +117,9 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
 
     # -- one neighbour engine: its kNN graph feeds the map, the insights and similar
     t = time.perf_counter()
-    neighbors = NeighborIndex(random_state=seed).fit(latent)
     with disk_errors(Path(path).parent, Path(path).name):  # a full disk: the one-line error
-        neighbors.spill(scratch)  # answers from memory-mapped files from here on
+        # the graph is searched into memory-mapped files there, and the index answers from them
+        neighbors = NeighborIndex(random_state=seed).fit(latent, spill_to=scratch)
     timings["neighbors"] = time.perf_counter() - t
 
     # -- population map ----------------------------------------------------

@@ -266,3 +266,23 @@ def test_radius_tuned_graph_finds_close_pairs(mixture) -> None:
     found = np.asarray(index.graph_rows_[:300, 0])
     assert (found == np.arange(3000, 3300)).mean() >= 0.95
     assert index.recall_ >= 0.95
+
+
+@pytest.mark.parametrize("exact_max", [0, 10**6])
+def test_fit_spilling_to_a_folder_writes_what_spill_writes(mixture, tmp_path, exact_max) -> None:
+    """fit(x, spill_to=folder) searches the graph straight into mapped files there: the same
+    files byte for byte, and the same answers, as fit(x) then spill(folder)."""
+    x = mixture[:6000]
+    params = dict(exact_max=exact_max, list_rows=50, flat_quantizer_max=0)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    one = NeighborIndex(**params).fit(x).spill(tmp_path / "a")
+    two = NeighborIndex(**params).fit(x, spill_to=tmp_path / "b")
+    assert isinstance(two.graph_rows_, np.memmap) and not two.graph_rows_.flags.writeable
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for path in (tmp_path / "a").iterdir():
+        assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes(), path.name
+    rows = np.arange(0, 6000, 60)
+    mask = np.arange(6000) % 4 != 0
+    for a, b in zip(one.query(rows, k=10, mask=mask), two.query(rows, k=10, mask=mask), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert one.recall_ == two.recall_

@@ -144,6 +144,7 @@ def test_full_disk_while_analyze_writes(run_path, capsys, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(np, "save", full)
+    monkeypatch.setattr(np.memmap, "flush", full)  # the kNN graph is searched into mapped files
     err = one_line_error(capsys, "analyze", str(run_path))
     assert "The disk is full" in err and str(run_path.parent) in err and "earlier results are intact" in err
     assert ((run_path / "latent.npy").read_bytes(), (run_path / "run.json").read_bytes()) == before
