@@ -149,6 +149,10 @@ def test_recall_counts_a_tied_row_as_a_hit() -> None:
     assert recall_at(found, truth, np.array([[0.0, 0.0, 0.5]], np.float32), truth_dist) == 1.0
     # a row farther than the k-th true one is a miss
     assert recall_at(found, truth, np.array([[0.0, 0.0, 0.6]], np.float32), truth_dist) == pytest.approx(2 / 3)
+    # near, in a latent whose 10th neighbours lie at cosine distance 5e-4, is not a tie
+    close_truth = np.array([[1e-4, 2e-4, 5e-4]], np.float32)
+    assert recall_at(np.array([[2, 9, 7]]), truth, np.array([[1e-4, 2e-4, 5.05e-4]], np.float32),
+                     close_truth) == pytest.approx(2 / 3)
 
 
 def test_ivf_on_repeated_rows_keeps_few_probes_and_an_honest_recall(monkeypatch) -> None:
