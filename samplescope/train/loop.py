@@ -32,6 +32,7 @@ from samplescope.train.callbacks import Callback
 from samplescope.train.ema import WeightEMA
 from samplescope.train.lookahead import Lookahead
 from samplescope.train.optim import AdamW, OneCycle
+from samplescope.train.patch_pca import patch_pca_init
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ class TrainConfig:
     # fraction of the run's steps that see augmented images; the rest train on the plain images
     # (the ones validation and the analysis see) while the one-cycle schedule anneals; 1 = all
     augment_until: float = 1.0
+    # the first conv's initial filters: the model's own, or the principal axes of the training images'
+    # patches (train/patch_pca.py), drawn from a generator of its own seeded by `seed`
+    first_conv_init: Literal["model", "patch_pca"] = "model"
     eval_every: int = 200  # steps between validation evaluations; 0 = only at epoch ends
     # validation samples a 'step' row evaluates: an evenly spaced subset (every k-th sample), the same
     # one each time, so the curve between epoch ends costs a fraction of a pass; 'epoch' rows (and so the
@@ -91,6 +95,8 @@ class TrainConfig:
             )
         if self.augment_shift < 0 or self.eval_every < 0 or self.eval_subset < 0:
             raise ValueError("TrainConfig.augment_shift, eval_every and eval_subset must be >= 0")
+        if self.first_conv_init not in ("model", "patch_pca"):
+            raise ValueError(f"TrainConfig.first_conv_init must be 'model' or 'patch_pca', got {self.first_conv_init!r}")
         if not 0.0 <= self.augment_until <= 1.0:
             raise ValueError(f"TrainConfig.augment_until must be in [0, 1] (a fraction of the steps), got {self.augment_until}")
         if not (0.0 <= self.augment_rotate <= 180.0 and 0.0 <= self.augment_scale < 1.0):
@@ -105,6 +111,7 @@ class TrainConfig:
 RESUME_FIELDS = (
     "epochs", "batch_size", "lr", "pct_start", "weight_decay", "label_smoothing", "ema",
     "lookahead", "lookahead_alpha", "augment_shift", "augment_rotate", "augment_scale", "augment_until", "seed",
+    "first_conv_init",
 )  # fmt: skip
 
 
@@ -338,6 +345,8 @@ def train(
     # --- setup ----------------------------------------------------------------
     model = model.to(memory_format=torch.channels_last)
     model.train()
+    if config.first_conv_init == "patch_pca" and not resume:  # before the EMA copies the weights
+        patch_pca_init(model, x_train, config.seed)
     n = len(x_train)
     steps_per_epoch = max(1, n // config.batch_size)  # drop the last partial batch
     # weight decay on the conv and linear weights only: BatchNorm's scales and shifts and the biases

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -420,3 +421,34 @@ def test_rejects_badly_shaped_data(data):
         train(fresh_model(), x[:, 0], y, x_val, y_val, FAST)
     with pytest.raises(ValueError, match="y_val must be integer labels"):
         train(fresh_model(), x, y, x_val, y_val.float(), FAST)
+
+
+def test_patch_pca_init_sets_the_first_conv_to_patch_principal_axes(data):
+    from samplescope.train.patch_pca import patch_pca_init
+
+    x = data[0]
+    model = fresh_model()
+    before = model.features[0].weight.detach().clone()
+    patch_pca_init(model, x, seed=0, n_images=100)
+    w = model.features[0].weight.detach().reshape(8, -1).double()  # (8 filters, 9)
+    # the reference: numpy's eigen-decomposition of the same patches' covariance
+    idx = torch.randint(0, len(x), (100,), generator=torch.Generator().manual_seed(0))
+    patches = nn.functional.unfold(model.normalize(x[idx]), 3, padding=1).transpose(1, 2).reshape(-1, 9)
+    p = patches.double().numpy()
+    vals, vecs = np.linalg.eigh(np.cov(p, rowvar=False, bias=True))
+    top = vecs[:, ::-1][:, :4].T  # the 4 largest axes, one a row
+    unit = (w / w.norm(dim=1, keepdim=True)).numpy()
+    for i in range(4):  # each axis up to its sign, and its negation 4 filters later
+        assert abs(abs(unit[i] @ top[i]) - 1) < 1e-5
+        np.testing.assert_allclose(unit[i + 4], -unit[i], atol=1e-6)
+    np.testing.assert_allclose(w.norm(dim=1).numpy(), before.reshape(8, -1).norm(dim=1).mean().item(), rtol=1e-5)
+    # in the loop: deterministic for a seed, and not the model's own init
+    a, b, plain = fresh_model(), fresh_model(), fresh_model()
+    config = TrainConfig(**{**FAST.__dict__, "epochs": 0.2, "first_conv_init": "patch_pca"})
+    train(a, *data, config)
+    train(b, *data, config)
+    train(plain, *data, TrainConfig(**{**FAST.__dict__, "epochs": 0.2}))
+    assert_same_weights(weights(a), weights(b))
+    assert not torch.equal(a.features[0].weight, plain.features[0].weight)
+    with pytest.raises(ValueError, match="first_conv_init"):
+        TrainConfig(first_conv_init="pca")
