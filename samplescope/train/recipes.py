@@ -38,7 +38,7 @@ RECIPES: dict[str, Recipe] = {
     "default": Recipe(
         name="default",
         summary="62,970-parameter CNN, 5 epochs of batch 256 at peak lr 0.04, 2-px shifts, 10-degree rotations "
-        "(the last 25% of the steps plain), EMA",
+        "(the last 25% of the steps plain), EMA, a patch-PCA first layer",
         model={
             "channels": (16, 32, 64),
             "convs_per_stage": (1, 1, 2),
