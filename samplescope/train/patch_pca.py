@@ -5,9 +5,9 @@ patch statistics. Here (one grey channel, a 3x3 first conv followed by BatchNorm
 filters are the eigenvectors of the covariance of the normalised training images' k x k
 patches, largest first, each with its negation (the ReLU after BatchNorm keeps one half of
 each), at the mean norm of the filters they replace, so the layer's learning rate is unchanged.
-They stay trainable. On MNIST's default recipe it gave +0.04% on seeds 0 and 1 at 1 thread
-(docs/training.md, fifth round); on the fast recipe it reached 99.0% later, so fast keeps
-the plain init.
+They stay trainable. Off in both recipes (``TrainConfig.first_conv_init='patch_pca'`` turns it on):
+on MNIST's default it gave +0.04% on seeds 0 and 1 at 1 thread but -0.02% at 2 threads (seed 0),
+and the fast recipe reached 99.0% later with it (docs/training.md, fifth round).
 """
 
 from __future__ import annotations
