@@ -72,13 +72,17 @@ def overview_ids(db: RunDatabase, budget: int, grid: int = GRID, seed: int = 0, 
         cap = max(lo, 1)
     by_loss = int(np.ceil(cap * LOSS_SHARE))
     by_draw = cap - by_loss
+    # The LIMIT only bites when there are more (cell, group) pairs than the budget (cap 1): then
+    # the LOSS_SHARE of the budget goes to the highest-loss candidates over the whole map, the
+    # rest to the seeded draw, so the errors are still kept before the rest.
     found = db.fetch(
-        f"SELECT sample_id FROM (SELECT sample_id, "
+        f"SELECT sample_id FROM (SELECT sample_id, l, "
         f"row_number() OVER (PARTITION BY cell, cls ORDER BY hash(sample_id + {int(seed)})) AS r_draw, "
         f"row_number() OVER (PARTITION BY cell, cls ORDER BY l DESC NULLS LAST, sample_id) AS r_loss "
         f"FROM ({cells})) WHERE r_draw <= ? OR r_loss <= ? "
-        f"ORDER BY hash(sample_id + {int(seed)}) LIMIT ?",  # the LIMIT only bites when pairs > budget
-        [by_draw, by_loss, int(budget)],
+        f"ORDER BY (row_number() OVER (ORDER BY l DESC NULLS LAST, sample_id) <= ?) DESC, "
+        f"hash(sample_id + {int(seed)}) LIMIT ?",
+        [by_draw, by_loss, int(np.ceil(budget * LOSS_SHARE)), int(budget)],
     )
     return np.sort(found["sample_id"].to_numpy(np.int64))
 
