@@ -380,11 +380,7 @@ class Duplicates(InsightFinder):
         candidate = digest[a] == digest[b]
         if not candidate.any():
             return candidate
-        order = np.argsort(digest, kind="stable")
-        sorted_digest = digest[order]
-        starts = np.flatnonzero(np.r_[True, sorted_digest[1:] != sorted_digest[:-1]])
-        first = np.empty(len(digest), np.int64)
-        first[order] = order[starts][np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(digest)]))]
+        first = _group_first(digest)
         rows = np.unique(np.concatenate([a[candidate], b[candidate]]))
         rows = rows[first[rows] != rows]
         equal_first = np.ones(len(digest), bool)  # a group's first row equals itself
@@ -605,15 +601,21 @@ def _row_distances(x: np.ndarray, where: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", diff, diff, dtype=np.float64))
 
 
-def _same_value_pairs(values: np.ndarray) -> np.ndarray:
-    """(M, 2) pairs (first row of a group, each other row) for every repeated value."""
+def _group_first(values: np.ndarray) -> np.ndarray:
+    """(N,) int64: for each row, the first row holding the same value."""
     order = np.argsort(values, kind="stable")
     sorted_values = values[order]
     starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))
-    first = order[starts][group]
-    keep = order != first
-    return np.stack([first[keep], order[keep]], axis=1)
+    first = np.empty(len(values), np.int64)
+    first[order] = order[starts][np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))]
+    return first
+
+
+def _same_value_pairs(values: np.ndarray) -> np.ndarray:
+    """(M, 2) pairs (first row of a group, each other row) for every repeated value."""
+    first = _group_first(values)
+    rows = np.flatnonzero(first != np.arange(len(values)))
+    return np.stack([first[rows], rows], axis=1)
 
 
 def _ordered(pairs: np.ndarray) -> np.ndarray:
