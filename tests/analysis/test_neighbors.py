@@ -277,7 +277,7 @@ def test_fit_spilling_to_a_folder_writes_what_spill_writes(mixture, tmp_path, ex
     """fit(x, spill_to=folder) searches the graph straight into mapped files there: the same
     files byte for byte, and the same answers, as fit(x) then spill(folder)."""
     x = mixture[:6000]
-    params = dict(exact_max=exact_max, list_rows=50, flat_quantizer_max=0)
+    params = {"exact_max": exact_max, "list_rows": 50, "flat_quantizer_max": 0}
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     one = NeighborIndex(**params).fit(x).spill(tmp_path / "a")
     two = NeighborIndex(**params).fit(x, spill_to=tmp_path / "b")

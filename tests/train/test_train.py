@@ -435,7 +435,7 @@ def test_patch_pca_init_sets_the_first_conv_to_patch_principal_axes(data):
     idx = torch.randint(0, len(x), (100,), generator=torch.Generator().manual_seed(0))
     patches = nn.functional.unfold(model.normalize(x[idx]), 3, padding=1).transpose(1, 2).reshape(-1, 9)
     p = patches.double().numpy()
-    vals, vecs = np.linalg.eigh(np.cov(p, rowvar=False, bias=True))
+    _vals, vecs = np.linalg.eigh(np.cov(p, rowvar=False, bias=True))
     top = vecs[:, ::-1][:, :4].T  # the 4 largest axes, one a row
     unit = (w / w.norm(dim=1, keepdim=True)).numpy()
     for i in range(4):  # each axis up to its sign, and its negation 4 filters later

@@ -229,7 +229,7 @@ def test_pair_distances_in_small_chunks_equal_numpy(input_shape):
 
 def test_a_digest_collision_is_measured_not_taken_for_a_copy(monkeypatch):
     """Every input given the same digest: only inputs that are really equal have distance 0."""
-    import samplescope.analysis.sketch as sketch
+    from samplescope.analysis import sketch
 
     monkeypatch.setattr(sketch, "_digest", lambda x: np.zeros(len(x), np.int64))
     d = make_data(n_per_class=100, seed=5)
