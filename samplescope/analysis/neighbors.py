@@ -42,8 +42,11 @@ Why the threshold: building the exact graph costs N^2 D; at 30,000 x 64 it
 takes about as long as the IVF graph of 70,000 (``bench/analyze_speed.py``).
 
 Saved files (names in :mod:`samplescope.store.layout`): the graph as two
-``.npy`` arrays and, for the approximate engine, the faiss index. Nothing is
-pickled. ``load`` memory-maps them, so ``serve`` does not rebuild anything.
+``.npy`` arrays and, for the approximate engine, the faiss index, its lists in a
+file of their own (:mod:`.ivf_file`). Nothing is pickled. ``load`` memory-maps
+them, so ``serve`` does not rebuild anything. With ``fit(x, spill_to=folder)``
+(``analyze``) neither the lists nor the graph are ever held in memory: the lists
+are filled into their file and the graph is searched into its files there.
 """
 
 from __future__ import annotations
@@ -97,6 +100,15 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     np.divide(x, norms, out=x, where=norms > 0)
     return x
+
+
+def _drop_stale(folder: Path, keep: list[str]) -> None:
+    """Remove the index files of an earlier analysis in ``folder`` that ``keep`` does not name."""
+    from samplescope.analysis.ivf_file import FILES
+
+    for name in (layout.NEIGHBOR_INDEX, *FILES):
+        if name not in keep:
+            (folder / name).unlink(missing_ok=True)
 
 
 def recall_at(
@@ -211,7 +223,7 @@ class NeighborIndex:
             # the IVF lists hold the one prepared copy; rows are re-prepared per batch from x
             self._source, self._source_prepared = x, False
             self.kind_ = "ivf"
-            self.index_ = self._ivf()
+            self.index_ = self._ivf(self._lists_folder(spill_to))
         self.seconds_ = {"index": time.perf_counter() - t}  # train, add and tune nprobe
         t = time.perf_counter()
         self.recall_ = 1.0
@@ -230,6 +242,7 @@ class NeighborIndex:
                 self.n_samples_, align=_BATCH, what="kNN graph",
             )
             del by_list
+        self._assign = None  # the rows' lists: only the graph's search order needed them
         if self.kind_ == "ivf":
             self.recall_ = self._measure_recall()
             self._set_ef_search(_QUERY_EF_SEARCH)
@@ -237,6 +250,14 @@ class NeighborIndex:
         logger.info("neighbours: %s over %s, recall@10 %.3f (%s)", self.kind_, x.shape, self.recall_,
                     ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds_.items()))
         return self if spill_to is None else self.spill(spill_to)
+
+    @staticmethod
+    def _lists_folder(folder: str | Path | None) -> Path | None:
+        """Where the IVF lists are filled (:mod:`.ivf_file`), or None (in memory): ``spill_to``,
+        unless an engine's workers (Ray) are to be sent the index whole."""
+        from samplescope.engines import stages
+
+        return None if folder is None or stages.active() is not None else Path(folder)
 
     def _mapped_graph(self, folder: str | Path | None, k: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The graph's two (N, k) arrays as new memory-mapped files in ``folder`` (the names
@@ -290,7 +311,9 @@ class NeighborIndex:
         n = self.n_samples_
         return max(1, min(max(int(2 * math.sqrt(n)), n // max(1, int(self.list_rows))), n // 39))
 
-    def _ivf(self) -> Any:
+    def _ivf(self, lists_to: Path | None = None) -> Any:
+        """The trained, filled IVF index with its nprobe tuned; with ``lists_to`` its lists
+        are filled into a file there (:func:`.ivf_file.fill`), not into memory."""
         import faiss
 
         n, d = self.n_samples_, self.n_features_
@@ -319,8 +342,19 @@ class NeighborIndex:
             # nearest centroid for 99.7% of 50,000 rows of a 1M synthetic latent, at a fifth
             # of the cost of efSearch 64: 15 vs 75 us a row)
             hnsw.hnsw.efSearch = _ADD_EF_SEARCH
-        for _start, block in self._blocks():
-            index.add(block)
+        self._assign = None
+        if lists_to is None:
+            for _start, block in self._blocks():
+                index.add(block)
+        else:
+            from samplescope.analysis import ivf_file
+
+            # each row's list as add would choose it, then the rows written list by list
+            assign = np.empty(n, np.int32)
+            for start, block in self._blocks():
+                assign[start : start + len(block)] = index.quantizer.assign(block, 1)[:, 0]
+            ivf_file.fill(index, lists_to / layout.NEIGHBOR_IVF_LISTS, assign, self._vectors)
+            self._assign = assign
         if hnsw is not None:
             hnsw.hnsw.efSearch = _GRAPH_EF_SEARCH  # fit's own searches; queries get 64 after it
         # the smallest nprobe whose recall on a sample reaches the target
@@ -456,38 +490,46 @@ class NeighborIndex:
     def save(self, folder: str | Path) -> list[str]:
         """Write the kNN graph (.npy) and, when approximate, the faiss index; returns the names.
 
-        After :meth:`spill` the files written there are placed into ``folder`` (hard links
-        where the file system allows, else copies) instead of being written again.
+        The index is written as :mod:`.ivf_file`'s three files (its lists memory-mapped when
+        read), or, while an engine's workers (Ray) are sent the index whole, as one faiss file
+        with its lists inline. After :meth:`spill` the files written there are placed into
+        ``folder`` (hard links where the file system allows, else copies) instead.
         """
-        import faiss
-
         self._check_fitted()
         if self.metric != "cosine" or not hasattr(self, "graph_rows_"):
             raise SamplescopeError("NeighborIndex.save: only a cosine index with its graph is saved with a run")
-        folder = Path(folder)
+        return self._write(Path(folder))
+
+    def _write(self, folder: Path) -> list[str]:
+        """:meth:`save` for any metric (``spill``'s scratch copies of an l2 index too)."""
+        import faiss
+
+        from samplescope.analysis import ivf_file
+
         names = [layout.NEIGHBOR_ROWS, layout.NEIGHBOR_DISTANCES]
-        index_file = folder / layout.NEIGHBOR_INDEX
         spilled: Path | None = getattr(self, "_spilled_to", None)
         if spilled is not None and spilled.resolve() != folder.resolve():
             from samplescope.store.folder import place_file
 
-            if self.kind_ == "ivf":
-                names.append(layout.NEIGHBOR_INDEX)
-            elif index_file.exists():
-                index_file.unlink()  # stale: an earlier, larger analysis
+            names += self._index_names
             for name in names:
                 place_file(spilled / name, folder / name)
+            _drop_stale(folder, names)
             return names
         for name, graph in ((layout.NEIGHBOR_ROWS, self.graph_rows_), (layout.NEIGHBOR_DISTANCES, self.graph_dist_)):
             if isinstance(graph, np.memmap) and Path(str(graph.filename)).resolve() == (folder / name).resolve():
                 graph.flush()  # searched straight into this file (fit's spill_to)
             else:
                 np.save(folder / name, graph, allow_pickle=False)
-        if self.kind_ == "ivf":
-            faiss.write_index(self.index_, str(index_file))
-            names.append(layout.NEIGHBOR_INDEX)
-        elif index_file.exists():
-            index_file.unlink()  # stale: an earlier, larger analysis
+        index_names: list[str] = []
+        if self.kind_ == "ivf" and self._lists_folder(folder) is None:
+            faiss.write_index(self.index_, str(folder / layout.NEIGHBOR_INDEX))
+            index_names = [layout.NEIGHBOR_INDEX]
+        elif self.kind_ == "ivf":
+            index_names = ivf_file.write(self.index_, folder)
+        self._index_names = index_names
+        names += index_names
+        _drop_stale(folder, names)
         return names
 
     def spill(self, folder: str | Path) -> NeighborIndex:
@@ -499,21 +541,30 @@ class NeighborIndex:
         ``folder`` must outlive this object (a later :meth:`save` places its files). The exact
         engine keeps its index in memory (at most ``exact_max`` rows).
         """
-        import faiss
-
         self._check_fitted()
+        if not hasattr(self, "graph_rows_"):
+            raise SamplescopeError("NeighborIndex.spill: this index has no graph (graph_k=0) to spill")
         folder = Path(folder)
-        self.save(folder)
+        self._write(folder)
         self.graph_rows_ = np.load(folder / layout.NEIGHBOR_ROWS, mmap_mode="r", allow_pickle=False)
         self.graph_dist_ = np.load(folder / layout.NEIGHBOR_DISTANCES, mmap_mode="r", allow_pickle=False)
         if self.kind_ == "ivf":
             nprobe = self.index_.nprobe
-            self.index_ = faiss.read_index(str(folder / layout.NEIGHBOR_INDEX),
-                                           faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            self.index_ = self._read_index(folder)
             self.index_.nprobe = nprobe
             self._quantizer = None  # owned by the index read back
         self._spilled_to = folder
         return self
+
+    def _read_index(self, folder: Path) -> Any:
+        """The saved IVF index in ``folder``, its lists memory-mapped (either layout of :meth:`save`)."""
+        import faiss
+
+        from samplescope.analysis import ivf_file
+
+        if (folder / layout.NEIGHBOR_IVF).exists():
+            return ivf_file.read(folder, self.n_samples_, self.n_features_)
+        return faiss.read_index(str(folder / layout.NEIGHBOR_INDEX), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
 
     @classmethod
     def load(cls, folder: str | Path, latent: np.ndarray, n_threads: int | None = None) -> NeighborIndex:
@@ -522,8 +573,6 @@ class NeighborIndex:
         The exact engine scans the latent rows (normalised once); the approximate
         one memory-maps its faiss file. Query rows are read from ``latent``.
         """
-        import faiss
-
         folder = Path(folder)
         rows_file, dist_file = folder / layout.NEIGHBOR_ROWS, folder / layout.NEIGHBOR_DISTANCES
         if not rows_file.exists() or not dist_file.exists():
@@ -544,10 +593,9 @@ class NeighborIndex:
         self.n_samples_, self.n_features_ = latent.shape
         self._subsets = OrderedDict()
         self.recall_ = math.nan  # measured at build time; analyze keeps it in run.json
-        index_file = folder / layout.NEIGHBOR_INDEX
-        if index_file.exists():
+        if (folder / layout.NEIGHBOR_IVF).exists() or (folder / layout.NEIGHBOR_INDEX).exists():
             self.kind_ = "ivf"
-            self.index_ = faiss.read_index(str(index_file), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            self.index_ = self._read_index(folder)
             self.nprobe_ = int(self.index_.nprobe)
             self.exact_max = min(self.exact_max, self.n_samples_ - 1)
             self._source, self._source_prepared = latent, False  # normalised per query
@@ -656,6 +704,8 @@ class NeighborIndex:
         """(N,) int32: the IVF list each row was added to."""
         import faiss
 
+        if getattr(self, "_assign", None) is not None:
+            return self._assign
         lists = np.full(self.n_samples_, -1, np.int32)
         invlists = self.index_.invlists
         for i in range(self.index_.nlist):

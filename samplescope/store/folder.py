@@ -113,15 +113,23 @@ def mapped_array(path: Path, shape: tuple[int, ...], dtype: Any) -> Any:
     import numpy as np
 
     array = np.lib.format.open_memmap(path, "w+", dtype, shape)
-    if array.nbytes and hasattr(os, "posix_fallocate"):
+    if array.nbytes:
         with open(path, "r+b") as f:
-            try:
-                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
-            except OSError as exc:
-                if exc.errno in _FULL:
-                    raise
-                # EOPNOTSUPP / EINVAL: a file system without fallocate keeps the sparse file
+            allocate(f.fileno(), os.fstat(f.fileno()).st_size)
     return array
+
+
+def allocate(fileno: int, size: int) -> None:
+    """Give the open file's first ``size`` bytes their disk blocks now (see :func:`mapped_array`):
+    a full disk raises OSError (ENOSPC) here; a file system without fallocate keeps a sparse file."""
+    if size <= 0 or not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        os.posix_fallocate(fileno, 0, size)
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise
+        # EOPNOTSUPP / EINVAL: a file system without fallocate keeps the sparse file
 
 
 def place_file(src: Path, dst: Path) -> None:

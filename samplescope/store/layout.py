@@ -28,5 +28,13 @@ CHECKPOINT = "checkpoint.pt"  # in the hidden .<name>.partial folder of an unfin
 NEIGHBOR_ROWS = "knn_rows.npy"
 #: ... and their (N, k) float32 cosine distances (1 - similarity).
 NEIGHBOR_DISTANCES = "knn_distances.npy"
-#: The approximate engine's faiss IVF index (faiss's own format), only above the exact threshold.
+#: The approximate engine's faiss IVF index, only above the exact threshold, as three files
+#: (samplescope/analysis/ivf_file.py): the index without its lists (faiss's format) ...
+NEIGHBOR_IVF = "knn_ivf.faiss"
+#: ... its lists' sizes, (nlist,) int64 ...
+NEIGHBOR_IVF_SIZES = "knn_ivf_sizes.npy"
+#: ... and the lists themselves, each list's vectors then its ids, memory-mapped when read.
+NEIGHBOR_IVF_LISTS = "knn_ivf_lists.bin"
+#: The same index as one faiss file, lists inline: what a Ray-run ``analyze`` writes (its workers
+#: are sent the index whole) and what runs analysed before the three files have.
 NEIGHBOR_INDEX = "knn_index.faiss"

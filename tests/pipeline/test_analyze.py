@@ -207,7 +207,8 @@ def test_analysis_saves_the_neighbour_engine_and_similar_reuses_it(run, run_path
 
     for name in (layout.NEIGHBOR_ROWS, layout.NEIGHBOR_DISTANCES):
         assert (run_path / name).exists(), name
-    assert not (run_path / layout.NEIGHBOR_INDEX).exists(), "a small run is searched exactly"
+    for name in (layout.NEIGHBOR_INDEX, layout.NEIGHBOR_IVF, layout.NEIGHBOR_IVF_LISTS):
+        assert not (run_path / name).exists(), f"{name}: a small run is searched exactly"
     info = run.info["analysis"]["neighbors"]
     assert info["engine"] == "exact" and info["recall_at_10"] == 1.0 and info["graph_k"] >= 10
     want = run.similar(3, k=5)
@@ -231,7 +232,7 @@ def test_saved_ivf_index_loads_and_agrees_with_exact_search(run, tmp_path):
     built = NeighborIndex(exact_max=0).fit(latent)  # the approximate engine, forced on
     assert built.kind_ == "ivf" and built.recall_ >= 0.95
     built.save(tmp_path)
-    assert (tmp_path / layout.NEIGHBOR_INDEX).exists()
+    assert (tmp_path / layout.NEIGHBOR_IVF_LISTS).exists() and not (tmp_path / layout.NEIGHBOR_INDEX).exists()
     loaded = NeighborIndex.load(tmp_path, np.load(run.path / layout.LATENT, mmap_mode="r"))
     assert loaded.kind_ == "ivf" and loaded.nprobe_ == built.nprobe_
     rows = np.arange(0, len(latent), 7)

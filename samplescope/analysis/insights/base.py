@@ -513,6 +513,17 @@ class InsightContext:
         return cached[0][:, :k], cached[1][:, :k]
 
 
+    def scratch_folder(self, name: str) -> Path | None:
+        """A new, empty subfolder ``name`` of ``scratch`` (a finder's memory-mapped files), or None."""
+        if self.scratch is None:
+            return None
+        import shutil
+
+        folder = Path(self.scratch) / name
+        shutil.rmtree(folder, ignore_errors=True)  # a finder run twice on one context starts afresh
+        folder.mkdir(parents=True)
+        return folder
+
     def _row_array(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """A new per-row array: a memory-mapped file in ``scratch`` when there is one, else memory."""
         if self.scratch is None:

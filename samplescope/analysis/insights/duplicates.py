@@ -197,7 +197,8 @@ class Duplicates(InsightFinder):
 
             k = min(self.n_candidates, n - 1)
             # tuned to pairs within tau, not to ordinary 10-NN queries: few lists hold them
-            index = NeighborIndex("l2", graph_k=k, random_state=seed, recall_radius=tau).fit(features.z)
+            index = NeighborIndex("l2", graph_k=k, random_state=seed, recall_radius=tau).fit(
+                features.z, spill_to=ctx.scratch_folder("pixel_index"))
             pos, dist = index.graph_rows_, index.graph_dist_  # (N, k): no int64 copy
             del index  # its lists (a copy of the sketch) are not needed any more
             # ||x - y||^2 >= ||P(x - y)||^2 + (||Rx|| - ||Ry||)^2: a tighter lower bound
@@ -257,7 +258,8 @@ class Duplicates(InsightFinder):
         from samplescope.analysis.neighbors import NeighborIndex
 
         k = min(max(self.aligned_k, self.n_candidates), n - 1)
-        index = NeighborIndex("l2", graph_k=k, random_state=seed, recall_radius=tau).fit(features.z)
+        index = NeighborIndex("l2", graph_k=k, random_state=seed, recall_radius=tau).fit(
+            features.z, spill_to=ctx.scratch_folder("aligned_index"))
         pos, dist = index.graph_rows_, index.graph_dist_
         del index
         self._aligned_ref = np.empty(n, np.float64)
