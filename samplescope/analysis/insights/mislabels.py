@@ -114,9 +114,12 @@ class LikelyMislabels(InsightFinder):
         knn = np.zeros(n)
         if ctx.reference_mask.sum() >= 2:
             _, nbr = ctx.reference_neighbors(self.k)
-            valid = nbr >= 0
-            votes = (ctx.labels[np.maximum(nbr, 0)] == suggested[:, None]) & valid
-            knn = votes.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
+            for start in range(0, n, _BLOCK):  # bounded (block, k) temporaries, not (N, k) int64
+                at = slice(start, min(n, start + _BLOCK))
+                block = np.asarray(nbr[at])
+                valid = block >= 0
+                votes = (ctx.labels[np.maximum(block, 0)] == suggested[at, None]) & valid
+                knn[at] = votes.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
 
         score = 0.5 * signal_cl + 0.5 * knn
         self.scores_ = np.where(lab, score, 0.0)
