@@ -1,6 +1,6 @@
 """How do samplescope's stages grow from 100k to 10M samples?
 
-    python bench/scale_speed.py [--sizes 100000,1000000,10000000] [--out DIR] [--skip-serve]
+    python bench/scale_speed.py [--sizes 100000,1000000,10000000] [--out DIR] [--skip-serve] [--stages serve]
 
 The synthetic integration in bench/synthetic.py (32-D class mixture, 2% flipped
 labels, planted leakage) with a small MLP trained once here on 100k samples and
@@ -10,10 +10,12 @@ brought in with ``create_run``. For each size, each stage runs in a fresh proces
 - ``analyze``: the whole analysis, with its own per-stage seconds (inference, map,
   neighbours, insights, writes) and each stage's CPU seconds (``cpu_s``: steadier than
   wall time on a shared machine), and the planted faults the insights find: recall (and
-  precision) of the 2% flipped labels among likely mislabels, recall of the N // 1000
-  leaked validation copies among the leakage pairs (pairs listed: at most 1,000);
+  precision) of the 2% flipped labels among likely mislabels, recall (and precision) of the
+  N // 1000 leaked validation copies among the samples marked ``leaks_from`` their training
+  row, and among the pairs the insight lists (at most 1,000);
 - ``query``: similars p50/p99 over 200 random samples and recall@10 against brute force;
-- ``serve``: seconds until the server answers, its RSS, and p50/p99 of a page of samples.
+- ``serve``: seconds until the server answers, its RSS, p50/p99 of a page of samples and of
+  viewport queries (boxes of 1% of the map), and navigation -> map drawn in headless Chromium.
 
 Each process's peak RSS is printed beside its time, and each stage's ratio against
 the previous size (the target: 10x the samples costs at most 12x the time). The load
@@ -243,9 +245,15 @@ def planted_recall(out: Path, n: int) -> dict:
     found: set[int] = set()
     for insight in run.insights("leakage"):
         found |= {int(b) for _a, b, _d in insight.details["pairs"]}
+    # every sample the finder marks (the leaks_from column), not only the pairs the insight lists
+    marked = run.samples(["leaks_from"], where={"leaks_from": (0, None)})
+    right = marked["leaks_from"].to_numpy() == rows[marked["sample_id"].to_numpy()]  # the training row it copies
+    marked_ok = set(marked["sample_id"][right].tolist())
     return {"mislabel_recall": len(flipped & flagged) / len(flipped),
             "mislabel_precision": len(flipped & flagged) / max(1, len(flagged)),
-            "leak_recall": len(leaked & found) / max(1, len(leaked)), "leak_pairs_listed": len(found)}
+            "leak_recall": len(leaked & marked_ok) / max(1, len(leaked)),
+            "leak_precision": len(leaked & marked_ok) / max(1, len(marked)),
+            "leak_listed_recall": len(leaked & found) / max(1, len(leaked)), "leak_pairs_listed": len(found)}
 
 
 def child_query(out: Path, n: int) -> dict:
@@ -286,6 +294,8 @@ def child_serve(out: Path, n: int) -> dict:
     import httpx
     import psutil
 
+    import samplescope
+
     from samplescope.testing import free_port
 
     port = free_port()
@@ -310,8 +320,31 @@ def child_serve(out: Path, n: int) -> dict:
             t = time.perf_counter()
             httpx.get(base + f"/api/samples?limit=50&offset={i * 50}", timeout=60).raise_for_status()
             times.append(time.perf_counter() - t)
+        # viewport queries: boxes of 1% of the map's area at seeded random places (the page's
+        # detail when zoomed in: every sample inside, up to its limit, one DuckDB query)
+        xy = samplescope.open_run(out / f"run-{n}").samples(["map_x", "map_y"], limit=20_000)
+        lo, hi = xy[["map_x", "map_y"]].min().to_numpy(), xy[["map_x", "map_y"]].max().to_numpy()
+        side = (hi - lo) * 0.1
+        rng = np.random.default_rng(0)
+        views, points = [], []
+        for _ in range(50):
+            x0, y0 = lo + rng.random(2) * (hi - lo - side)
+            t = time.perf_counter()
+            r = httpx.get(base + "/api/map/viewport", params={"x0": x0, "x1": x0 + side[0], "y0": y0,
+                                                               "y1": y0 + side[1]}, timeout=60)
+            r.raise_for_status()
+            views.append(time.perf_counter() - t)
+            points.append(len(r.content))
+        sys.path.insert(0, str(HERE))
+        import serve_speed
+
+        paints = serve_speed.bench_browser(base, repeats=2)  # navigation -> the map drawn, headless Chromium
         rss = psutil.Process(proc.pid).memory_info().rss / 2**30
-        return {"ready_s": ready, "rss_gib": rss, "page_p50_ms": _pct(times, 50), "page_p99_ms": _pct(times, 99)}
+        return {"ready_s": ready, "rss_gib": rss, "page_p50_ms": _pct(times, 50), "page_p99_ms": _pct(times, 99),
+                "viewport_p50_ms": _pct(views, 50), "viewport_p99_ms": _pct(views, 99),
+                "viewport_bytes_p50": float(np.median(points)),
+                "first_paint_ms": [round(d) for d, _renderer, _count in paints],
+                "points_drawn": [count for _d, _renderer, count in paints]}
     finally:
         proc.terminate()
         proc.wait(30)
@@ -345,6 +378,7 @@ def main() -> None:
     p.add_argument("--sizes", default="100000,1000000", help="comma-separated sample counts")
     p.add_argument("--out", help="folder for the runs (default: a temporary folder)")
     p.add_argument("--skip-serve", action="store_true")
+    p.add_argument("--stages", help="only these stages, comma-separated (e.g. query,serve on runs made before)")
     p.add_argument("--max-rss-gib", type=float, help="stop an analysis whose RSS passes this, saying where")
     p.add_argument("--skip-train", action="store_true", help="reuse OUT/mlp-state.pt from an earlier run")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -367,6 +401,8 @@ def main() -> None:
         trained = _child("train", out, 100_000)
         print(f"trained the MLP on 100k samples: {trained}")
     stages = ["create", "analyze", "query"] + ([] if args.skip_serve else ["serve"])
+    if args.stages:
+        stages = [st for st in stages if st in args.stages.split(",")]
     previous: dict[str, float] = {}
     for n in sizes:
         for stage in stages:
