@@ -27,7 +27,7 @@ from samplescope.engines import with_engine_stages
 from samplescope.errors import IntegrationError, RunError
 from samplescope.pipeline.prefetch import prefetch
 from samplescope.run import GRADCAM_FILE, HEATMAP_CACHE, LATENT_FILE, Run, open_run
-from samplescope.store import RunDatabase, layout
+from samplescope.store import RunDatabase, layout, map_queries
 from samplescope.store.folder import (
     RUN_JSON,
     atomic_folder,
@@ -187,6 +187,8 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
         with RunDatabase(tmp / layout.DATABASE, writable=True) as db:
             db.write_analysis(pd.DataFrame({"sample_id": sample_ids, **analysis}, copy=False))  # no copy
             db.write_insights([i.to_dict() for i in insights])
+            # a large run's map overview, made once here rather than by every serve
+            summary["map_overview"] = map_queries.save_overview(db, tmp, n, task.map_group_sql)
         timings["write"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         summary["seconds"] = {k: round(v, 2) for k, v in timings.items()}

@@ -179,6 +179,9 @@ class ServerState:
         try:  # a large run's map overview first, at once: the page's first request waits for it
             if self.sampled and self.has_map:
                 self.map_payload(None, [])
+                self.distinct_counts  # noqa: B018 - the legend's first count asks for them
+                # the compute lane's worker (viewports, counts) starts now, not on the first of them
+                self.compute_lane.call(self.rows_of, [0])
         except Exception:  # shown again, with its message, on the real request
             log.debug("map prewarm failed", exc_info=True)
         time.sleep(delay)
@@ -287,8 +290,10 @@ class ServerState:
 
     @functools.cached_property
     def distinct_counts(self) -> dict[str, int]:
-        """Distinct values per column (a missing value counts as one), for the limits: one query."""
-        return serving.distinct_counts(self.run.db, list(self.columns))
+        """Distinct values per column (a missing value counts as one), for the limits: exact up to
+        the largest of them, an estimate (far above it) for columns with many more values."""
+        cap = max(limits.MAX_BINS, limits.MAX_GROUPS, limits.MAX_LEGEND) + 1
+        return serving.distinct_counts(self.run.db, list(self.columns), exact_below=cap)
 
     def aggregate(
         self, x: str, y: str, by: str | None, subset: str | None, bins: int
@@ -354,7 +359,11 @@ class ServerState:
         if not self.sampled:
             return None
         started = time.perf_counter()
-        ids = map_queries.overview_ids(self.run.db, self.settings.map_overview_points, group=self.task.map_group_sql)
+        points, group = self.settings.map_overview_points, self.task.map_group_sql
+        made = (self.run.info.get("analysis") or {}).get("map_overview")
+        ids = map_queries.saved_overview(self.run.path, made, self.n, points, group)
+        if ids is None:  # made with other settings, by an older analyze, or damaged
+            ids = map_queries.overview_ids(self.run.db, points, group=group)
         log.info("map overview: %d of %d samples in %.2f s", len(ids), self.n,
                  time.perf_counter() - started)  # fmt: skip
         return ids

@@ -38,3 +38,6 @@ NEIGHBOR_IVF_LISTS = "knn_ivf_lists.bin"
 #: The same index as one faiss file, lists inline: what a Ray-run ``analyze`` writes (its workers
 #: are sent the index whole) and what runs analysed before the three files have.
 NEIGHBOR_INDEX = "knn_index.faiss"
+#: A large run's map overview, (M,) int64 sample ids, sorted (store/map_queries.overview_ids): made
+#: by ``analyze`` with the server's default budget (run.json says which), so ``serve`` need not.
+MAP_OVERVIEW = "map_overview.npy"

@@ -8,14 +8,20 @@ sample inside the shape (:func:`in_shape`), not only over the drawn ones.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from samplescope.store import layout
 from samplescope.store.database import RunDatabase
 from samplescope.store.query import quote
 from samplescope.store.serving import Condition, where_sql
+
+log = logging.getLogger(__name__)
 
 #: the overview's grid: cells per side (each class in each cell is capped alone)
 GRID = 128
@@ -48,6 +54,43 @@ def _cells(db: RunDatabase, grid: int, group: str = '"label"') -> str:
         f'SELECT "sample_id", {cy} * {grid} + {cx} AS cell, {label} AS cls, {loss} AS l '
         f"FROM {{source}} WHERE {_ON_MAP}"
     )
+
+
+#: above this many samples the page gets an overview and viewports, not every point (the server's
+#: ``map_full_max``) ...
+FULL_MAX = 500_000
+#: ... and the overview has at most this many (``map_overview_points``)
+OVERVIEW_POINTS = 250_000
+
+
+def save_overview(db: RunDatabase, folder: Path, n: int, group: str, full_max: int = FULL_MAX,
+                  points: int = OVERVIEW_POINTS) -> dict[str, Any] | None:
+    """Write the overview of a run of ``n`` samples (more than ``full_max``) to ``folder`` as
+    :data:`~samplescope.store.layout.MAP_OVERVIEW` and return what run.json records of it (the
+    budget and group it was made with); None, and no file, for a run small enough to send whole."""
+    path = Path(folder) / layout.MAP_OVERVIEW
+    if n <= full_max:
+        path.unlink(missing_ok=True)  # stale: an earlier, larger analysis
+        return None
+    ids = overview_ids(db, points, group=group)
+    np.save(path, ids, allow_pickle=False)
+    return {"points": int(points), "group": group, "n": len(ids)}
+
+
+def saved_overview(folder: Path, made: dict[str, Any] | None, n: int, points: int, group: str) -> np.ndarray | None:
+    """The overview :func:`save_overview` wrote, when it was made with ``points`` and ``group``
+    and its file holds sorted ids of this run's ``n`` samples; else None (the caller makes one)."""
+    if not made or made.get("points") != points or made.get("group") != group:
+        return None
+    try:
+        ids = np.load(Path(folder) / layout.MAP_OVERVIEW, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if (ids.ndim != 1 or ids.dtype.kind not in "iu" or len(ids) > points or len(ids) != made.get("n")
+            or (len(ids) and (ids[0] < 0 or ids[-1] >= n or bool((np.diff(ids) <= 0).any())))):
+        log.warning("%s does not hold this run's overview; making one", Path(folder) / layout.MAP_OVERVIEW)
+        return None
+    return ids.astype(np.int64)
 
 
 def overview_ids(db: RunDatabase, budget: int, grid: int = GRID, seed: int = 0, group: str = '"label"') -> np.ndarray:

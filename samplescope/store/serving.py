@@ -127,16 +127,28 @@ def subset_summary(db: RunDatabase) -> pd.DataFrame:
     )
 
 
-def distinct_counts(db: RunDatabase, names: Sequence[str]) -> dict[str, int]:
-    """Distinct values per column, a missing value counting as one (pandas' ``nunique(dropna=False)``)."""
+def distinct_counts(db: RunDatabase, names: Sequence[str], exact_below: int | None = None) -> dict[str, int]:
+    """Distinct values per column, a missing value counting as one (pandas' ``nunique(dropna=False)``).
+
+    With ``exact_below`` the count is exact only for columns that may have fewer values than
+    that; the others (a HyperLogLog estimate of at least four times as many) get the estimate:
+    at 10M rows an exact count took 0.8 s a float column, 20 s for a run's 29 columns, where
+    the estimates of all 29 took 1.2 s."""
     if not names:
         return {}
+    approx: dict[str, int] = {}
+    if exact_below is not None:
+        parts = [f'approx_count_distinct({quote(c)}) AS "{i}"' for i, c in enumerate(names)]
+        found = db.fetch(f"SELECT {', '.join(parts)} FROM {{source}}").iloc[0]
+        approx = {c: int(found[str(i)]) for i, c in enumerate(names) if int(found[str(i)]) >= 4 * exact_below}
+    exact = [c for c in names if c not in approx]
     parts = [
         f'count(DISTINCT {quote(c)}) + CAST(count(*) > count({quote(c)}) AS INTEGER) AS "{i}"'
-        for i, c in enumerate(names)
+        for i, c in enumerate(exact)
     ]
-    found = db.fetch(f"SELECT {', '.join(parts)} FROM {{source}}").iloc[0]
-    return {c: int(found[str(i)]) for i, c in enumerate(names)}
+    found = db.fetch(f"SELECT {', '.join(parts)} FROM {{source}}").iloc[0] if exact else {}
+    counted = {c: int(found[str(i)]) for i, c in enumerate(exact)}
+    return {c: counted[c] if c in counted else approx[c] for c in names}
 
 
 def distinct_values(db: RunDatabase, column: str) -> list[Any]:

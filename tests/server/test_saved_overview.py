@@ -1,0 +1,46 @@
+"""A large run's map overview, made by analyze and read by serve (store/map_queries.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from samplescope.server import Settings
+from samplescope.server.state import ServerState
+from samplescope.store import layout, map_queries
+
+
+def test_the_defaults_are_the_servers() -> None:
+    assert Settings().map_full_max == map_queries.FULL_MAX
+    assert Settings().map_overview_points == map_queries.OVERVIEW_POINTS
+
+
+def test_serve_reads_the_saved_overview_and_makes_its_own_otherwise(tiny_run, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    import samplescope
+
+    path = tmp_path / "run"
+    shutil.copytree(tiny_run.path, path)
+    run = samplescope.open_run(path)
+    n, group = len(run.samples(columns=["subset"])), run.task.map_group_sql
+    fresh = map_queries.overview_ids(run.db, 300, group=group)
+    made = map_queries.save_overview(run.db, path, n, group, full_max=500, points=300)
+    assert made == {"points": 300, "group": group, "n": len(fresh)}
+    np.testing.assert_array_equal(np.load(path / layout.MAP_OVERVIEW), fresh)
+    assert map_queries.save_overview(run.db, tmp_path, n, group) is None  # small enough to send whole
+    assert not (tmp_path / layout.MAP_OVERVIEW).exists()
+
+    run.info.setdefault("analysis", {})["map_overview"] = made
+    calls = []
+    real = map_queries.overview_ids
+    monkeypatch.setattr(map_queries, "overview_ids", lambda *a, **k: calls.append(1) or real(*a, **k))
+    state = ServerState(run, Settings(prewarm=False, map_full_max=500, map_overview_points=300))
+    np.testing.assert_array_equal(state.map_rows, fresh)
+    assert calls == []  # read, not made
+    other = ServerState(run, Settings(prewarm=False, map_full_max=500, map_overview_points=200))
+    assert len(other.map_rows) <= 200 and calls == [1]  # another budget: made here
+    np.save(path / layout.MAP_OVERVIEW, fresh[::-1])  # not sorted: damaged
+    again = ServerState(run, Settings(prewarm=False, map_full_max=500, map_overview_points=300))
+    np.testing.assert_array_equal(again.map_rows, fresh)
+    assert calls == [1, 1]
+    run.close()
