@@ -295,7 +295,6 @@ def child_serve(out: Path, n: int) -> dict:
     import psutil
 
     import samplescope
-
     from samplescope.testing import free_port
 
     port = free_port()
