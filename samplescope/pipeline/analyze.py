@@ -187,8 +187,9 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
         with RunDatabase(tmp / layout.DATABASE, writable=True) as db:
             db.write_analysis(pd.DataFrame({"sample_id": sample_ids, **analysis}, copy=False))  # no copy
             db.write_insights([i.to_dict() for i in insights])
-            # a large run's map overview, made once here rather than by every serve
-            summary["map_overview"] = map_queries.save_overview(db, tmp, n, task.map_group_sql)
+            # a large run's map overview, made once here (with the server's defaults) rather than by every serve
+            summary["map_overview"] = map_queries.save_overview(
+                db, tmp, n, task.map_group_sql, map_queries.FULL_MAX, map_queries.OVERVIEW_POINTS)
         timings["write"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         summary["seconds"] = {k: round(v, 2) for k, v in timings.items()}

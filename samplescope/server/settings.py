@@ -7,6 +7,7 @@ import ipaddress
 from pathlib import Path
 
 from samplescope.errors import ParameterError
+from samplescope.store import map_queries
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -87,9 +88,9 @@ class Settings:
     heavy_timeout: float = 30.0
     #: runs of at most this many samples send their whole map; larger ones send an overview
     #: sample and, when the page zooms in, every sample of its viewport
-    map_full_max: int = 500_000
+    map_full_max: int = map_queries.FULL_MAX
     #: points in the overview of a larger run (a density-aware sample, see store/map_queries.py)
-    map_overview_points: int = 250_000
+    map_overview_points: int = map_queries.OVERVIEW_POINTS
     #: seconds between checks of run.json for a new analysis (0: on every request)
     reload_interval: float = 2.0
     #: an earlier run to compare the served one with (``serve RUN_B --compare RUN_A``: the Compare view)

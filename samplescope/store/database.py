@@ -230,11 +230,9 @@ class RunDatabase:
                 'SELECT count(*) FROM samples s POSITIONAL JOIN incoming a '
                 'WHERE s."sample_id" IS DISTINCT FROM a."sample_id"'
             ).fetchone()[0]
-            join = "POSITIONAL JOIN incoming a" if misplaced == 0 else 'LEFT JOIN incoming a USING ("sample_id")'
-            cur.execute(
-                f"CREATE OR REPLACE TABLE samples AS SELECT {keep}{', ' + new if new else ''} "
-                f"FROM samples s {join}{'' if misplaced == 0 else ' ORDER BY s.' + quote('sample_id')}"
-            )
+            join = ("POSITIONAL JOIN incoming a" if misplaced == 0
+                    else 'LEFT JOIN incoming a USING ("sample_id") ORDER BY s."sample_id"')
+            cur.execute(f"CREATE OR REPLACE TABLE samples AS SELECT {keep}{', ' + new if new else ''} FROM samples s {join}")
             cur.unregister("incoming")
             cur.execute("DROP TABLE IF EXISTS analysis")
         self.set_meta("analysis_columns", json.dumps(added))

@@ -56,16 +56,17 @@ def _cells(db: RunDatabase, grid: int, group: str = '"label"') -> str:
     )
 
 
-#: above this many samples the page gets an overview and viewports, not every point (the server's
-#: ``map_full_max``) ...
+#: above this many samples the page gets an overview and viewports, not every point (the
+#: default of the server's ``map_full_max``) ...
 FULL_MAX = 500_000
-#: ... and the overview has at most this many (``map_overview_points``)
+#: ... and the overview has at most this many (of its ``map_overview_points``)
 OVERVIEW_POINTS = 250_000
 
 
-def save_overview(db: RunDatabase, folder: Path, n: int, group: str, full_max: int = FULL_MAX,
-                  points: int = OVERVIEW_POINTS) -> dict[str, Any] | None:
-    """Write the overview of a run of ``n`` samples (more than ``full_max``) to ``folder`` as
+def save_overview(db: RunDatabase, folder: Path, n: int, group: str, full_max: int,
+                  points: int) -> dict[str, Any] | None:
+    """Write the overview of a run of ``n`` samples (more than ``full_max``, the server's
+    ``map_full_max``; at most ``points``, its ``map_overview_points``) to ``folder`` as
     :data:`~samplescope.store.layout.MAP_OVERVIEW` and return what run.json records of it (the
     budget and group it was made with); None, and no file, for a run small enough to send whole."""
     path = Path(folder) / layout.MAP_OVERVIEW

@@ -9,9 +9,20 @@ from samplescope.server.state import ServerState
 from samplescope.store import layout, map_queries
 
 
-def test_the_defaults_are_the_servers() -> None:
-    assert Settings().map_full_max == map_queries.FULL_MAX
-    assert Settings().map_overview_points == map_queries.OVERVIEW_POINTS
+def test_analyze_makes_the_overview_with_the_servers_defaults(tiny_run_path, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    from samplescope.pipeline.analyze import analyze_run
+
+    path = tmp_path / "run"
+    shutil.copytree(tiny_run_path, path)
+    calls = []
+    real = map_queries.save_overview
+    monkeypatch.setattr(map_queries, "save_overview", lambda *a: calls.append(a[4:]) or real(*a))
+    summary = analyze_run(path, projection="pca", progress=False)
+    defaults = Settings()
+    assert calls == [(defaults.map_full_max, defaults.map_overview_points)]
+    assert summary["map_overview"] is None and not (path / layout.MAP_OVERVIEW).exists()  # small: sent whole
 
 
 def test_serve_reads_the_saved_overview_and_makes_its_own_otherwise(tiny_run, tmp_path, monkeypatch) -> None:
@@ -27,7 +38,7 @@ def test_serve_reads_the_saved_overview_and_makes_its_own_otherwise(tiny_run, tm
     made = map_queries.save_overview(run.db, path, n, group, full_max=500, points=300)
     assert made == {"points": 300, "group": group, "n": len(fresh)}
     np.testing.assert_array_equal(np.load(path / layout.MAP_OVERVIEW), fresh)
-    assert map_queries.save_overview(run.db, tmp_path, n, group) is None  # small enough to send whole
+    assert map_queries.save_overview(run.db, tmp_path, n, group, 10**6, 300) is None  # small enough to send whole
     assert not (tmp_path / layout.MAP_OVERVIEW).exists()
 
     run.info.setdefault("analysis", {})["map_overview"] = made

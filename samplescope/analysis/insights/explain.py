@@ -219,7 +219,6 @@ def _category(ctx: InsightContext, col: str, values: np.ndarray, inside: np.ndar
         p_in, p_out, h = _share(codes == code, inside, w)
         if best is None or abs(h) > abs(best[3]):
             best = (code, p_in, p_out, h)
-    cats = present
     if best is None:
         return None
     code, p_in, p_out, h = best
@@ -237,7 +236,7 @@ def _category(ctx: InsightContext, col: str, values: np.ndarray, inside: np.ndar
         slice_text, where = what.replace(" true", " = true").replace(" false", " = false"), {col: value}
     else:  # "less often": the slice is every other value
         rest = first[np.arange(len(names)) != code]  # a row of each other value, in text order
-        others = [v.item() if isinstance(v, np.generic) else v for v in values[rest]] if len(cats) <= 20 else None
+        others = [v.item() if isinstance(v, np.generic) else v for v in values[rest]] if len(present) <= 20 else None
         slice_text = f"{col} != {ctx.value_name(col, raw)}"
         where = {col: others} if others else None
     return {"column": col, "kind": ctx.kind_of(col), "effect": h, "inside": p_in, "outside": p_out,
