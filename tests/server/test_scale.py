@@ -190,3 +190,74 @@ def test_a_reanalysed_run_is_served_anew(tiny_run_path: Path, tmp_path: Path):
         assert "data" in cards, cards
         assert [c["title"] for c in cards["data"]] == ["planted"]
         assert http.get("/api/samples", params={"limit": 1}).json()["count"] == before["count"]
+
+
+def _viewport(http, frame: pd.DataFrame, **params):
+    x0, x1 = np.quantile(frame["map_x"], [0.1, 0.7])
+    y0, y1 = np.quantile(frame["map_y"], [0.2, 0.8])
+    r = http.get("/api/map/viewport", params={"x0": x0, "x1": x1, "y0": y0, "y1": y1, **params})
+    assert r.status_code == 200, r.text
+    inside = frame[frame["map_x"].between(x0, x1) & frame["map_y"].between(y0, y1)]
+    return (*decode_map(r.content), inside)
+
+
+@pytest.mark.parametrize("subset", [None, "validation"])
+def test_a_large_runs_viewport_from_memory_equals_pandas(sampled_client, frame, subset):
+    """A sampled run answers boxes (no filter, or a subset) from its map index: the same
+    samples and values as the table holds."""
+    header, arrays, inside = _viewport(sampled_client, frame, color="cluster", **({"subset": subset} if subset else {}))
+    if subset:
+        inside = inside[inside["subset"] == subset]
+    assert header["complete"] and header["total"] == len(inside) == header["n"]
+    assert arrays["sample_id"].tolist() == inside["sample_id"].tolist()  # in sample_id order
+    rows = frame.set_index("sample_id").loc[arrays["sample_id"].astype(np.int64)]
+    np.testing.assert_array_equal(arrays["x"], rows["map_x"].to_numpy(np.float32))
+    np.testing.assert_array_equal(arrays["y"], rows["map_y"].to_numpy(np.float32))
+    np.testing.assert_array_equal(arrays["label"], rows["label"].to_numpy())
+    np.testing.assert_array_equal(arrays["prediction"], rows["prediction"].to_numpy())
+    np.testing.assert_allclose(arrays["loss"], rows["loss"].to_numpy(np.float32), rtol=1e-6)
+    np.testing.assert_array_equal(arrays["correct"].astype(bool), rows["correct"].to_numpy())
+    for name in ("subset", "cluster"):
+        cats = header["columns"][name]["categories"]
+        assert [cats[c] for c in arrays[name]] == rows[name].astype(str).tolist()
+
+
+def test_a_large_runs_viewport_limit_and_other_filters(sampled_client, frame):
+    header, arrays, inside = _viewport(sampled_client, frame, limit=40)
+    assert header["total"] == len(inside) > 40 and not header["complete"] and header["n"] == 40
+    ids = arrays["sample_id"].tolist()
+    assert ids == sorted(set(ids)) and set(ids) <= set(inside["sample_id"])
+    again = _viewport(sampled_client, frame, limit=40)[1]
+    np.testing.assert_array_equal(again["sample_id"], arrays["sample_id"])  # seeded: the same pick
+    # a filter other than a subset is answered by DuckDB, with the same totals
+    cut = float(frame["loss"].median())
+    header, arrays, inside = _viewport(sampled_client, frame, fcol="loss", fmin=cut)
+    keep = inside[inside["loss"] >= cut]
+    assert header["complete"] and arrays["sample_id"].tolist() == keep["sample_id"].tolist()
+
+
+def test_the_viewport_index_and_duckdb_agree_in_process(tiny_run, frame):
+    """The same boxes through ServerState: the index answers when sampled, DuckDB when not."""
+    from samplescope.server.state import ServerState
+
+    base = {"prewarm": False, "heavy_processes": False}
+    held = ServerState(tiny_run, Settings(**base, map_full_max=500, map_overview_points=300))
+    plain = ServerState(tiny_run, Settings(**base))
+    try:
+        held.warm_viewports()
+        assert held.held_map._index is not None and plain.held_map._index is None
+        rng = np.random.default_rng(2)
+        lo = frame[["map_x", "map_y"]].min().to_numpy()
+        hi = frame[["map_x", "map_y"]].max().to_numpy()
+        for _ in range(10):
+            (x0, x1), (y0, y1) = (rng.uniform(lo[i], hi[i], 2) for i in range(2))
+            answers = [decode_map(s.viewport_payload((x0, x1, y0, y1), [], "label", [], 10_000)) for s in (held, plain)]
+            (h1, a1), (h2, a2) = answers
+            assert h1["total"] == h2["total"]
+            np.testing.assert_array_equal(a1["sample_id"], a2["sample_id"])
+            np.testing.assert_array_equal(a1["loss"], a2["loss"])
+        assert plain.held_map._index is None  # never built for a run sent whole
+    finally:
+        for s in (held, plain):
+            s.heatmap_lane.close()
+            s.compute_lane.close()

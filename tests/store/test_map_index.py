@@ -1,0 +1,83 @@
+"""The map's grid index (store/map_index.py) against pandas over the same points, and its
+seeded pick against its stated properties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from samplescope.store.map_index import MapIndex, seeded_pick
+
+
+@pytest.fixture(scope="module")
+def points() -> pd.DataFrame:
+    """Clustered float32 positions with NaN, infinite and repeated values, ids 0..N-1."""
+    rng = np.random.default_rng(3)
+    n = 20_000
+    centres = rng.normal(0, 5, size=(8, 2))
+    xy = (centres[rng.integers(0, 8, n)] + rng.normal(0, 0.7, size=(n, 2))).astype(np.float32)
+    xy[rng.choice(n, 200, replace=False), 0] = np.nan
+    xy[rng.choice(n, 50, replace=False), 1] = np.inf
+    xy[rng.choice(n, 50, replace=False), 0] = -np.inf
+    xy[rng.choice(n, 300, replace=False)] = xy[7]  # many samples at one position
+    return pd.DataFrame({"sample_id": np.arange(n), "x": xy[:, 0], "y": xy[:, 1]})
+
+
+def _inside(frame: pd.DataFrame, x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
+    """Ids inside, as DuckDB's BETWEEN on a FLOAT column with DOUBLE bounds decides."""
+    x, y = frame["x"].to_numpy(np.float64), frame["y"].to_numpy(np.float64)
+    keep = (x >= min(x0, x1)) & (x <= max(x0, x1)) & (y >= min(y0, y1)) & (y <= max(y0, y1))
+    return frame["sample_id"].to_numpy()[keep]
+
+
+@pytest.mark.parametrize("grid", [None, 1, 7, 64])
+def test_every_box_holds_exactly_the_samples_pandas_finds(points, grid):
+    index = MapIndex.build(points["sample_id"], points["x"], points["y"], grid=grid)
+    finite = points[np.isfinite(points["x"]) & np.isfinite(points["y"])]
+    assert len(index.ids) == len(finite)
+    rng = np.random.default_rng(grid or 0)
+    xs, ys = finite["x"].to_numpy(np.float64), finite["y"].to_numpy(np.float64)
+    for trial in range(60):
+        if trial % 3 == 0:  # bounds exactly on samples' positions: edges are included
+            a, b = rng.choice(len(finite), 2)
+            box = (xs[a], xs[b], ys[a], ys[b])
+        else:
+            box = (*rng.uniform(-15, 15, 2), *rng.uniform(-15, 15, 2))
+        found = np.sort(index.ids[index.box(*box)])
+        np.testing.assert_array_equal(found, _inside(points, *box), err_msg=str(box))
+    # the whole extent, a box outside it, a box of zero area on the repeated position
+    x0, x1, y0, y1 = index.extent
+    assert len(index.box(x0, x1, y0, y1)) == len(finite)
+    assert len(index.box(x1 + 1, x1 + 2, y0, y1)) == 0
+    p = points.loc[7]
+    assert len(index.box(p.x, p.x, p.y, p.y)) == len(_inside(points, p.x, p.x, p.y, p.y)) >= 300
+
+
+def test_positions_are_returned_ascending_and_point_at_their_samples(points):
+    index = MapIndex.build(points["sample_id"], points["x"], points["y"])
+    pos = index.box(-3, 4, -6, 2)
+    assert len(pos) > 100 and np.all(np.diff(pos) > 0)
+    by_id = points.set_index("sample_id").loc[index.ids[pos]]
+    np.testing.assert_array_equal(index.x[pos], by_id["x"].to_numpy())
+    np.testing.assert_array_equal(index.y[pos], by_id["y"].to_numpy())
+
+
+def test_an_index_of_no_placed_samples_finds_nothing():
+    nan = np.full(5, np.nan, np.float32)
+    index = MapIndex.build(np.arange(5), nan, nan)
+    assert len(index.ids) == 0 and len(index.box(-1e9, 1e9, -1e9, 1e9)) == 0
+
+
+def test_the_seeded_pick_is_stable_and_nested():
+    rng = np.random.default_rng(5)
+    ids = np.sort(rng.choice(10**7, 5000, replace=False))
+    pick = seeded_pick(ids, 300, seed=4)
+    assert len(pick) == 300 and np.all(np.diff(pick) > 0)
+    np.testing.assert_array_equal(pick, seeded_pick(ids, 300, seed=4))
+    assert not np.array_equal(pick, seeded_pick(ids, 300, seed=5))
+    # a sample picked among many is picked among any fewer that still hold it
+    fewer = ids[rng.random(len(ids)) < 0.4]
+    picked_fewer = set(fewer[seeded_pick(fewer, 300, seed=4)].tolist())
+    assert set(ids[pick].tolist()) & set(fewer.tolist()) <= picked_fewer
+    np.testing.assert_array_equal(seeded_pick(ids[:200], 300), np.arange(200))
