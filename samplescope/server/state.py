@@ -184,7 +184,7 @@ class ServerState:
                 self.map_payload(None, [])
                 self.distinct_counts  # noqa: B018 - the legend's first count asks for them
                 # the compute lane's worker (viewports, counts) starts now and builds the map's
-                # index, not on the first viewport (at 10M: 2.5 s for the first, cold)
+                # index in a thread of its own (at 10M: seconds; viewports ask DuckDB until then)
                 self.compute_lane.call(self.warm_viewports)
         except Exception:  # shown again, with its message, on the real request
             log.debug("map prewarm failed", exc_info=True)
@@ -470,7 +470,7 @@ class ServerState:
         self.require_map()
         wanted = [c for c in MAP_COLUMNS if c in self.columns]
         wanted += [c for c in [color, *columns] if c and c not in wanted]
-        if self.sampled and HeldMap.answers(conditions):
+        if self.sampled and HeldMap.answers(conditions) and self.held_map.serves(wanted):
             arrays, total = self.held_map.rows(box, conditions, wanted, limit)
         else:
             rows, total = map_queries.in_box(self.run.db, box, conditions, wanted, limit)
@@ -487,10 +487,14 @@ class ServerState:
         }  # fmt: skip
         return encoding.pack_columns(arrays, len(arrays["sample_id"][0]), meta)
 
-    def warm_viewports(self) -> None:
-        """In the compute worker, at startup: a large run's map index and viewport columns."""
+    def warm_viewports(self, wait: bool = False) -> None:
+        """In the compute worker, at startup: a large run's map index and viewport columns are
+        read in a background thread (``wait``: here, before returning)."""
         if self.sampled and self.has_map:
-            self.held_map.warm()
+            if wait:
+                self.held_map.warm()
+            else:
+                self.held_map.serves([])
 
     # --- heatmaps and neighbours ------------------------------------------------------------
 

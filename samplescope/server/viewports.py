@@ -7,8 +7,11 @@ process that answers viewports (the compute worker) and built there when the ser
 (``ServerState.warm_viewports``). Reading those rows back from DuckDB by id instead took
 0.9 s for 93k ids of a 1M run; gathering them from memory takes a few milliseconds.
 
-A box with no filter, or with a subset, is answered here; one with another filter (a value
-range, a legend value) goes to DuckDB (``map_queries.in_box``). Both count every sample
+A box with no filter, or with a subset, is answered here once the index and the columns it
+asks for are held; until then (the first seconds after start-up at 10M, or the first request
+for another colour) it goes to DuckDB while a background thread reads what is missing, so
+no request waits for the build. One with another filter (a value range, a legend value) goes
+to DuckDB (``map_queries.in_box``). Both count every sample
 inside; when there are more than ``limit``, this draws its ``limit`` by a splitmix64 hash of
 the id (``map_index.seeded_pick``), DuckDB by its own ``hash``: other samples, as seeded.
 
@@ -44,21 +47,25 @@ Encoded = tuple[np.ndarray, dict[str, Any]]
 
 
 class HeldMap:
-    """One run's map index and encoded columns; built on first use, safe from many threads."""
+    """One run's map index and encoded columns, safe from many threads: built by
+    :meth:`warm` (or in the background by :meth:`serves`), read by :meth:`rows`."""
 
     def __init__(self, state: ServerState, always: Sequence[str]) -> None:
         self.state = state
         self.always = tuple(always)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the dict and the build flags, never held while reading
+        self._build = threading.Lock()  # one build at a time
         self._index: MapIndex | None = None
         self._columns: OrderedDict[str, Encoded] = OrderedDict()
+        self._building = False
 
     @property
     def index(self) -> MapIndex:
-        with self._lock:
-            if self._index is None:
-                self._index = MapIndex.of_run(self.state.run.db)
-            return self._index
+        if self._index is None:
+            with self._build:
+                if self._index is None:
+                    self._index = MapIndex.of_run(self.state.run.db)
+        return self._index
 
     def column(self, name: str) -> Encoded:
         """Every sample's ``name``, encoded for the payload, in ``sample_id`` order."""
@@ -66,13 +73,35 @@ class HeldMap:
             if name in self._columns:
                 self._columns.move_to_end(name)
                 return self._columns[name]
-            started = time.perf_counter()
-            self._columns[name] = found = self._read(name)
+        started = time.perf_counter()
+        found = self._read(name)
+        with self._lock:
+            self._columns[name] = found
             extra = [c for c in self._columns if c not in self.always]
             for old in extra[: max(0, len(extra) - EXTRA)]:
                 del self._columns[old]
         log.info("viewport column %s: %.0f MB, %.2f s", name, found[0].nbytes / 1e6, time.perf_counter() - started)
         return found
+
+    def serves(self, names: Sequence[str]) -> bool:
+        """Whether the index and every column of ``names`` are held; if not, a background
+        thread starts reading what is missing (one at a time) and the caller asks DuckDB."""
+        with self._lock:
+            if self._index is not None and all(n in self._columns for n in names):
+                return True
+            if not self._building:
+                self._building = True
+                threading.Thread(target=self._fill, args=(list(names),), daemon=True, name="viewport-index").start()
+        return False
+
+    def _fill(self, names: list[str]) -> None:
+        try:
+            self.warm(names)
+        except Exception:  # the DuckDB path keeps answering, and says what is wrong
+            log.warning("the viewport index could not be built", exc_info=True)
+        finally:
+            with self._lock:
+                self._building = False
 
     def _read(self, name: str) -> Encoded:
         state = self.state
@@ -83,10 +112,10 @@ class HeldMap:
             return encoding.encode_column(pd.Series(codes).where(codes >= 0), "categorical", cats)
         return state.encode_values(name, map_index.whole_column(state.run.db, name))
 
-    def warm(self) -> None:
-        """Build the index and read the columns every viewport carries."""
+    def warm(self, names: Sequence[str] = ()) -> None:
+        """Build the index and read the columns every viewport carries, and ``names``."""
         self.index  # noqa: B018
-        for name in self.always:
+        for name in dict.fromkeys([*self.always, *names]):
             self.column(name)
 
     @staticmethod

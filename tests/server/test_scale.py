@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -244,7 +245,7 @@ def test_the_viewport_index_and_duckdb_agree_in_process(tiny_run, frame):
     held = ServerState(tiny_run, Settings(**base, map_full_max=500, map_overview_points=300))
     plain = ServerState(tiny_run, Settings(**base))
     try:
-        held.warm_viewports()
+        held.warm_viewports(wait=True)
         assert held.held_map._index is not None and plain.held_map._index is None
         rng = np.random.default_rng(2)
         lo = frame[["map_x", "map_y"]].min().to_numpy()
@@ -257,6 +258,13 @@ def test_the_viewport_index_and_duckdb_agree_in_process(tiny_run, frame):
             np.testing.assert_array_equal(a1["sample_id"], a2["sample_id"])
             np.testing.assert_array_equal(a1["loss"], a2["loss"])
         assert plain.held_map._index is None  # never built for a run sent whole
+        # not yet held: the caller is told to ask DuckDB, and a thread reads what is missing
+        assert not held.held_map.serves(["label", "cluster"])
+        for _ in range(200):
+            if held.held_map.serves(["label", "cluster"]):
+                break
+            time.sleep(0.05)
+        assert "cluster" in held.held_map._columns
     finally:
         for s in (held, plain):
             s.heatmap_lane.close()
