@@ -224,7 +224,7 @@ class NeighborIndex:
             self._source, self._source_prepared = x, False
             self.kind_ = "ivf"
             self.index_ = self._ivf(self._lists_folder(spill_to))
-        self.seconds_ = {"index": time.perf_counter() - t}  # train, add and tune nprobe
+        self.seconds_ = {"index": time.perf_counter() - t}  # train, add and tune nprobe (index_parts_)
         t = time.perf_counter()
         self.recall_ = 1.0
         if self.graph_k > 0:
@@ -320,6 +320,7 @@ class NeighborIndex:
         nlist = self._nlist()
         rng = np.random.default_rng(self.random_state)
         hnsw = self._quantizer = None
+        started = time.perf_counter()
         if nlist <= self.flat_quantizer_max:
             index = faiss.IndexIVFFlat(faiss.IndexFlat(d, self._faiss_metric()), d, nlist, self._faiss_metric())
             index.cp.seed = int(self.random_state)
@@ -343,6 +344,8 @@ class NeighborIndex:
             # of the cost of efSearch 64: 15 vs 75 us a row)
             hnsw.hnsw.efSearch = _ADD_EF_SEARCH
         self._assign = None
+        parts = self.index_parts_ = {"train": time.perf_counter() - started}
+        started = time.perf_counter()
         if lists_to is None:
             for _start, block in self._blocks():
                 index.add(block)
@@ -357,6 +360,8 @@ class NeighborIndex:
             self._assign = assign
         if hnsw is not None:
             hnsw.hnsw.efSearch = _GRAPH_EF_SEARCH  # fit's own searches; queries get 64 after it
+        parts["add"] = time.perf_counter() - started
+        started = time.perf_counter()
         # the smallest nprobe whose recall on a sample reaches the target
         sample = self._recall_sample()
         self.index_ = index
@@ -402,6 +407,7 @@ class NeighborIndex:
         index.nprobe = best
         self._radius_recall = got
         self.nprobe_ = best
+        parts["tune"] = time.perf_counter() - started  # the exact truth of the sample, and its searches
         return index
 
     def _set_ef_search(self, ef: int) -> None:
@@ -896,4 +902,6 @@ class NeighborIndex:
                        quantizer="hnsw" if isinstance(quantizer, faiss.IndexHNSW) else "flat")
         if hasattr(self, "seconds_"):  # built here, not loaded
             out["seconds"] = {k: round(v, 2) for k, v in self.seconds_.items()}
+            if getattr(self, "index_parts_", None):  # train the lists, add the rows, tune nprobe
+                out["index_seconds"] = {k: round(v, 2) for k, v in self.index_parts_.items()}
         return out

@@ -290,3 +290,11 @@ def test_fit_spilling_to_a_folder_writes_what_spill_writes(mixture, tmp_path, ex
     for a, b in zip(one.query(rows, k=10, mask=mask), two.query(rows, k=10, mask=mask), strict=True):
         np.testing.assert_array_equal(a, b)
     assert one.recall_ == two.recall_
+
+
+def test_an_ivf_build_says_where_its_time_went(mixture) -> None:
+    index = NeighborIndex(exact_max=0, list_rows=50, flat_quantizer_max=0).fit(mixture[:6000])
+    parts = index.info()["index_seconds"]
+    assert set(parts) == {"train", "add", "tune"} and all(v >= 0 for v in parts.values())
+    assert sum(parts.values()) <= index.info()["seconds"]["index"] + 0.01
+    assert "index_seconds" not in NeighborIndex().fit(mixture[:500]).info()  # the exact engine
