@@ -12,8 +12,9 @@ A box touches grid rows ``cy0..cy1`` and, in each, the cells ``cx0..cx1``: one c
 span of positions per row. Every point of those spans is tested exactly, in float64 on the
 stored values (what DuckDB's ``BETWEEN`` does with a FLOAT column and DOUBLE bounds), and no
 point outside them can be inside: a point's cell is a monotone function of its position, so
-a cell left of the box's first cell holds only points left of the box. The total is exact;
-edges are included.
+a cell left of the box's first cell holds only points left of the box (the box's cells are
+widened by one on each side, as the points' cells are computed in float32 and the bounds'
+in float64). The total is exact; edges are included.
 
 Memory: an id (4 bytes below 2**32 samples) and both positions in their stored dtype (4 bytes
 each for FLOAT) per placed sample, and 8 bytes per cell: about 125 MB at 10M samples.
