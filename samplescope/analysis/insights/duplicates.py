@@ -305,6 +305,15 @@ class Duplicates(InsightFinder):
         MNIST images repeated 14 times made 3M pairs, (3M, 784) float32 differences, and ran
         the 24 GiB machine out of memory.)
         """
+        same = np.zeros(len(pairs), bool)
+        group = self._copy_groups(ctx) if ctx.inputs is not None else None
+        if group is not None:
+            # copies are listed one way whatever the graph's ties picked (they differ with the
+            # chunking and the BLAS): each copy against its group's first row in every subset
+            copy = (group[pairs[:, 0]] >= 0) & (group[pairs[:, 0]] == group[pairs[:, 1]])
+            canonical = _copy_pairs(group, ctx.subsets)
+            pairs = np.concatenate([pairs[~copy], canonical])
+            same = np.r_[np.zeros(int((~copy).sum()), bool), np.ones(len(canonical), bool)]
         a, b = pairs[:, 0], pairs[:, 1]
         latent = np.empty(len(pairs), np.float32)  # the dtype of the cosine of float32 unit rows
         for start in range(0, len(pairs), _PAIR_BLOCK):  # (block, D) unit rows, not (M, D)
@@ -315,7 +324,6 @@ class Duplicates(InsightFinder):
         aligned = np.full(len(pairs), np.nan)
         in_aligned = np.zeros(len(pairs), bool)
         if ctx.inputs is not None and len(pairs):
-            same = self._identical_pairs(ctx, a, b)
             pixel[same] = 0.0
             with_aligned = self._aligned_ref is not None
             if with_aligned:
@@ -369,31 +377,31 @@ class Duplicates(InsightFinder):
         order = np.lexsort((table["sample_id_b"], table["sample_id_a"], distance))
         return table.iloc[order].reset_index(drop=True)
 
-    def _identical_pairs(self, ctx: InsightContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """(M,) bool: pairs whose inputs are the same bytes.
+    def _copy_groups(self, ctx: InsightContext) -> np.ndarray | None:
+        """(N,) int64: each row's group of byte-equal inputs (its first row), -1 for none.
 
-        Both rows share a pixel-sketch digest and each equals its digest group's first row
-        (checked exactly, ``chunk_size`` rows at a time), so a hash collision is never
-        taken for a copy.
+        A group is the rows sharing a pixel-sketch digest that each equal the group's first
+        row (checked exactly, ``chunk_size`` rows at a time), so a hash collision is never
+        taken for a copy. None without a digest.
         """
         digest = self._digest
-        if digest is None or not len(a):
-            return np.zeros(len(a), bool)
-        candidate = digest[a] == digest[b]
-        if not candidate.any():
-            return candidate
+        if digest is None:
+            return None
         first = _group_first(digest)
-        rows = np.unique(np.concatenate([a[candidate], b[candidate]]))
-        rows = rows[first[rows] != rows]
-        equal_first = np.ones(len(digest), bool)  # a group's first row equals itself
+        rows = np.flatnonzero(first != np.arange(len(digest)))  # every repeat of a digest
+        equal = np.zeros(len(rows), bool)
         for start in range(0, len(rows), self.chunk_size):
             chunk = rows[start : start + self.chunk_size]
             both = np.unique(np.concatenate([chunk, first[chunk]]))
             x = self._fetch(ctx, both)
             mine = x[np.searchsorted(both, chunk)]
             theirs = x[np.searchsorted(both, first[chunk])]
-            equal_first[chunk] = (mine == theirs).all(axis=1)
-        return candidate & equal_first[a] & equal_first[b]
+            equal[start : start + len(chunk)] = (mine == theirs).all(axis=1)
+        group = np.full(len(digest), -1, np.int64)
+        copies = rows[equal]
+        group[copies] = first[copies]
+        group[first[copies]] = first[copies]
+        return group
 
     def _latent_spread(self, ctx: InsightContext) -> np.ndarray:
         """(N,) median cosine distance to each row's 16 graph neighbours."""
@@ -618,6 +626,26 @@ def _same_value_pairs(values: np.ndarray) -> np.ndarray:
     first = _group_first(values)
     rows = np.flatnonzero(first != np.arange(len(values)))
     return np.stack([first[rows], rows], axis=1)
+
+
+def _copy_pairs(group: np.ndarray, subsets: np.ndarray) -> np.ndarray:
+    """(M, 2) ordered pairs of copies: each row of a group against the group's first row in
+    every subset the group reaches (a spanning star per subset, and every cross-subset copy
+    paired with the other subset's first: leaks are each found once)."""
+    rows = np.flatnonzero(group >= 0)
+    if not len(rows):
+        return np.empty((0, 2), np.int64)
+    g = group[rows]
+    _, s = np.unique(np.asarray(subsets)[rows], return_inverse=True)
+    order = np.lexsort((rows, s, g))  # by group, then subset, then row
+    g_o, s_o, r_o = g[order], s[order], rows[order]
+    starts = np.flatnonzero(np.r_[True, (g_o[1:] != g_o[:-1]) | (s_o[1:] != s_o[:-1])])
+    firsts, firsts_group = r_o[starts], g_o[starts]  # each (group, subset)'s first row, by group
+    lo = np.searchsorted(firsts_group, g, "left")
+    count = np.searchsorted(firsts_group, g, "right") - lo
+    at = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(lo, count)
+    pairs = _ordered(np.stack([firsts[at], np.repeat(rows, count)], axis=1))
+    return np.unique(pairs, axis=0)
 
 
 def _ordered(pairs: np.ndarray) -> np.ndarray:
