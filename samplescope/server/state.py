@@ -130,10 +130,15 @@ class ServerState:
         self._columns: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
         self._heatmaps: OrderedDict[tuple[int, int, str], np.ndarray] = OrderedDict()
         #: a large run's viewports from memory (server/viewports.py), built on first use
-        self.held_map = HeldMap(self, [c for c in MAP_COLUMNS if c in self.columns])
+        self.held_map = HeldMap(self, self.map_columns)
         lanes = lanes or Lanes.of(settings)
         self.heatmap_lane = lanes.heatmap
         self.compute_lane = lanes.compute
+
+    @functools.cached_property
+    def map_columns(self) -> tuple[str, ...]:
+        """The MAP_COLUMNS this run has: every map payload and viewport carries them."""
+        return tuple(c for c in MAP_COLUMNS if c in self.columns)
 
     @property
     def lanes(self) -> Lanes:
@@ -394,7 +399,7 @@ class ServerState:
             arrays = {"x": self.map_column("map_x"), "y": self.map_column("map_y")}
             if rows is not None:
                 arrays["sample_id"] = (rows.astype("<u4"), {"kind": "numeric", "dtype": "uint32"})
-            wanted = [c for c in MAP_COLUMNS if c in self.columns]
+            wanted = list(self.map_columns)
             wanted += [c for c in [color, *columns] if c and c not in wanted]
             for name in wanted:
                 arrays[name] = self.map_column(name)
@@ -468,7 +473,7 @@ class ServerState:
         box with no filter but a subset is answered from memory (server/viewports.py), others
         by DuckDB (at 10M: about 60 ms in-process, ~190 ms in the compute worker)."""
         self.require_map()
-        wanted = [c for c in MAP_COLUMNS if c in self.columns]
+        wanted = list(self.map_columns)
         wanted += [c for c in [color, *columns] if c and c not in wanted]
         if self.sampled and HeldMap.answers(conditions) and self.held_map.serves(wanted):
             arrays, total = self.held_map.rows(box, conditions, wanted, limit)

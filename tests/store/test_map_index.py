@@ -81,3 +81,24 @@ def test_the_seeded_pick_is_stable_and_nested():
     picked_fewer = set(fewer[seeded_pick(fewer, 300, seed=4)].tolist())
     assert set(ids[pick].tolist()) & set(fewer.tolist()) <= picked_fewer
     np.testing.assert_array_equal(seeded_pick(ids[:200], 300), np.arange(200))
+
+
+def test_a_runs_index_leaves_out_samples_without_a_position(tmp_path):
+    """NULL positions (a sample the map did not place) read through DuckDB are never found."""
+    from samplescope.store import RunDatabase
+
+    rng = np.random.default_rng(3)
+    n = 400
+    x, y = rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32)
+    unplaced = rng.random(n) < 0.2
+    df = pd.DataFrame({"sample_id": range(n), "subset": "train", "index": range(n), "key": [str(i) for i in range(n)]})
+    with RunDatabase(tmp_path / "samples.duckdb", writable=True) as db:
+        db.write_samples(df)
+        db.write_analysis(pd.DataFrame({"sample_id": range(n),
+                                        "map_x": pd.array(np.where(unplaced, np.nan, x), dtype="Float32"),
+                                        "map_y": pd.array(np.where(unplaced, np.nan, y), dtype="Float32")}))
+        assert db.fetch('SELECT count(*) AS c FROM {source} WHERE "map_x" IS NULL')["c"][0] == unplaced.sum()
+        index = MapIndex.of_run(db, grid=8)
+    assert sorted(index.ids.tolist()) == np.flatnonzero(~unplaced).tolist()
+    found = index.box(-np.inf, np.inf, -np.inf, np.inf)
+    assert sorted(index.ids[found].tolist()) == np.flatnonzero(~unplaced).tolist()
