@@ -27,7 +27,7 @@ from samplescope.engines import with_engine_stages
 from samplescope.errors import IntegrationError, RunError
 from samplescope.pipeline.prefetch import prefetch
 from samplescope.run import GRADCAM_FILE, HEATMAP_CACHE, LATENT_FILE, Run, open_run
-from samplescope.store import RunDatabase, layout, map_queries
+from samplescope.store import RunDatabase, layout, map_index, map_queries
 from samplescope.store.folder import (
     RUN_JSON,
     atomic_folder,
@@ -190,6 +190,8 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
             # a large run's map overview, made once here (with the server's defaults) rather than by every serve
             summary["map_overview"] = map_queries.save_overview(
                 db, tmp, n, task.map_group_sql, map_queries.FULL_MAX, map_queries.OVERVIEW_POINTS)
+            # ... and its map index, which the server's viewports read rather than build
+            summary["map_index"] = map_index.save_index(db, tmp, n, map_queries.FULL_MAX)
         timings["write"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         summary["seconds"] = {k: round(v, 2) for k, v in timings.items()}

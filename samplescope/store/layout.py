@@ -41,3 +41,8 @@ NEIGHBOR_INDEX = "knn_index.faiss"
 #: A large run's map overview, (M,) int64 sample ids, sorted (store/map_queries.overview_ids): made
 #: by ``analyze`` with the server's default budget (run.json says which), so ``serve`` need not.
 MAP_OVERVIEW = "map_overview.npy"
+#: A large run's map index (store/map_index.py), a folder made by ``analyze`` beside the overview:
+#: placed samples' ids and positions in grid-cell order, and each cell's first position (its
+#: grid and extent are in run.json), so ``serve`` reads it rather than sorting 10M positions.
+MAP_INDEX = "map_index"
+MAP_INDEX_PARTS = ("ids.npy", "x.npy", "y.npy", "offsets.npy")

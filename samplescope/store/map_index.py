@@ -23,13 +23,16 @@ each for FLOAT) per placed sample, and 8 bytes per cell: about 125 MB at 10M sam
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from samplescope.errors import RunError
+from samplescope.store import layout
 from samplescope.store.database import RunDatabase
 from samplescope.store.query import quote
 
@@ -96,6 +99,44 @@ class MapIndex:
                  index.nbytes / 1e6, time.perf_counter() - started)  # fmt: skip
         return index
 
+    def save(self, folder: Path) -> dict[str, Any]:
+        """Write the arrays to ``folder`` (:data:`~samplescope.store.layout.MAP_INDEX_PARTS`);
+        return what run.json records of the rest (read back by :meth:`saved`)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, values in zip(layout.MAP_INDEX_PARTS, (self.ids, self.x, self.y, self.offsets), strict=True):
+            np.save(folder / name, values, allow_pickle=False)
+        return {"grid": int(self.grid), "extent": [float(v) for v in self.extent], "placed": len(self.ids)}
+
+    @classmethod
+    def saved(cls, folder: Path, made: dict[str, Any] | None, n: int) -> MapIndex | None:
+        """The index :meth:`save` wrote for a run of ``n`` samples, when ``folder`` holds one
+        that fits ``made`` (run.json's record); else None, and the caller builds one. The
+        files are data: each is checked before a box can index with it (ids below ``n``,
+        offsets that span the ids in order, a grid as :meth:`build` makes)."""
+        if not isinstance(made, dict):
+            return None
+        try:
+            grid, placed = int(made["grid"]), int(made["placed"])
+            extent = tuple(float(v) for v in made["extent"])
+            ids, x, y, offsets = (np.load(folder / name, allow_pickle=False) for name in layout.MAP_INDEX_PARTS)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        fits = (
+            1 <= grid <= MAX_GRID and len(extent) == 4 and all(np.isfinite(extent))
+            and extent[0] <= extent[1] and extent[2] <= extent[3]
+            and ids.shape == x.shape == y.shape == (placed,) and ids.dtype.kind in "iu"
+            and x.dtype.kind == y.dtype.kind == "f" and offsets.shape == (grid * grid + 1,)
+            and offsets.dtype == np.int64
+        )
+        if fits:
+            fits = (placed <= n and offsets[0] == 0 and offsets[-1] == placed
+                    and bool((np.diff(offsets) >= 0).all())
+                    and (not placed or (int(ids.min()) >= 0 and int(ids.max()) < n)))  # fmt: skip
+        if not fits:
+            log.warning("%s does not hold this run's map index; building one", folder)
+            return None
+        return cls(ids, x, y, offsets, grid, extent)  # type: ignore[arg-type]
+
     @property
     def nbytes(self) -> int:
         return self.ids.nbytes + self.x.nbytes + self.y.nbytes + self.offsets.nbytes
@@ -123,6 +164,22 @@ class MapIndex:
         # np.float64 bounds: the comparison is in float64 (a Python float would compare in float32)
         inside = (x >= lo_x) & (x <= hi_x) & (y >= lo_y) & (y <= hi_y)
         return pos[inside]
+
+
+def save_index(db: RunDatabase, folder: Path, n: int, full_max: int) -> dict[str, Any] | None:
+    """Write a run's map index to ``folder``/MAP_INDEX when it has more than ``full_max``
+    samples (the server's ``map_full_max``: only then are viewports asked for) and return what
+    run.json records of it; None, and no folder, for a run small enough to send whole."""
+    path = Path(folder) / layout.MAP_INDEX
+    shutil.rmtree(path, ignore_errors=True)  # stale: an earlier analysis
+    if n <= full_max:
+        return None
+    try:
+        index = MapIndex.of_run(db)
+    except RunError as e:  # the server builds none either, and asks DuckDB
+        log.warning("no map index saved: %s", e)
+        return None
+    return index.save(path)
 
 
 def _positions(values: Any) -> np.ndarray:

@@ -55,3 +55,33 @@ def test_serve_reads_the_saved_overview_and_makes_its_own_otherwise(tiny_run, tm
     np.testing.assert_array_equal(again.map_rows, fresh)
     assert calls == [1, 1]
     run.close()
+
+
+def test_analyze_saves_the_map_index_and_serve_reads_it(tiny_run_path, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    import samplescope
+    from samplescope.pipeline.analyze import analyze_run
+    from samplescope.store.map_index import MapIndex
+
+    path = tmp_path / "run"
+    shutil.copytree(tiny_run_path, path)
+    monkeypatch.setattr(map_queries, "FULL_MAX", 500)  # a "large" run: its viewports come from the index
+    summary = analyze_run(path, projection="pca", progress=False)
+    assert summary["map_index"]["placed"] > 500 and (path / layout.MAP_INDEX).is_dir()
+    run = samplescope.open_run(path)
+    built = MapIndex.of_run(run.db)
+    calls = []
+    real = MapIndex.of_run
+    monkeypatch.setattr(MapIndex, "of_run", classmethod(lambda cls, *a, **k: calls.append(1) or real(*a, **k)))
+    state = ServerState(run, Settings(prewarm=False, map_full_max=500, map_overview_points=300))
+    held = state.held_map.index
+    assert calls == []  # read, not built
+    assert held.grid == built.grid and held.extent == built.extent
+    np.testing.assert_array_equal(held.ids, built.ids)
+    np.testing.assert_array_equal(held.offsets, built.offsets)
+    run.close()
+
+    monkeypatch.setattr(map_queries, "FULL_MAX", 10**6)  # small again: the stale index goes
+    summary = analyze_run(path, projection="pca", progress=False)
+    assert summary["map_index"] is None and not (path / layout.MAP_INDEX).exists()

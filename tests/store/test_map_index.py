@@ -102,3 +102,22 @@ def test_a_runs_index_leaves_out_samples_without_a_position(tmp_path):
     assert sorted(index.ids.tolist()) == np.flatnonzero(~unplaced).tolist()
     found = index.box(-np.inf, np.inf, -np.inf, np.inf)
     assert sorted(index.ids[found].tolist()) == np.flatnonzero(~unplaced).tolist()
+
+
+def test_a_saved_index_reads_back_and_a_damaged_one_is_refused(points, tmp_path):
+    ids = np.arange(len(points))
+    index = MapIndex.build(ids, points["x"].to_numpy(), points["y"].to_numpy())
+    made = index.save(tmp_path / "mi")
+    back = MapIndex.saved(tmp_path / "mi", made, len(points))
+    assert back is not None and back.grid == index.grid and back.extent == index.extent
+    for a, b in ((back.ids, index.ids), (back.x, index.x), (back.y, index.y), (back.offsets, index.offsets)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(back.box(-0.5, 0.7, -1, 0.2), index.box(-0.5, 0.7, -1, 0.2))
+    assert MapIndex.saved(tmp_path / "mi", None, len(points)) is None  # run.json records none
+    assert MapIndex.saved(tmp_path / "mi", {**made, "grid": made["grid"] * 2}, len(points)) is None
+    assert MapIndex.saved(tmp_path / "mi", made, int(index.ids.max())) is None  # ids beyond this run
+    assert MapIndex.saved(tmp_path / "nothing", made, len(points)) is None
+    np.save(tmp_path / "mi" / "offsets.npy", index.offsets[::-1].copy())
+    assert MapIndex.saved(tmp_path / "mi", made, len(points)) is None  # offsets out of order
+    (tmp_path / "mi" / "x.npy").write_bytes(b"not an array")
+    assert MapIndex.saved(tmp_path / "mi", made, len(points)) is None
