@@ -55,6 +55,9 @@ ROW_COLUMNS = (
 )  # fmt: skip
 #: Columns the map payload always carries.
 MAP_COLUMNS = ("label", "prediction", "loss", "subset", "correct")
+#: a viewport asked for while the compute worker reads a saved map index's columns waits this
+#: long for them (server/viewports.py), then asks DuckDB
+HELD_MAP_WAIT = 5.0
 NUMERIC_TYPES = (
     "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
     "UBIGINT", "FLOAT", "DOUBLE", "REAL",
@@ -186,11 +189,12 @@ class ServerState:
             return
         try:  # a large run's map overview first, at once: the page's first request waits for it
             if self.sampled and self.has_map:
+                # meanwhile the compute lane's worker process (viewports, counts) starts, opens
+                # the run and reads the map's index (a spawned process: seconds, which every
+                # viewport asked for before it is up waits)
+                threading.Thread(target=self._warm_worker, daemon=True, name="samplescope-compute-warm").start()
                 self.map_payload(None, [])
                 self.distinct_counts  # noqa: B018 - the legend's first count asks for them
-                # the compute lane's worker (viewports, counts) starts now and builds the map's
-                # index in a thread of its own (at 10M: seconds; viewports ask DuckDB until then)
-                self.compute_lane.call(self.warm_viewports)
         except Exception:  # shown again, with its message, on the real request
             log.debug("map prewarm failed", exc_info=True)
         time.sleep(delay)
@@ -215,6 +219,12 @@ class ServerState:
             log.debug("prewarm failed", exc_info=True)
         else:
             log.info("heatmaps and similars are warm")
+
+    def _warm_worker(self) -> None:
+        try:
+            self.compute_lane.call(self.warm_viewports)
+        except Exception:  # shown again, with its message, on the real request
+            log.debug("compute worker prewarm failed", exc_info=True)
 
     # --- samples ----------------------------------------------------------------------------
 
@@ -475,7 +485,7 @@ class ServerState:
         self.require_map()
         wanted = list(self.map_columns)
         wanted += [c for c in [color, *columns] if c and c not in wanted]
-        if self.sampled and HeldMap.answers(conditions) and self.held_map.serves(wanted):
+        if self.sampled and HeldMap.answers(conditions) and self.held_map.serves(wanted, wait=HELD_MAP_WAIT):
             arrays, total = self.held_map.rows(box, conditions, wanted, limit)
         else:
             rows, total = map_queries.in_box(self.run.db, box, conditions, wanted, limit)

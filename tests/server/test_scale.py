@@ -265,6 +265,16 @@ def test_the_viewport_index_and_duckdb_agree_in_process(tiny_run, frame):
                 break
             time.sleep(0.05)
         assert "cluster" in held.held_map._columns
+        # with the index held, a caller may wait for a column's read instead (one call, no polling)
+        other = next(c for c in held.columns if c not in held.held_map._columns and c not in ("map_x", "map_y"))
+        assert held.held_map.serves(["label", other], wait=60) and other in held.held_map._columns
+        fresh = ServerState(tiny_run, Settings(**base, map_full_max=500, map_overview_points=300))
+        try:  # no index held and none saved (this run was analysed small): no wait, DuckDB answers
+            assert not fresh.held_map.serves(["label"], wait=60)
+            assert fresh.held_map._filled.wait(60)  # its read ends before the run is closed
+        finally:
+            fresh.heatmap_lane.close()
+            fresh.compute_lane.close()
     finally:
         for s in (held, plain):
             s.heatmap_lane.close()
