@@ -138,6 +138,12 @@ class ServerState:
         self.heatmap_lane = lanes.heatmap
         self.compute_lane = lanes.compute
 
+    @property
+    def _held_wait(self) -> float:
+        """How long a viewport waits for the held map's columns: HELD_MAP_WAIT, and at most half
+        the lane's timeout (a request past it is a 503)."""
+        return min(HELD_MAP_WAIT, self.settings.heavy_timeout / 2)
+
     @functools.cached_property
     def map_columns(self) -> tuple[str, ...]:
         """The MAP_COLUMNS this run has: every map payload and viewport carries them."""
@@ -485,7 +491,7 @@ class ServerState:
         self.require_map()
         wanted = list(self.map_columns)
         wanted += [c for c in [color, *columns] if c and c not in wanted]
-        if self.sampled and HeldMap.answers(conditions) and self.held_map.serves(wanted, wait=HELD_MAP_WAIT):
+        if self.sampled and HeldMap.answers(conditions) and self.held_map.serves(wanted, wait=self._held_wait):
             arrays, total = self.held_map.rows(box, conditions, wanted, limit)
         else:
             rows, total = map_queries.in_box(self.run.db, box, conditions, wanted, limit)
