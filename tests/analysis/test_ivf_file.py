@@ -21,23 +21,34 @@ def mixture() -> np.ndarray:
 
 @pytest.mark.parametrize("flat_quantizer_max", [10**6, 0])
 def test_filled_lists_equal_faiss_add(mixture, tmp_path, flat_quantizer_max, monkeypatch) -> None:
-    """Lists filled block by block into a file hold what index.add puts in memory: the same ids
-    in the same order and the same vectors, list for list, so every search answers the same."""
+    """Lists filled block by block into a file, and lists added in memory from the rows' walks
+    in coarse order, hold what faiss's own index.add puts there: the same ids in the same order
+    and the same vectors, list for list, so every search answers the same."""
     import faiss
 
+    from samplescope.analysis import neighbors
+
     monkeypatch.setattr(ivf_file, "_FILL_ROWS", 333)  # lists cut across many blocks
+    monkeypatch.setattr(neighbors, "_EXACT_BLOCK", 1500)  # rows assigned (and ordered) in blocks
     params = {"exact_max": 0, "list_rows": 40, "flat_quantizer_max": flat_quantizer_max}
     memory = NeighborIndex(**params).fit(mixture)
     disk = NeighborIndex(**params).fit(mixture, spill_to=tmp_path)
-    a, b = memory.index_.invlists, faiss.downcast_InvertedLists(disk.index_.invlists)
-    assert isinstance(b, faiss.OnDiskInvertedLists) and b.read_only
-    for i in range(memory.index_.nlist):
-        size = a.list_size(i)
-        assert b.list_size(i) == size
-        if size:
-            np.testing.assert_array_equal(faiss.rev_swig_ptr(a.get_ids(i), size), faiss.rev_swig_ptr(b.get_ids(i), size))
-            assert (faiss.rev_swig_ptr(a.get_codes(i), size * a.code_size).tobytes()
-                    == faiss.rev_swig_ptr(b.get_codes(i), size * b.code_size).tobytes())
+    reference = faiss.clone_index(memory.index_)
+    reference.reset()
+    reference.add(memory._prepare(mixture))  # faiss walks each row to its list, in row order
+    for index in (memory.index_, disk.index_):
+        a, b = reference.invlists, faiss.downcast_InvertedLists(index.invlists)
+        assert index.ntotal == len(mixture)
+        for i in range(reference.nlist):
+            size = a.list_size(i)
+            assert b.list_size(i) == size
+            if size:
+                np.testing.assert_array_equal(faiss.rev_swig_ptr(a.get_ids(i), size),
+                                              faiss.rev_swig_ptr(b.get_ids(i), size))
+                assert (faiss.rev_swig_ptr(a.get_codes(i), size * a.code_size).tobytes()
+                        == faiss.rev_swig_ptr(b.get_codes(i), size * b.code_size).tobytes())
+    assert isinstance(faiss.downcast_InvertedLists(disk.index_.invlists), faiss.OnDiskInvertedLists)
+    assert faiss.downcast_InvertedLists(disk.index_.invlists).read_only
     np.testing.assert_array_equal(memory.graph_rows_, disk.graph_rows_)
     np.testing.assert_array_equal(memory.graph_dist_, disk.graph_dist_)
     queries = mixture[:50] + 0.1

@@ -258,14 +258,17 @@ def test_masked_graph_reads_in_blocks_match_brute_force(latent, monkeypatch) -> 
     check(rows, (1 - dist).astype(np.float64), exp_rows, exp_sim, latent, latent, allowed)
 
 
-def test_radius_tuned_graph_finds_close_pairs(mixture) -> None:
+@pytest.mark.parametrize("flat_quantizer_max", [10**6, 0])  # centroids scanned flat, or an HNSW over them
+def test_radius_tuned_graph_finds_close_pairs(mixture, flat_quantizer_max) -> None:
     """Tuned to pairs within a radius (the duplicate finder's use), the IVF graph finds each
     planted near copy as its original's nearest row."""
     rng = np.random.default_rng(4)
     x = mixture[:6000].copy()
     x[3000:3300] = x[:300] + rng.normal(scale=0.01, size=(300, 16)).astype(np.float32)
     tau = 0.01 * 4 * 2  # four times the copies' typical distance (0.01 * sqrt(16))
-    index = NeighborIndex("l2", exact_max=0, list_rows=50, graph_k=4, recall_radius=tau).fit(x)
+    index = NeighborIndex("l2", exact_max=0, list_rows=50, graph_k=4, recall_radius=tau,
+                          flat_quantizer_max=flat_quantizer_max).fit(x)
+    assert index.info()["quantizer"] == ("flat" if flat_quantizer_max else "hnsw")
     assert index.kind_ == "ivf" and 1 <= index.nprobe_ < index.index_.nlist
     found = np.asarray(index.graph_rows_[:300, 0])
     assert (found == np.arange(3000, 3300)).mean() >= 0.95
