@@ -267,3 +267,39 @@ def test_a_damaged_precomputed_gradcam_file_is_named(tmp_path):
     (path / layout.GRADCAM).write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(RunError, match=r"heatmaps_gradcam.npy cannot be read.*--heatmaps all"):
         samplescope.open_run(path).heatmap(0, method="gradcam")
+
+
+@pytest.mark.parametrize("edit", ["repeated", "reordered"])
+def test_sample_ids_are_checked_in_any_row_order(run_path, edit):
+    """Ids must be 0..N-1: a repeated id is a one-line error, whether the table's rows are in id
+    order (checked against the row ids) or not (the distinct ids are counted)."""
+    import duckdb
+
+    db = run_path / "samples.duckdb"
+    before = samplescope.open_run(run_path)
+    n = len(before)
+    before.close()
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE shuffled AS SELECT * FROM samples ORDER BY hash(sample_id)")
+    con.execute("DROP TABLE samples")
+    con.execute("ALTER TABLE shuffled RENAME TO samples")
+    if edit == "repeated":  # the same count, min and max: only the distinct count tells
+        con.execute("UPDATE samples SET sample_id = 0 WHERE sample_id = 1")
+    con.close()
+    run = samplescope.open_run(run_path)
+    if edit == "repeated":
+        with pytest.raises(RunError, match=r"sample ids are not 0\.\.N-1; the run is damaged"):
+            len(run)
+    else:
+        assert len(run) == n
+    run.close()
+
+
+def test_a_repeated_id_in_id_order_is_caught(run_path):
+    import duckdb
+
+    con = duckdb.connect(str(run_path / "samples.duckdb"))
+    con.execute("UPDATE samples SET sample_id = 0 WHERE sample_id = 1")  # rows stay where they are
+    con.close()
+    with pytest.raises(RunError, match=r"sample ids are not 0\.\.N-1"):
+        len(samplescope.open_run(run_path))
