@@ -22,10 +22,14 @@ approximate (``n > exact_max``)
     rows, MNIST's 70,000 included) the lists are found by a flat scan of their
     centroids, trained by k-means on 40 rows per list; above it the centroids come
     from a two-level k-means (sqrt(lists) coarse clusters, each split by its share)
-    on 16 rows per list, and an HNSW graph over them finds a query's lists. So a
+    on 16 rows per list, and an HNSW graph over them finds a query's lists (each row's
+    own list when it is added, its rows walked in the order of their coarse cluster so
+    that consecutive walks share the cache). So a
     query costs ``nprobe`` lists of a constant size plus a log(N) walk: the kNN graph
     grows as N log N, not as N^1.5 as with ``2 sqrt(N)`` lists
-    (``bench/neighbor_speed.py`` measures both in one process).
+    (``bench/neighbor_speed.py`` measures both in one process). An index tuned to a
+    radius (the duplicate finder's) searches at the add's walk width, so that a row's
+    near twin walks to the list the row was put in.
 
 ``fit`` also computes the kNN graph of every row over all rows (``graph_k``
 neighbours, self excluded): the map, the insight finders and ``similar`` read
