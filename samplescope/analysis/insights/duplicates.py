@@ -25,7 +25,15 @@ Two samples are duplicates when either
   a copy is far nearer its original than any other drawing is, a distinct pair of
   similar digits is not (on MNIST the nearest/4th-nearest ratio of distinct
   samples has its 1st percentile at 0.57; shifted copies sit at ~0, rescaled and
-  JPEG-75 re-encoded copies at 0.3-0.4, 90th percentile); or
+  JPEG-75 re-encoded copies at 0.3-0.4, 90th percentile). An image may have many
+  copies (a dataset repeated with shifts, frames of one scene): its nearest
+  neighbours are then copies too, so the reference looks past them: a row's copies
+  are its neighbours up to the last ``c`` (at most ``aligned_group``, 13) whose
+  distance is within ``aligned_ratio`` of the ``(c + aligned_k - 1)``-th, and its
+  reference distance is that one. A pair within ``aligned_exact * s_aligned``
+  (0.01: the same picture after alignment up to interpolation rounding; distinct
+  MNIST digits' nearest aligned neighbour has its 0.1% quantile at 0.048) is a copy
+  whatever its neighbourhood, so a group larger than that still is; or
 - their latent vectors have cosine distance <= ``latent_threshold`` (1e-4) **and**
   the latent has spread there: the distance is at most ``latent_spread`` (1%) of the
   median distance to the sample's 16 graph neighbours, and that median exceeds
@@ -106,6 +114,8 @@ class Duplicates(InsightFinder):
         aligned_threshold: float = 0.16,
         aligned_ratio: float = 0.5,
         aligned_k: int = 4,
+        aligned_group: int = 13,
+        aligned_exact: float = 0.01,
         aligned_sigma: float = 1.0,
         n_candidates: int = 4,
         n_components: int = 32,
@@ -122,6 +132,8 @@ class Duplicates(InsightFinder):
         self.aligned_threshold = aligned_threshold
         self.aligned_ratio = aligned_ratio
         self.aligned_k = aligned_k
+        self.aligned_group = aligned_group
+        self.aligned_exact = aligned_exact
         self.aligned_sigma = aligned_sigma
         self.n_candidates = n_candidates
         self.n_components = n_components
@@ -246,8 +258,10 @@ class Duplicates(InsightFinder):
         """(M, 2) row pairs that may be aligned duplicates; sets each row's reference distance.
 
         Every input is aligned once and sketched (in the inference pass, or here in chunks);
-        each row's ``aligned_k`` nearest sketches give both its candidates and (as estimates,
-        never above the true distances) its reference distance, the ``aligned_k``-th of them.
+        each row's ``aligned_k - 1 + aligned_group`` nearest sketches give both its candidates
+        and (as estimates, never above the true distances) its reference distance: the
+        ``(c + aligned_k - 1)``-th of them, ``c`` the row's copies among them (the module's
+        docstring).
         """
         n = ctx.n_rows
         if n < 2:
@@ -255,9 +269,10 @@ class Duplicates(InsightFinder):
         features = self._aligned_features(ctx, seed)
         self.aligned_scale_ = features.scale
         tau = self.aligned_threshold * features.scale
+        exact = self.aligned_exact * features.scale
         from samplescope.analysis.neighbors import NeighborIndex
 
-        k = min(max(self.aligned_k, self.n_candidates), n - 1)
+        k = min(max(self.aligned_k - 1 + max(1, self.aligned_group), self.n_candidates), n - 1)
         index = NeighborIndex("l2", graph_k=k, random_state=seed, recall_radius=tau).fit(
             features.z, spill_to=ctx.scratch_folder("aligned_index"))
         pos, dist = index.graph_rows_, index.graph_dist_
@@ -269,9 +284,13 @@ class Duplicates(InsightFinder):
             gap = features.residual[start : start + len(p), None] - features.residual[np.maximum(p, 0)]
             estimate = np.sqrt(d.astype(np.float64) ** 2 + gap**2)  # <= the true distance
             estimate[p < 0] = np.inf
-            ref = self._aligned_ref[start : start + len(p)] = estimate[:, min(self.aligned_k, k) - 1]
+            by = np.argsort(estimate, axis=1, kind="stable")  # the bound's order, not the sketch's
+            estimate = np.take_along_axis(estimate, by, 1)
+            p = np.take_along_axis(np.asarray(p), by, 1)
+            copies, ref = _copies_and_reference(estimate, min(self.aligned_k, k), self.aligned_ratio)
+            self._aligned_ref[start : start + len(p)] = ref
             close = (estimate <= tau) & (p >= 0)
-            close &= estimate <= self.aligned_ratio * ref[:, None] + 1e-12
+            close &= (np.arange(k)[None, :] < copies[:, None]) | (estimate <= exact)
             i, j = np.nonzero(close)
             pairs.append(np.stack([i + start, p[i, j]], axis=1).astype(np.int64))
         return _ordered(np.concatenate(pairs))
@@ -340,7 +359,8 @@ class Duplicates(InsightFinder):
             if with_aligned:
                 ref = np.maximum(self._aligned_ref[a], self._aligned_ref[b])  # type: ignore[index]
                 in_aligned = (aligned <= self.aligned_threshold * self.aligned_scale_) & (
-                    aligned <= self.aligned_ratio * ref + 1e-12
+                    (aligned <= self.aligned_ratio * ref + 1e-12)
+                    | (aligned <= self.aligned_exact * self.aligned_scale_)
                 )
         # a latent pair is trusted only where the latent has spread: its distance is a
         # small share of the sample's usual neighbour distance (a collapsed latent has none)
@@ -609,6 +629,24 @@ def _row_distances(x: np.ndarray, where: np.ndarray) -> np.ndarray:
     """(M,) float64 Euclidean distance between rows ``where[:, 0]`` and ``where[:, 1]`` of ``x``."""
     diff = x[where[:, 0]] - x[where[:, 1]]
     return np.sqrt(np.einsum("ij,ij->i", diff, diff, dtype=np.float64))
+
+
+def _copies_and_reference(estimate: np.ndarray, k0: int, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's copies among its sorted neighbour distances ``estimate`` (B, K) (inf: none),
+    and its reference distance.
+
+    ``c`` is the largest count (at most ``K - k0 + 1``) whose ``c``-th distance is within
+    ``ratio`` of the ``(c + k0 - 1)``-th: the neighbours before the last such jump are copies
+    (0 when there is none). The reference is the ``(max(c, 1) + k0 - 1)``-th distance: with
+    one copy or none, the ``k0``-th, as before groups were counted.
+    """
+    b, k = estimate.shape
+    span = k - k0 + 1
+    near, far = estimate[:, :span], estimate[:, k0 - 1 : k0 - 1 + span]
+    jump = np.isfinite(near) & (near <= ratio * far + 1e-12)  # column c - 1: the test for c
+    copies = np.where(jump.any(axis=1), span - np.argmax(jump[:, ::-1], axis=1), 0)
+    ref = estimate[np.arange(b), np.maximum(copies, 1) + k0 - 2]
+    return copies, ref
 
 
 def _group_first(values: np.ndarray) -> np.ndarray:

@@ -261,3 +261,83 @@ def test_a_digest_collision_is_measured_not_taken_for_a_copy(monkeypatch):
     zero = table["pixel_distance"] == 0
     assert set(table.loc[zero, "row_a"]) | set(table.loc[zero, "row_b"]) <= set(rows.tolist())
     assert zero.sum() >= 4
+
+
+def _copy_groups(size: int, subpixel: bool, n_groups: int = 30):
+    """sklearn's digits (as in _digit_images, all training) plus ``n_groups`` images with
+    ``size - 1`` shifted copies each; returns the context and each row's group (-1: none)."""
+    from scipy.ndimage import shift
+
+    from samplescope.analysis.insights import InsightContext
+
+    images, labels, _ = _digit_images(n_train=1797, n_val=0)
+    rng = np.random.default_rng(1)
+    sources = rng.choice(len(images), n_groups, replace=False)
+    group = np.full(len(images), -1)
+    group[sources] = np.arange(n_groups)
+    parts, part_labels, part_groups = [images], [labels], [group]
+    for g, s in enumerate(sources):
+        moves = rng.uniform(-1.5, 1.5, (size - 1, 2)) if subpixel else rng.choice([-2, -1, 1, 2], (size - 1, 2))
+        parts.append(np.stack([shift(images[s], m, order=1 if subpixel else 0) for m in moves]).clip(0, 1))
+        part_labels.append(np.full(size - 1, labels[s]))
+        part_groups.append(np.full(size - 1, g))
+    images, labels, group = np.concatenate(parts), np.concatenate(part_labels), np.concatenate(part_groups)
+    n = len(images)
+    flat = images.reshape(n, -1).astype(np.float32)
+    samples = pd.DataFrame({"sample_id": np.arange(n), "subset": "train", "label": labels, "prediction": labels,
+                            "loss": np.full(n, 0.01), "correct": True})
+    latent = flat @ rng.normal(size=(flat.shape[1], 32)).astype(np.float32)  # not shift-invariant
+    ctx = InsightContext(samples=samples, latent=latent, inputs=lambda rows: flat[np.asarray(rows)],
+                         input_shape=(1, 28, 28))
+    return ctx, group
+
+
+@pytest.mark.parametrize("subpixel", [False, True], ids=["whole-pixel", "sub-pixel"])
+def test_every_member_of_a_large_group_of_shifted_copies_is_a_duplicate(subpixel):
+    # 8 copies of an image: each one's 4th nearest neighbour is another copy, so a reference
+    # taken there (as before groups were counted) missed about a quarter of them
+    ctx, group = _copy_groups(8, subpixel)
+    members = np.flatnonzero(group >= 0)
+
+    def marks(finder):
+        finder.find(ctx)
+        dup = finder.duplicate_of_
+        right = (dup[members] >= 0) & (group[np.maximum(dup[members], 0)] == group[members])
+        wrong = int(((dup >= 0) & ((group < 0) | (group[np.maximum(dup, 0)] != group))).sum())
+        return right.mean(), wrong
+
+    recall, wrong = marks(Duplicates())
+    old_recall, old_wrong = marks(Duplicates(aligned_group=1, aligned_exact=0.0))
+    print(f"recall {recall:.3f} (one copy looked past, no exact rule: {old_recall:.3f}), wrong {wrong} ({old_wrong})")
+    assert recall == 1.0
+    assert old_recall < 0.9  # the case this guards
+    assert wrong <= old_wrong + 2  # the digits' own near-copies; looking past groups adds none
+
+
+@pytest.mark.parametrize("subpixel", [False, True], ids=["whole-pixel", "sub-pixel"])
+def test_each_rule_alone_finds_its_groups(subpixel):
+    # whole-pixel shifts are the same picture after alignment (the exact rule, no group
+    # counting needed); sub-pixel ones differ by interpolation (the group rule, no exact rule)
+    ctx, group = _copy_groups(8, subpixel)
+    finder = Duplicates(aligned_exact=0.0) if subpixel else Duplicates(aligned_group=1)
+    finder.find(ctx)
+    members = np.flatnonzero(group >= 0)
+    dup = finder.duplicate_of_
+    assert ((dup[members] >= 0) & (group[np.maximum(dup[members], 0)] == group[members])).mean() == 1.0
+
+
+def test_copies_and_reference_count_the_neighbours_before_the_last_jump():
+    from samplescope.analysis.insights.duplicates import _copies_and_reference
+
+    inf = np.inf
+    e = np.array([
+        [0.1, 1.0, 1.1, 1.2, 1.3, 1.4],  # one copy: its 4th (k0) distance is the reference
+        [0.1, 0.1, 0.12, 0.11, 1.0, 1.1],  # four copies (sorted or not, the last jump counts)
+        [0.9, 1.0, 1.1, 1.2, 1.3, 1.4],  # none
+        [0.1, 1.0, inf, inf, inf, inf],  # fewer neighbours than k0: no reference, both count
+    ])
+    e = np.sort(e, axis=1)
+    copies, ref = _copies_and_reference(e, 4, 0.5)
+    assert copies.tolist() == [1, 3, 0, 2]  # (the threshold still applies)
+    # row 1: 0.1 0.1 0.11 0.12 1.0 1.1; c = 3 (0.11 <= 0.5 * 1.1); c = 4 would need e[6]
+    assert ref.tolist() == [1.2, 1.1, 1.2, inf]
