@@ -1,10 +1,17 @@
 """How do samplescope's stages grow from 100k to 10M samples?
 
     python bench/scale_speed.py [--sizes 100000,1000000,10000000] [--out DIR] [--skip-serve] [--stages serve]
+    python bench/scale_speed.py --image [--sizes 100000,1000000] [...]
 
 The synthetic integration in bench/synthetic.py (32-D class mixture, 2% flipped
 labels, planted leakage) with a small MLP trained once here on 100k samples and
-brought in with ``create_run``. For each size, each stage runs in a fresh process:
+brought in with ``create_run``. With ``--image``, the image path: MNIST repeated to N
+samples (bench/mnist_repeated.py), every repeat after an image's first moved by up to 2
+pixels (zeros shifted in), with the default CNN trained here for one epoch on MNIST's
+60,000 training images; its planted faults are the repeats (N / 70,000 of each image), and
+``analyze`` reports how many repeated rows the duplicate finder marks with a copy of their
+own image (``duplicate_of``) and how many with another image's. Runs are ``OUT/run-N``
+(``OUT/image-N`` with ``--image``). For each size, each stage runs in a fresh process:
 
 - ``create``: the run folder (labels and metadata of every sample, weights);
 - ``analyze``: the whole analysis, with its own per-stage seconds (inference, map,
@@ -48,10 +55,25 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 INTEGRATION = HERE / "synthetic.py"
+IMAGE_INTEGRATION = HERE / "mnist_repeated.py"
+IMAGE_SHIFT = 2  # pixels a repeat may move in x and y
+#: --image: the image path (set by main and passed to each child)
+IMAGE = False
 
 
 def _env(n: int, out: Path) -> dict[str, str]:
-    return {**os.environ, "SAMPLESCOPE_SYNTH_N": str(n), "SAMPLESCOPE_CONFIG_DIR": str(out / "config")}
+    env = {**os.environ, "SAMPLESCOPE_SYNTH_N": str(n), "SAMPLESCOPE_CONFIG_DIR": str(out / "config"),
+           "SAMPLESCOPE_REPEAT_N": str(n), "SAMPLESCOPE_REPEAT_SHIFT": str(IMAGE_SHIFT)}
+    env.setdefault("SAMPLESCOPE_DATA_DIR", str(out / "data"))  # MNIST (the fetcher honours its mirror variable)
+    return env
+
+
+def _run(out: Path, n: int) -> Path:
+    return out / (f"image-{n}" if IMAGE else f"run-{n}")
+
+
+def _weights(out: Path) -> Path:
+    return out / ("cnn-state.pt" if IMAGE else "mlp-state.pt")
 
 
 def _peak_gib() -> float:
@@ -65,8 +87,34 @@ def _pct(values: list[float], q: float) -> float:
 # ---------------------------------------------------------------------------- children
 
 
+def child_train_image(out: Path) -> dict:
+    """Train the default CNN for one epoch on MNIST's 60,000 training images (every size's weights)."""
+    import torch
+
+    from samplescope.data.mnist import fetch_mnist, load_mnist
+    from samplescope.models.cnn import SmallCNN
+
+    fetch_mnist(progress=False)
+    data = load_mnist()
+    x = torch.from_numpy(data.x_train[:, None].astype(np.float32) / 255.0)
+    y = torch.from_numpy(data.y_train.astype(np.int64))
+    torch.manual_seed(0)
+    model = SmallCNN()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    t = time.perf_counter()
+    for batch in torch.randperm(len(x)).split(256):
+        loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.save(model.state_dict(), _weights(out))
+    return {"seconds": time.perf_counter() - t, "loss": float(loss)}
+
+
 def child_train(out: Path) -> dict:
     """Train the MLP once on 100k synthetic samples; its weights are shared by every size."""
+    if IMAGE:
+        return child_train_image(out)
     import torch
 
     import samplescope
@@ -86,7 +134,7 @@ def child_train(out: Path) -> dict:
             opt.zero_grad()
             loss.backward()
             opt.step()
-    torch.save(model.state_dict(), out / "mlp-state.pt")
+    torch.save(model.state_dict(), _weights(out))
     return {"seconds": time.perf_counter() - t, "loss": float(loss)}
 
 
@@ -95,11 +143,19 @@ def child_create(out: Path, n: int) -> dict:
 
     import samplescope
 
-    integ = samplescope.load_integration(str(INTEGRATION))
-    model = sys.modules[integ.module].MLP()
-    model.load_state_dict(torch.load(out / "mlp-state.pt", weights_only=True))
+    if IMAGE:
+        from samplescope.data.mnist import fetch_mnist
+        from samplescope.models.cnn import SmallCNN
+
+        fetch_mnist(progress=False)
+        integ = samplescope.load_integration(str(IMAGE_INTEGRATION))
+        model = SmallCNN()
+    else:
+        integ = samplescope.load_integration(str(INTEGRATION))
+        model = sys.modules[integ.module].MLP()
+    model.load_state_dict(torch.load(_weights(out), weights_only=True))
     t = time.perf_counter()
-    samplescope.create_run(integ, model, out / f"run-{n}", overwrite=True, progress=False)
+    samplescope.create_run(integ, model, _run(out, n), overwrite=True, progress=False)
     return {"seconds": time.perf_counter() - t}
 
 
@@ -222,7 +278,7 @@ def child_analyze(out: Path, n: int, max_rss_gib: float | None = None) -> dict:
     watch.start()
     t = time.perf_counter()
     cpu0 = time.process_time()
-    summary = samplescope.analyze_run(out / f"run-{n}", progress=False)
+    summary = samplescope.analyze_run(_run(out, n), progress=False)
     seconds = time.perf_counter() - t
     cpu["total"] = time.process_time() - cpu0
     return {"seconds": seconds, "stages": summary.get("seconds", {}),
@@ -230,14 +286,37 @@ def child_analyze(out: Path, n: int, max_rss_gib: float | None = None) -> dict:
             "recall@10": (summary.get("neighbors") or {}).get("recall_at_10"),
             "neighbors": summary.get("neighbors"), "rss_peak_gib": round(watch.peak, 3),
             "rss_peak_at": watch.where, "anon_peak_gib": round(watch.anon_peak, 3),
-            "anon_peak_at": watch.anon_where, "log": lines.lines, **planted_recall(out, n)}
+            "anon_peak_at": watch.anon_where, "log": lines.lines,
+            **(image_copies(out, n) if IMAGE else planted_recall(out, n))}
+
+
+def image_copies(out: Path, n: int) -> dict:
+    """How many of bench/mnist_repeated.py's repeats the duplicate finder marks with a copy of
+    their own image (``duplicate_of``), and how many rows it marks with another image's."""
+    import samplescope
+
+    run = samplescope.open_run(_run(out, n))
+    table = run.samples(["subset", "duplicate_of"])
+    n_train = n * 6 // 7
+
+    def image_of(ids: np.ndarray) -> np.ndarray:  # MNIST's 60,000 training then 10,000 test images
+        return np.where(ids < n_train, ids % 60_000, 60_000 + (ids - n_train) % 10_000)
+
+    source = image_of(table["sample_id"].to_numpy())
+    of = table["duplicate_of"].to_numpy()
+    repeated = np.bincount(source, minlength=70_000)[source] > 1  # its image appears again in its subset
+    marked = of >= 0
+    right = marked & (image_of(np.maximum(of, 0)) == source)
+    return {"repeated_rows": int(repeated.sum()),
+            "copy_recall": float(right[repeated].mean()) if repeated.any() else None,
+            "marked_other_image": int((marked & ~right).sum()), "marked": int(marked.sum())}
 
 
 def planted_recall(out: Path, n: int) -> dict:
     """How many of bench/synthetic.py's planted faults the insights find (and how many they list)."""
     import samplescope
 
-    run = samplescope.open_run(out / f"run-{n}")
+    run = samplescope.open_run(_run(out, n))
     n_train = n * 9 // 10
     ids = np.arange(n)
     rows = np.where((ids >= n_train) & (ids < n_train + n // 1000), ids - n_train, ids)  # as synthetic._rows
@@ -261,7 +340,7 @@ def planted_recall(out: Path, n: int) -> dict:
 def child_query(out: Path, n: int) -> dict:
     import samplescope
 
-    run = samplescope.open_run(out / f"run-{n}")
+    run = samplescope.open_run(_run(out, n))
     rng = np.random.default_rng(0)
     ids = rng.integers(0, n, size=200)
     run.similar(int(ids[0]), k=10)  # the first query loads the engine
@@ -304,7 +383,7 @@ def child_serve(out: Path, n: int) -> dict:
     port = free_port()
     t = started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "samplescope", "serve", str(out / f"run-{n}"), "--port", str(port)],
+        [sys.executable, "-m", "samplescope", "serve", str(_run(out, n)), "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(),
     )
     base = f"http://127.0.0.1:{port}"
@@ -328,7 +407,7 @@ def child_serve(out: Path, n: int) -> dict:
             times.append(time.perf_counter() - t)
         # viewport queries: boxes of 1% of the map's area at seeded random places (the page's
         # detail when zoomed in: every sample inside, up to its limit, one DuckDB query)
-        xy = samplescope.open_run(out / f"run-{n}").samples(["map_x", "map_y"], limit=20_000)
+        xy = samplescope.open_run(_run(out, n)).samples(["map_x", "map_y"], limit=20_000)
         lo, hi = xy[["map_x", "map_y"]].min().to_numpy(), xy[["map_x", "map_y"]].max().to_numpy()
         side = (hi - lo) * 0.1
 
@@ -373,7 +452,7 @@ CHILDREN = {"train": child_train, "create": child_create, "analyze": child_analy
 def _child(stage: str, out: Path, n: int) -> dict:
     """Run one stage in a fresh process; its JSON result plus its wall time and peak RSS."""
     t = time.perf_counter()
-    extra = ["--max-rss-gib", str(MAX_RSS_GIB)] if MAX_RSS_GIB else []
+    extra = (["--max-rss-gib", str(MAX_RSS_GIB)] if MAX_RSS_GIB else []) + (["--image"] if IMAGE else [])
     done = subprocess.run(
         [sys.executable, __file__, "--child", stage, "--out", str(out), "--sizes", str(n), *extra],
         env=_env(n, out), capture_output=True, text=True, check=False,
@@ -394,11 +473,14 @@ def main() -> None:
     p.add_argument("--skip-serve", action="store_true")
     p.add_argument("--stages", help="only these stages, comma-separated (e.g. query,serve on runs made before)")
     p.add_argument("--max-rss-gib", type=float, help="stop an analysis whose RSS passes this, saying where")
-    p.add_argument("--skip-train", action="store_true", help="reuse OUT/mlp-state.pt from an earlier run")
+    p.add_argument("--skip-train", action="store_true",
+                   help="reuse OUT/mlp-state.pt (--image: OUT/cnn-state.pt) from an earlier run")
+    p.add_argument("--image", action="store_true", help="the image path: MNIST repeated with shifts, the default CNN")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
-    global MAX_RSS_GIB
+    global MAX_RSS_GIB, IMAGE
     MAX_RSS_GIB = args.max_rss_gib
+    IMAGE = args.image
     sizes = [int(s) for s in args.sizes.split(",")]
     out = Path(args.out or tempfile.mkdtemp(prefix="samplescope-scale-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -411,9 +493,10 @@ def main() -> None:
         return
 
     print(f"load average before: {os.getloadavg()}; runs in {out}")
-    if not (args.skip_train and (out / "mlp-state.pt").exists()):
+    if not (args.skip_train and _weights(out).exists()):
         trained = _child("train", out, 100_000)
-        print(f"trained the MLP on 100k samples: {trained}")
+        what = "the CNN for one epoch of MNIST" if IMAGE else "the MLP on 100k samples"
+        print(f"trained {what}: {trained}")
     stages = ["create", "analyze", "query"] + ([] if args.skip_serve else ["serve"])
     if args.stages:
         stages = [st for st in stages if st in args.stages.split(",")]
