@@ -289,8 +289,12 @@ class Duplicates(InsightFinder):
             p = np.take_along_axis(np.asarray(p), by, 1)
             copies, ref = _copies_and_reference(estimate, min(self.aligned_k, k), self.aligned_ratio)
             self._aligned_ref[start : start + len(p)] = ref
-            close = (estimate <= tau) & (p >= 0)
-            close &= (np.arange(k)[None, :] < copies[:, None]) | (estimate <= exact)
+            # candidates: the nearest n_candidates of a row's copies (or of those the same picture
+            # after alignment), as many as before groups were counted: each pair is fetched and
+            # aligned again to be measured, and a row needs only its nearest copy
+            col = np.arange(k)[None, :]
+            close = (estimate <= tau) & (p >= 0) & (col < self.n_candidates)
+            close &= (col < copies[:, None]) | (estimate <= exact)
             i, j = np.nonzero(close)
             pairs.append(np.stack([i + start, p[i, j]], axis=1).astype(np.int64))
         return _ordered(np.concatenate(pairs))
@@ -348,6 +352,7 @@ class Duplicates(InsightFinder):
             if with_aligned:
                 aligned[same] = 0.0
             todo = np.flatnonzero(~same)
+            todo = todo[_by_component(pairs[todo], ctx.n_rows)]  # a group's pairs in one chunk
             for start in range(0, len(todo), self.chunk_size):
                 at = todo[start : start + self.chunk_size]
                 rows = np.unique(pairs[at])
@@ -629,6 +634,24 @@ def _row_distances(x: np.ndarray, where: np.ndarray) -> np.ndarray:
     """(M,) float64 Euclidean distance between rows ``where[:, 0]`` and ``where[:, 1]`` of ``x``."""
     diff = x[where[:, 0]] - x[where[:, 1]]
     return np.sqrt(np.einsum("ij,ij->i", diff, diff, dtype=np.float64))
+
+
+def _by_component(pairs: np.ndarray, n: int) -> np.ndarray:
+    """An order of ``pairs`` (M, 2) that keeps each connected group of rows together.
+
+    Measuring fetches (and aligns) every row of a chunk of pairs once: pairs in row order put
+    a row's partners in other chunks, so each row of a group of copies is fetched again with
+    every pair. Grouped, a chunk's pairs share their rows (MNIST repeated to 1M with shifts:
+    a simulation of 4 candidate copies a row: rows fetched per pair 1.29 -> 0.34)."""
+    if len(pairs) == 0:
+        return np.arange(0)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    a, b = pairs[:, 0].astype(np.int32), pairs[:, 1].astype(np.int32)
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n)).tocsr()
+    _, label = connected_components(graph, directed=False)
+    return np.argsort(label[a], kind="stable")
 
 
 def _copies_and_reference(estimate: np.ndarray, k0: int, ratio: float) -> tuple[np.ndarray, np.ndarray]:

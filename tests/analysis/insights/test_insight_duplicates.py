@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -341,3 +343,23 @@ def test_copies_and_reference_count_the_neighbours_before_the_last_jump():
     assert copies.tolist() == [1, 3, 0, 2]  # (the threshold still applies)
     # row 1: 0.1 0.1 0.11 0.12 1.0 1.1; c = 3 (0.11 <= 0.5 * 1.1); c = 4 would need e[6]
     assert ref.tolist() == [1.2, 1.1, 1.2, inf]
+
+
+def test_pairs_are_measured_a_group_at_a_time():
+    from samplescope.analysis.insights.duplicates import _by_component
+
+    rng = np.random.default_rng(0)
+    group = rng.integers(0, 50, 400)  # 50 groups of rows, pairs only inside a group
+    pairs = []
+    for g in range(50):  # each group connected: a chain through its rows, and random extras
+        rows = rng.permutation(np.flatnonzero(group == g))
+        pairs += [(min(a, b), max(a, b)) for a, b in itertools.pairwise(rows)]
+        for _ in range(6):
+            a, b = rng.choice(rows, 2, replace=False)
+            pairs.append((min(a, b), max(a, b)))
+    pairs = np.unique(np.array(pairs), axis=0)  # in row order: the groups interleave
+    order = _by_component(pairs, len(group))
+    assert sorted(order.tolist()) == list(range(len(pairs)))
+    labels = group[pairs[order, 0]]
+    assert (np.diff(labels) != 0).sum() == len(np.unique(labels)) - 1  # each group's pairs together
+    assert len(_by_component(np.empty((0, 2), np.int64), 5)) == 0
