@@ -41,8 +41,6 @@ def serve(
         device=device, compare=Path(compare) if compare is not None else None,
     )
     app = create_app(settings.run_path, settings)  # type: ignore[arg-type]
-    if prewarm:  # a large run's compute worker starts while uvicorn does (state.start_worker)
-        app.state.samplescope.state.start_worker()
     if not settings.is_loopback:
         # once: logged, not printed as well (the CLI's log handler and a print showed it twice);
         # with no logging set up, Python's last-resort handler still writes it to stderr

@@ -260,9 +260,8 @@ def test_the_viewport_index_and_duckdb_agree_in_process(tiny_run, frame):
         assert plain.held_map._index is None  # never built for a run sent whole
         # not yet held: the caller is told to ask DuckDB, and a thread reads what is missing
         assert not held.held_map.serves(["label", "cluster"])
-        for _ in range(200):
-            if held.held_map.serves(["label", "cluster"]):
-                break
+        deadline = time.monotonic() + 60  # the read runs in a thread: slow on a loaded machine
+        while not held.held_map.serves(["label", "cluster"]) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "cluster" in held.held_map._columns
         # with the index held, a caller may wait for a column's read instead (one call, no polling)
