@@ -85,6 +85,7 @@ _SUBSET_CACHE_SIZE = 4  # masked sub-indexes kept per NeighborIndex
 _BATCH = 8192  # queries per faiss call: bounds the (Q, k) temporaries
 _GRAPH_BLOCK = 262_144  # graph rows read at a time by kneighbors
 _EXACT_BLOCK = 262_144  # rows prepared at a time when the whole matrix is scanned or added
+_TRAIN_ROWS_PER_LIST = 16  # k-means training rows per list above the flat quantizer
 _ADD_EF_SEARCH = 8  # HNSW quantizer's search width when each row is assigned its list
 #: its width while ``fit`` tunes nprobe and searches the graph's rows: on a 1M synthetic latent
 #: (7,813 lists) 16 finds the same 14 lists as 64 for 97.8% of rows (97.9% at 64: both miss
@@ -333,7 +334,7 @@ class NeighborIndex:
             train = np.sort(rng.choice(n, min(n, 40 * nlist), replace=False))
             index.train(self._vectors(train))
         else:
-            train = np.sort(rng.choice(n, min(n, 16 * nlist), replace=False))
+            train = np.sort(rng.choice(n, min(n, _TRAIN_ROWS_PER_LIST * nlist), replace=False))
             centroids = self._two_level_centroids(self._vectors(train), nlist)
             quantizer = faiss.IndexHNSWFlat(d, 32, self._faiss_metric())
             quantizer.hnsw.efConstruction = 40
