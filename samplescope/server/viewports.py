@@ -101,11 +101,13 @@ class HeldMap:
         with self._lock:
             if self._held(names):
                 return True
+            # decided before the read starts (a tiny run's index may be built before the check)
+            may_wait = wait > 0 and (self._index is not None or self._saved())
             if not self._building:
                 self._building = True
                 self._filled.clear()
                 threading.Thread(target=self._fill, args=(list(names),), daemon=True, name="viewport-index").start()
-        if wait > 0 and (self._index is not None or self._saved()):
+        if may_wait:
             self._filled.wait(wait)
             with self._lock:
                 return self._held(names)
