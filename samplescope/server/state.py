@@ -137,7 +137,6 @@ class ServerState:
         lanes = lanes or Lanes.of(settings)
         self.heatmap_lane = lanes.heatmap
         self.compute_lane = lanes.compute
-        self._worker_started = False
 
     @property
     def _held_wait(self) -> float:
@@ -196,7 +195,12 @@ class ServerState:
             return
         try:  # a large run's map overview first, at once: the page's first request waits for it
             if self.sampled and self.has_map:
-                self.start_worker()
+                # meanwhile the compute lane's worker process (viewports, counts) starts, opens
+                # the run and reads the map's index (a spawned process: seconds, which every
+                # viewport asked for before it is up waits; starting it from ``serve`` before
+                # uvicorn was tried: on MNIST repeated to 1M and on the 10M synthetic run the
+                # viewports asked at once were no faster, docs/scale.md)
+                threading.Thread(target=self._warm_worker, daemon=True, name="samplescope-compute-warm").start()
                 self.map_payload(None, [])
                 self.distinct_counts  # noqa: B018 - the legend's first count asks for them
         except Exception:  # shown again, with its message, on the real request
@@ -223,22 +227,6 @@ class ServerState:
             log.debug("prewarm failed", exc_info=True)
         else:
             log.info("heatmaps and similars are warm")
-
-    def start_worker(self) -> None:
-        """Start a large run's compute worker (viewports, counts) in the background, once.
-
-        A spawned process that imports the package, opens the run and reads the map's index
-        and the viewport's columns: about 3 s at 10M, which every viewport asked for before it
-        is up waits. The prewarm calls it; a second call is a no-op. (Calling it from ``serve``
-        before uvicorn starts was tried: on MNIST repeated to 1M the viewports asked at once
-        were no faster, p99 31-32 ms against 21-22 ms, so it stays with the prewarm.)"""
-        if not (self.n and self.sampled and self.has_map):
-            return
-        with self._cache_lock:
-            if self._worker_started:
-                return
-            self._worker_started = True
-        threading.Thread(target=self._warm_worker, daemon=True, name="samplescope-compute-warm").start()
 
     def _warm_worker(self) -> None:
         try:
