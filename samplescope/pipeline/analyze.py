@@ -27,7 +27,7 @@ from samplescope.engines import with_engine_stages
 from samplescope.errors import IntegrationError, RunError
 from samplescope.pipeline.prefetch import prefetch
 from samplescope.run import GRADCAM_FILE, HEATMAP_CACHE, LATENT_FILE, Run, open_run
-from samplescope.store import RunDatabase, layout, map_index, map_queries
+from samplescope.store import RunDatabase, layout, map_index, map_queries, serving
 from samplescope.store.folder import (
     RUN_JSON,
     atomic_folder,
@@ -192,6 +192,8 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
                 db, tmp, n, task.map_group_sql, map_queries.FULL_MAX, map_queries.OVERVIEW_POINTS)
             # ... and its map index, which the server's viewports read rather than build
             summary["map_index"] = map_index.save_index(db, tmp, n, map_queries.FULL_MAX)
+            if summary["map_index"] is not None:  # ... with the columns every viewport carries, coded
+                summary["map_index"]["columns"] = _save_map_columns(db, tmp, run.classes, task, kinds["metadata_kinds"])
         timings["write"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         summary["seconds"] = {k: round(v, 2) for k, v in timings.items()}
@@ -199,6 +201,18 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
         write_json(tmp / RUN_JSON, info)
     log.info("analysed %s: %d samples in %.1f s", path, n, timings["total"])
     return summary
+
+
+def _save_map_columns(db: RunDatabase, tmp: Path, classes: list[str], task: Any, declared: dict) -> dict:
+    """Save the MAP_COLUMNS coded as the server codes them (server/coding.py) beside the map
+    index; what run.json records of them. One column at a time: at 10M a column read whole
+    holds 80 MB, its codes 10 to 40 MB."""
+    from samplescope.server.coding import ColumnCoder
+
+    subsets = [str(s) for s in serving.subset_summary(db)["subset"]]  # the server's order
+    coder = ColumnCoder(db, classes, task, declared, subsets)
+    folder = tmp / layout.MAP_INDEX
+    return {name: map_index.save_columns(folder, {name: coder.whole(name)})[name] for name in coder.map_columns}
 
 
 def _subset_mask(codes: np.ndarray, subsets: list[str], name: str) -> np.ndarray:

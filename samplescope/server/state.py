@@ -30,6 +30,7 @@ import pandas as pd
 
 from samplescope.errors import NotFoundError, ParameterError, RunError
 from samplescope.server import encoding, limits, records
+from samplescope.server.coding import ColumnCoder
 from samplescope.server.encoding import ColumnKind
 from samplescope.server.heavy import Lane, ProcessLane, StateSpec
 from samplescope.server.rowcache import RowCache
@@ -45,23 +46,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 HeatmapMethod = Literal["gradcam", "integrated_gradients", "saliency"]
 
-#: Integer columns that name a class or a group, not a quantity.
-CLASS_COLUMNS = ("label", "prediction", "nearest_centroid")
-GROUP_COLUMNS = ("cluster", "subset")
 #: Columns every table row carries.
 ROW_COLUMNS = (
     "sample_id", "subset", "index", "label", "prediction", "loss", "confidence", "margin",
     "correct",
 )  # fmt: skip
-#: Columns the map payload always carries.
-MAP_COLUMNS = ("label", "prediction", "loss", "subset", "correct")
 #: a viewport asked for while the compute worker reads a saved map index's columns waits this
 #: long for them (server/viewports.py), then asks DuckDB
 HELD_MAP_WAIT = 5.0
-NUMERIC_TYPES = (
-    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-    "UBIGINT", "FLOAT", "DOUBLE", "REAL",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -103,20 +95,22 @@ class ServerState:
         self._map_lock = threading.Lock()
         self._overview_lock = threading.Lock()
         self.n = len(run)
-        self.columns: dict[str, str] = run.db.columns()  # name -> DuckDB type
-        self.classes: list[str] = [str(c) for c in run.classes]
         self.task = run.task  # what label, prediction and correct mean (samplescope/tasks)
-        #: columns holding a class index: label and prediction only when the task has one class per sample
-        # and the metadata the integration declared (or analysis recorded) as kind "class"
-        kinds = (run.info.get("analysis") or {}).get("metadata_kinds") or {}
-        declared = tuple(c for c, k in kinds.items() if k == "class" and c not in CLASS_COLUMNS)
-        self.class_columns: tuple[str, ...] = tuple(
-            c for c in (*CLASS_COLUMNS, *declared)
-            if c not in ("label", "prediction") or c in self.task.class_columns
+        summary = serving.subset_summary(run.db)
+        self.subset_rows = summary.to_dict("records")
+        #: how each column is coded for the page (server/coding.py)
+        self.coder = ColumnCoder(
+            run.db, run.classes, self.task, (run.info.get("analysis") or {}).get("metadata_kinds"),
+            [str(s) for s in summary["subset"]],
         )
-        self.kinds: dict[str, ColumnKind] = {
-            c: column_kind(c, t, self.class_columns) for c, t in self.columns.items()
-        }
+        self.columns: dict[str, str] = self.coder.columns  # name -> DuckDB type
+        self.classes: list[str] = self.coder.classes
+        self.subsets: list[str] = self.coder.subsets
+        self.class_columns: tuple[str, ...] = self.coder.class_columns
+        self.kinds: dict[str, ColumnKind] = self.coder.kinds
+        self.categories = self.coder.categories
+        self.numeric_range = self.coder.numeric_range
+        self.encode_values = self.coder.encode
         self.row_columns = [c for c in ROW_COLUMNS if c in self.columns]
         self._plain_columns = all(t.upper() in records.PLAIN_TYPES for t in self.columns.values())
         #: rows of /api/samples/<id> (and of row()) from memory (server/rowcache.py)
@@ -125,9 +119,6 @@ class ServerState:
             if settings.row_cache_bytes and self._plain_columns
             else None
         )
-        summary = serving.subset_summary(run.db)
-        self.subset_rows = summary.to_dict("records")
-        self.subsets: list[str] = [str(s) for s in summary["subset"]]
         self.tag = run_tag(run)
         self._map_cache: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
         self._columns: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
@@ -144,10 +135,10 @@ class ServerState:
         the lane's timeout (a request past it is a 503)."""
         return min(HELD_MAP_WAIT, self.settings.heavy_timeout / 2)
 
-    @functools.cached_property
+    @property
     def map_columns(self) -> tuple[str, ...]:
         """The MAP_COLUMNS this run has: every map payload and viewport carries them."""
-        return tuple(c for c in MAP_COLUMNS if c in self.columns)
+        return self.coder.map_columns
 
     @property
     def lanes(self) -> Lanes:
@@ -445,39 +436,6 @@ class ServerState:
                 self._columns[name] = self.encode_values(name, values)
         return self._columns[name]
 
-    def encode_values(self, name: str, values: pd.Series) -> tuple[np.ndarray, dict[str, Any]]:
-        """Values of a column coded against the whole column's categories, so the overview, a
-        viewport and the whole map agree on every code."""
-        kind = self.kinds[name]
-        if kind != "categorical":
-            arr, entry = encoding.encode_column(values, kind)
-            if kind == "numeric":  # the range of the whole column, not of these rows
-                entry = {**entry, **self.numeric_range(name)}
-            return arr, entry
-        cats = self.categories(name)
-        if name in self.class_columns:
-            return encoding.encode_column(values, "categorical", cats)
-        codes = pd.Series(pd.Categorical(values.map(_text, na_action="ignore"), categories=cats).codes)
-        return encoding.encode_column(codes.where(codes >= 0), "categorical", cats)
-
-    @functools.lru_cache(maxsize=256)  # noqa: B019 - one state per run; a few entries
-    def categories(self, name: str) -> list[str]:
-        """The names of a categorical column's values: class names, subsets, or its distinct
-        values as text, sorted."""
-        if name in self.class_columns:
-            return self.classes
-        if name == "subset":
-            return self.subsets
-        if self.kinds[name] == "bool":
-            return ["false", "true"]
-        return [_text(v) for v in serving.distinct_values(self.run.db, name)]
-
-    @functools.lru_cache(maxsize=256)  # noqa: B019
-    def numeric_range(self, name: str) -> dict[str, float | None]:
-        """``min`` and ``max`` of a numeric column over every sample (NaN left out)."""
-        lo, hi = serving.value_range(self.run.db, name)
-        return {"min": lo, "max": hi}
-
     def viewport_payload(
         self,
         box: tuple[float, float, float, float],
@@ -612,15 +570,6 @@ def open_worker_state(spec: StateSpec) -> ServerState:
     return ServerState(run, settings)
 
 
-def _text(value: Any) -> str:
-    """A category's name: the value as text (``3``, not ``3.0``, for whole numbers)."""
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    if isinstance(value, np.generic):
-        return str(value.item())
-    return str(value)
-
-
 def jsonable(value: Any) -> Any:
     """``value`` with numpy scalars and arrays turned into plain JSON types (NaN -> None)."""
     return json.loads(json.dumps(value, default=_json_default), parse_constant=lambda _: None)
@@ -636,17 +585,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return str(value)
-
-
-def column_kind(name: str, dtype: str, class_columns: tuple[str, ...] = CLASS_COLUMNS) -> ColumnKind:
-    """How the page should treat a column of DuckDB type ``dtype``: a quantity, a group or a yes/no."""
-    if dtype.upper() == "BOOLEAN":
-        return "bool"
-    if name in class_columns or name in GROUP_COLUMNS:
-        return "categorical"
-    if dtype.upper() in NUMERIC_TYPES or dtype.upper().startswith("DECIMAL"):
-        return "numeric"
-    return "categorical"
 
 
 def load_run(

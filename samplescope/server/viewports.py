@@ -6,8 +6,11 @@ a :class:`~samplescope.store.map_index.MapIndex` and the columns every viewport 
 process that answers viewports (the compute worker) and read there when the server starts
 (``ServerState.warm_viewports``): the index from the run folder, where ``analyze`` saved it
 (``map_index.save_index``; built here for a run analysed before it: about 4 s at 10M), the
-columns from DuckDB (about 1.5 s at 10M). Reading those rows back from DuckDB by id instead took
-0.9 s for 93k ids of a 1M run; gathering them from memory takes a few milliseconds.
+MAP_COLUMNS from the same folder, where ``analyze`` saved them coded as the server codes them
+(``server/coding.py``, ``map_index.save_columns``), and any other column from DuckDB (about
+0.1 to 0.3 s a column at 10M; the five MAP_COLUMNS read and coded so took 0.56 s, which the
+first viewports after start-up waited for). Reading those rows back from DuckDB by id instead
+took 0.9 s for 93k ids of a 1M run; gathering them from memory takes a few milliseconds.
 
 A box with no filter, or with a subset, is answered here once the index and the columns it
 asks for are held; until then (the first seconds after start-up at 10M, or the first request
@@ -33,9 +36,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from samplescope.server import encoding
 from samplescope.store import layout, map_index
 from samplescope.store.map_index import MapIndex
 from samplescope.store.serving import Condition
@@ -131,13 +132,19 @@ class HeldMap:
             self._filled.set()
 
     def _read(self, name: str) -> Encoded:
+        """The column as analyze saved it coded beside the index (a MAP_COLUMN of a run analysed
+        since it did: loaded in milliseconds), else read from the table and coded here."""
         state = self.state
-        text = state.kinds[name] == "categorical" and name not in state.class_columns
-        if text and state.columns[name].upper() == "VARCHAR":  # coded in DuckDB, as encode_values would
-            cats = state.categories(name)
-            codes = map_index.whole_column(state.run.db, name, cats)
-            return encoding.encode_column(pd.Series(codes).where(codes >= 0), "categorical", cats)
-        return state.encode_values(name, map_index.whole_column(state.run.db, name))
+        made = (state.run.info.get("analysis") or {}).get("map_index")
+        entries = made.get("columns") if isinstance(made, dict) else None
+        if name in self.always and isinstance(entries, dict) and name in entries:
+            found = map_index.saved_column(state.run.path / layout.MAP_INDEX, name, entries[name], state.n)
+            # categories are checked against the run's (class names and subsets, no query)
+            if found is not None and (state.kinds[name] == "numeric") == ("categories" not in found[1]) and (
+                    "categories" not in found[1] or found[1]["categories"] == state.categories(name)):  # fmt: skip
+                return found
+            log.warning("the saved map column %s does not fit run %s; reading it from the table", name, state.run.name)
+        return state.coder.whole(name)
 
     def warm(self, names: Sequence[str] = ()) -> None:
         """Build the index and read the columns every viewport carries, and ``names``."""

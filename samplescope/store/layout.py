@@ -46,3 +46,7 @@ MAP_OVERVIEW = "map_overview.npy"
 #: grid and extent are in run.json), so ``serve`` reads it rather than sorting 10M positions.
 MAP_INDEX = "map_index"
 MAP_INDEX_PARTS = ("ids.npy", "x.npy", "y.npy", "offsets.npy")
+#: ... and, in the same folder, the columns every viewport carries (the server's MAP_COLUMNS),
+#: each coded as the map payload carries it (server/coding.py), in sample_id order: one file a
+#: column, ``column-<name>.npy``; how each is coded is in run.json (``map_index.columns``).
+MAP_INDEX_COLUMN = "column-{}.npy"

@@ -182,6 +182,56 @@ def save_index(db: RunDatabase, folder: Path, n: int, full_max: int) -> dict[str
     return index.save(path)
 
 
+#: the coded columns' dtypes, by the name the payload's header gives (server/encoding.py)
+CODED_DTYPES = {"float32": np.dtype("<f4"), "uint8": np.dtype("u1"), "uint16": np.dtype("<u2"),
+                "int32": np.dtype("<i4")}  # fmt: skip
+
+
+def save_columns(folder: Path, coded: dict[str, tuple[np.ndarray, dict[str, Any]]]) -> dict[str, Any]:
+    """Write each coded column (``name -> (values, entry)``, every sample in ``sample_id`` order)
+    to ``folder`` (:data:`~samplescope.store.layout.MAP_INDEX_COLUMN`); return the entries, which
+    run.json records and :func:`saved_column` checks the files against."""
+    entries = {}
+    for name, (values, entry) in coded.items():
+        if not name.isidentifier():  # a file name: MAP_COLUMNS only
+            raise ValueError(f"column {name!r} cannot be saved as a map column")
+        np.save(folder / layout.MAP_INDEX_COLUMN.format(name), values, allow_pickle=False)
+        entries[name] = entry
+    return entries
+
+
+def saved_column(folder: Path, name: str, entry: Any, n: int) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """The coded column :func:`save_columns` wrote for a run of ``n`` samples, when ``folder``
+    holds one that fits ``entry`` (run.json's record of it); else None, and the caller reads the
+    column from the table. The file is data: its shape and dtype, and the entry's kind, dtype,
+    categories and range are checked before a viewport indexes with it."""
+    if not name.isidentifier() or not isinstance(entry, dict):
+        return None
+    kind, dtype = entry.get("kind"), CODED_DTYPES.get(entry.get("dtype"))  # type: ignore[arg-type]
+    cats = entry.get("categories")
+    fits = dtype is not None and (
+        (kind == "numeric" and dtype.kind == "f"
+         and all(entry.get(k) is None or isinstance(entry.get(k), int | float) for k in ("min", "max")))
+        or (kind in ("categorical", "bool") and dtype.kind in "iu" and isinstance(cats, list)
+            and all(isinstance(c, str) for c in cats))
+    )  # fmt: skip
+    if not fits:
+        return None
+    try:
+        values = np.load(folder / layout.MAP_INDEX_COLUMN.format(name), allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if kind != "numeric" and len(values):  # codes index the categories, or are the missing code
+        missing = -1 if dtype.kind == "i" else np.iinfo(dtype).max
+        coded = (values >= 0) & (values < len(cats))  # type: ignore[arg-type]
+        if not (coded | (values == missing)).all():
+            values = values[:0]
+    if values.shape != (n,) or values.dtype != dtype:
+        log.warning("%s does not hold this run's column %s; reading it from the table", folder, name)
+        return None
+    return values, dict(entry)
+
+
 def _positions(values: Any) -> np.ndarray:
     """A position column (numpy, or masked where NULL) as floats of its stored width (FLOAT:
     float32), NULL as NaN."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from samplescope.server import Settings
@@ -80,6 +82,43 @@ def test_analyze_saves_the_map_index_and_serve_reads_it(tiny_run_path, tmp_path,
     assert held.grid == built.grid and held.extent == built.extent
     np.testing.assert_array_equal(held.ids, built.ids)
     np.testing.assert_array_equal(held.offsets, built.offsets)
+    # the columns every viewport carries, saved coded: equal to what the server codes from the
+    # table, and loaded rather than read (the table is not asked)
+    saved = summary["map_index"]["columns"]
+    assert list(saved) == list(state.map_columns) == ["label", "prediction", "loss", "subset", "correct"]
+    frame = run.samples(columns=list(saved))
+    reads = []
+    real_whole = state.coder.whole
+    monkeypatch.setattr(state.coder, "whole", lambda name: reads.append(name) or real_whole(name))
+    for name in saved:
+        codes, entry = state.held_map.column(name)
+        want_codes, want_entry = real_whole(name)
+        np.testing.assert_array_equal(codes, want_codes)
+        assert codes.dtype == want_codes.dtype and entry == want_entry
+    assert reads == []
+    np.testing.assert_array_equal(state.held_map.column("label")[0], frame["label"].to_numpy())
+    np.testing.assert_array_equal(state.held_map.column("correct")[0], frame["correct"].to_numpy().astype("u1"))
+    subsets = state.held_map.column("subset")[1]["categories"]
+    assert [subsets[c] for c in state.held_map.column("subset")[0]] == frame["subset"].tolist()
+    run.close()
+
+    # a saved column is data: one that does not fit (a code past the categories, another
+    # length, categories not the run's) is read from the table instead
+    folder = path / layout.MAP_INDEX
+    label = np.load(folder / "column-label.npy")
+    np.save(folder / "column-label.npy", np.where(np.arange(len(label)) == 3, 200, label).astype(label.dtype))
+    np.save(folder / "column-prediction.npy", np.load(folder / "column-prediction.npy")[:-1])
+    info = json.loads((path / layout.RUN_JSON).read_text())
+    info["analysis"]["map_index"]["columns"]["subset"]["categories"] = ["validation", "train"]
+    (path / layout.RUN_JSON).write_text(json.dumps(info))
+    run = samplescope.open_run(path)
+    state = ServerState(run, Settings(prewarm=False, map_full_max=500, map_overview_points=300))
+    reads.clear()
+    real_whole = state.coder.whole
+    monkeypatch.setattr(state.coder, "whole", lambda name: reads.append(name) or real_whole(name))
+    for name in saved:
+        np.testing.assert_array_equal(state.held_map.column(name)[0], real_whole(name)[0])
+    assert reads == ["label", "prediction", "subset"]
     run.close()
 
     monkeypatch.setattr(map_queries, "FULL_MAX", 10**6)  # small again: the stale index goes
