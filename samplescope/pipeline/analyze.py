@@ -190,6 +190,8 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
             # a large run's map overview, made once here (with the server's defaults) rather than by every serve
             summary["map_overview"] = map_queries.save_overview(
                 db, tmp, n, task.map_group_sql, map_queries.FULL_MAX, map_queries.OVERVIEW_POINTS)
+            # the distinct values per column that the server's limits ask for (1 s of its start at 10M)
+            summary["distinct_counts"] = _distinct_counts(db)
             # ... and its map index, which the server's viewports read rather than build
             summary["map_index"] = map_index.save_index(db, tmp, n, map_queries.FULL_MAX)
             if summary["map_index"] is not None:  # ... with the columns every viewport carries, coded
@@ -201,6 +203,14 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
         write_json(tmp / RUN_JSON, info)
     log.info("analysed %s: %d samples in %.1f s", path, n, timings["total"])
     return summary
+
+
+def _distinct_counts(db: RunDatabase) -> dict:
+    """What run.json records of the table's distinct values (store/serving.saved_distinct_counts)."""
+    from samplescope.server.limits import DISTINCT_EXACT_BELOW
+
+    counts = serving.distinct_counts(db, list(db.columns()), exact_below=DISTINCT_EXACT_BELOW)
+    return {"exact_below": DISTINCT_EXACT_BELOW, "counts": counts}
 
 
 def _save_map_columns(db: RunDatabase, tmp: Path, classes: list[str], task: Any, declared: dict) -> dict:

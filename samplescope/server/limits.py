@@ -28,6 +28,9 @@ MAX_SERIES = 16
 MAX_VIEWPORT = 250_000
 #: values of a column /api/map/counts counts by
 MAX_LEGEND = 1000
+#: distinct values are counted exactly for a column that may have fewer than this (the most any
+#: limit above allows, plus one), estimated above it (store/serving.distinct_counts)
+DISTINCT_EXACT_BELOW = max(MAX_BINS, MAX_GROUPS, MAX_LEGEND) + 1
 #: vertices of a lasso in POST /api/selection
 MAX_POLYGON = 2000
 #: column filters (``?column__op=value``) one /api/samples request applies

@@ -32,15 +32,20 @@ def serve(
     Raises ``SamplescopeError`` (before listening) when the run is missing or
     not analysed.
     """
-    import uvicorn
-
-    from samplescope.server.app import create_app
+    from samplescope.server.state import load_run, start_compute_worker
 
     settings = Settings(
         run_path=Path(run_path), host=host, port=port, prewarm=prewarm, trust=trust, integration=integration,
         device=device, compare=Path(compare) if compare is not None else None,
     )
-    app = create_app(settings.run_path, settings)  # type: ignore[arg-type]
+    run = load_run(settings.run_path, trust=trust, integration=integration, device=device)  # type: ignore[arg-type]
+    start_compute_worker(run, settings)  # a large run's: it starts while the web app is imported
+
+    import uvicorn
+
+    from samplescope.server.app import create_app
+
+    app = create_app(run, settings)
     if not settings.is_loopback:
         # once: logged, not printed as well (the CLI's log handler and a print showed it twice);
         # with no logging set up, Python's last-resort handler still writes it to stderr

@@ -36,7 +36,7 @@ from samplescope.server.heavy import Lane, ProcessLane, StateSpec
 from samplescope.server.rowcache import RowCache
 from samplescope.server.settings import Settings
 from samplescope.server.viewports import HeldMap
-from samplescope.store import map_queries, serving
+from samplescope.store import layout, map_index, map_queries, serving
 
 if TYPE_CHECKING:
     from samplescope.run import Run
@@ -68,13 +68,7 @@ class Lanes:
 
     @classmethod
     def of(cls, s: Settings) -> Lanes:
-        def lane(name: str) -> Lane:
-            size = {"workers": s.heavy_workers, "queue": s.heavy_queue, "timeout": s.heavy_timeout}
-            if s.heavy_processes:
-                return ProcessLane(name, **size, cpus=s.heavy_cpus, nice=s.heavy_nice)
-            return Lane(name, **size)
-
-        return cls(lane("heatmap"), lane("compute"))
+        return cls(lane_of(s, "heatmap"), lane_of(s, "compute"))
 
     def close(self) -> None:
         self.heatmap.close()
@@ -148,20 +142,7 @@ class ServerState:
     def worker_spec(self) -> StateSpec | None:
         """How a heavy lane's worker process opens this run the same way (heavy.py), or None
         when it cannot: a run opened with an in-memory integration or model."""
-        run = self.run
-        integration = getattr(run, "_given_integration", None)
-        if getattr(run, "_given_model", None) is not None or not isinstance(
-            integration, str | Path | None
-        ):
-            return None
-        # (the lanes' own sizes are left out, so servers that differ only in them share a worker)
-        settings = dataclasses.replace(
-            self.settings, heavy_processes=False, prewarm=False, heavy_workers=1, heavy_queue=0,
-            heavy_timeout=1.0, heavy_cpus=0, heavy_nice=0,
-        )  # fmt: skip
-        trust, device = bool(getattr(run, "_trust", False)), getattr(run, "_device_spec", "auto")
-        args = (trust, integration, device, settings)
-        return StateSpec(open=open_worker_state, path=str(run.path), tag=self.tag, args=args)
+        return worker_spec(self.run, self.settings, self.tag)
 
     # --- calls into the run -----------------------------------------------------------------
 
@@ -186,11 +167,9 @@ class ServerState:
             return
         try:  # a large run's map overview first, at once: the page's first request waits for it
             if self.sampled and self.has_map:
-                # meanwhile the compute lane's worker process (viewports, counts) starts, opens
-                # the run and reads the map's index (a spawned process: seconds, which every
-                # viewport asked for before it is up waits; starting it from ``serve`` before
-                # uvicorn was tried: on MNIST repeated to 1M and on the 10M synthetic run the
-                # viewports asked at once were no faster, docs/scale.md)
+                # meanwhile the compute lane's worker process (viewports, counts) opens the run
+                # and reads the map's index: ``serve`` started it already (start_compute_worker),
+                # and this finds it up; a server made otherwise (create_app) starts it here
                 threading.Thread(target=self._warm_worker, daemon=True, name="samplescope-compute-warm").start()
                 self.map_payload(None, [])
                 self.distinct_counts  # noqa: B018 - the legend's first count asks for them
@@ -310,8 +289,11 @@ class ServerState:
     def distinct_counts(self) -> dict[str, int]:
         """Distinct values per column (a missing value counts as one), for the limits: exact up to
         the largest of them, an estimate (far above it) for columns with many more values."""
-        cap = max(limits.MAX_BINS, limits.MAX_GROUPS, limits.MAX_LEGEND) + 1
-        return serving.distinct_counts(self.run.db, list(self.columns), exact_below=cap)
+        saved = serving.saved_distinct_counts((self.run.info.get("analysis") or {}).get("distinct_counts"),
+                                              list(self.columns), limits.DISTINCT_EXACT_BELOW)  # fmt: skip
+        if saved is not None:  # counted by analyze (at 10M: 1 s of the server's start-up otherwise)
+            return saved
+        return serving.distinct_counts(self.run.db, list(self.columns), exact_below=limits.DISTINCT_EXACT_BELOW)
 
     def aggregate(
         self, x: str, y: str, by: str | None, subset: str | None, bins: int
@@ -423,18 +405,41 @@ class ServerState:
 
     def map_column(self, name: str) -> tuple[np.ndarray, dict[str, Any]]:
         """One column encoded for the map payload's rows (every sample, or the overview),
-        read from DuckDB once and kept (a few bytes per row)."""
+        read once and kept (a few bytes per row): for the overview, a column analyze saved
+        coded is gathered from its file (at 10M: the five MAP_COLUMNS read by id from DuckDB took
+        about 0.2 s each, and held back the first viewports), the rest read by id from DuckDB
+        (both positions in one query)."""
         if name not in self._columns:
-            if self.map_rows is None:
-                values = self.run.samples(columns=[name])[name]
+            rows = self.map_rows
+            saved = self.saved_map_column(name) if rows is not None else None
+            if saved is not None:
+                self._columns[name] = (saved[0][rows], saved[1])
+            elif name in ("map_x", "map_y"):
+                both = self.run.samples(columns=["map_x", "map_y"]) if rows is None else self.run.db.rows(rows, ["map_x", "map_y"])
+                for axis in ("map_x", "map_y"):
+                    arr = both[axis].to_numpy(dtype="<f4", na_value=np.nan)
+                    self._columns[axis] = (arr, {"kind": "numeric", "dtype": "float32"})
             else:  # only the overview's rows, picked in DuckDB: at 10M a text column took 1.8 s whole, 0.36 s so
-                values = self.run.db.rows(self.map_rows, [name])[name].reset_index(drop=True)
-            if name in ("map_x", "map_y"):
-                arr = values.to_numpy(dtype="<f4", na_value=np.nan)
-                self._columns[name] = (arr, {"kind": "numeric", "dtype": "float32"})
-            else:
+                values = self.run.samples(columns=[name])[name] if rows is None else \
+                    self.run.db.rows(rows, [name])[name].reset_index(drop=True)  # fmt: skip
                 self._columns[name] = self.encode_values(name, values)
         return self._columns[name]
+
+    def saved_map_column(self, name: str) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """Every sample's ``name`` coded, as analyze saved it beside a large run's map index (the
+        MAP_COLUMNS of a run analysed since it did); None when there is none, or the file or its
+        record does not fit this run (checked: store/map_index.saved_column, and the categories
+        against the run's class names and subsets)."""
+        made = (self.run.info.get("analysis") or {}).get("map_index")
+        entries = made.get("columns") if isinstance(made, dict) else None
+        if name not in self.map_columns or not isinstance(entries, dict) or name not in entries:
+            return None
+        found = map_index.saved_column(self.run.path / layout.MAP_INDEX, name, entries[name], self.n)
+        if found is not None and (self.kinds[name] == "numeric") == ("categories" not in found[1]) and (
+                "categories" not in found[1] or found[1]["categories"] == self.categories(name)):  # fmt: skip
+            return found
+        log.warning("the saved map column %s does not fit run %s; reading it from the table", name, self.run.name)
+        return None
 
     def viewport_payload(
         self,
@@ -561,6 +566,70 @@ class ServerState:
         except Exception:  # another failure shows with its own message on the picture's request
             log.debug("picture of sample 0 failed", exc_info=True)
         return None
+
+
+def lane_of(s: Settings, name: str) -> Lane:
+    """The heavy lane ``name`` as ``s`` sizes it: its worker processes are shared with every
+    other lane of the same name and size in this process (heavy.py)."""
+    size = {"workers": s.heavy_workers, "queue": s.heavy_queue, "timeout": s.heavy_timeout}
+    if s.heavy_processes:
+        return ProcessLane(name, **size, cpus=s.heavy_cpus, nice=s.heavy_nice)
+    return Lane(name, **size)
+
+
+def worker_spec(run: Run, settings: Settings, tag: str | None = None) -> StateSpec | None:
+    """How a heavy lane's worker process opens ``run`` as a server with ``settings`` would, or
+    None when it cannot: a run opened with an in-memory integration or model."""
+    integration = getattr(run, "_given_integration", None)
+    if getattr(run, "_given_model", None) is not None or not isinstance(integration, str | Path | None):
+        return None
+    # (the lanes' own sizes are left out, so servers that differ only in them share a worker)
+    settings = dataclasses.replace(
+        settings, heavy_processes=False, prewarm=False, heavy_workers=1, heavy_queue=0,
+        heavy_timeout=1.0, heavy_cpus=0, heavy_nice=0,
+    )  # fmt: skip
+    trust, device = bool(getattr(run, "_trust", False)), getattr(run, "_device_spec", "auto")
+    args = (trust, integration, device, settings)
+    return StateSpec(open=open_worker_state, path=str(run.path), tag=tag or run_tag(run), args=args)
+
+
+def start_compute_worker(run: Run, settings: Settings) -> threading.Thread | None:
+    """``serve``'s head start for a run too large to send whole: its compute worker process is
+    spawned now, and opens the run and reads the map's index and viewport columns, while this
+    process imports the web app (0.7 s here) and builds its own state. The server's lanes find
+    that worker up (the same lane name and size, the same spec). Without it, the worker started
+    with the prewarm, as the server became ready, and the viewports asked in the first second
+    waited for its 0.7 s start (docs/scale.md). None (nothing started) for a smaller run, with
+    ``prewarm`` or ``heavy_processes`` off, or when the run cannot be reopened in a worker."""
+    if not (settings.prewarm and settings.heavy_processes) or len(run) <= settings.map_full_max:
+        return None
+    spec = worker_spec(run, settings)
+    if spec is None:
+        return None
+    lane = lane_of(settings, "compute")
+
+    def start() -> None:
+        try:
+            lane.call(_warm_viewports, _Spec(spec))
+        except Exception:  # the prewarm starts it again, and a failure shows on the real request
+            log.debug("the compute worker's early start failed", exc_info=True)
+        finally:
+            lane.release()
+
+    thread = threading.Thread(target=start, daemon=True, name="samplescope-compute-start")
+    thread.start()
+    return thread
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """A job's stand-in for a server state not built yet: a lane sends it as its spec."""
+
+    worker_spec: StateSpec
+
+
+def _warm_viewports(state: ServerState) -> None:
+    state.warm_viewports()
 
 
 def open_worker_state(spec: StateSpec) -> ServerState:

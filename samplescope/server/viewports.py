@@ -134,17 +134,8 @@ class HeldMap:
     def _read(self, name: str) -> Encoded:
         """The column as analyze saved it coded beside the index (a MAP_COLUMN of a run analysed
         since it did: loaded in milliseconds), else read from the table and coded here."""
-        state = self.state
-        made = (state.run.info.get("analysis") or {}).get("map_index")
-        entries = made.get("columns") if isinstance(made, dict) else None
-        if name in self.always and isinstance(entries, dict) and name in entries:
-            found = map_index.saved_column(state.run.path / layout.MAP_INDEX, name, entries[name], state.n)
-            # categories are checked against the run's (class names and subsets, no query)
-            if found is not None and (state.kinds[name] == "numeric") == ("categories" not in found[1]) and (
-                    "categories" not in found[1] or found[1]["categories"] == state.categories(name)):  # fmt: skip
-                return found
-            log.warning("the saved map column %s does not fit run %s; reading it from the table", name, state.run.name)
-        return state.coder.whole(name)
+        found = self.state.saved_map_column(name)
+        return found if found is not None else self.state.coder.whole(name)
 
     def warm(self, names: Sequence[str] = ()) -> None:
         """Build the index and read the columns every viewport carries, and ``names``."""

@@ -151,6 +151,20 @@ def distinct_counts(db: RunDatabase, names: Sequence[str], exact_below: int | No
     return {c: counted[c] if c in counted else approx[c] for c in names}
 
 
+def saved_distinct_counts(made: Any, names: Sequence[str], exact_below: int) -> dict[str, int] | None:
+    """The counts ``analyze`` saved in run.json (``{"exact_below": ..., "counts": {...}}``) when
+    they were made with this ``exact_below`` for exactly these columns, each a count >= 1 (an
+    empty table: 0); else None, and the caller counts. run.json is data: checked, never trusted."""
+    if not isinstance(made, dict) or made.get("exact_below") != exact_below:
+        return None
+    counts = made.get("counts")
+    if not isinstance(counts, dict) or sorted(counts) != sorted(names):
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values()):
+        return None
+    return {c: counts[c] for c in names}
+
+
 def distinct_values(db: RunDatabase, column: str) -> list[Any]:
     """The column's values, each once, sorted (missing left out)."""
     col = quote(column)

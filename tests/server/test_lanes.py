@@ -56,6 +56,13 @@ def libraries(state) -> dict[str, object]:
     return {"torch": torch is not None, "threads": None if torch is None else torch.get_num_threads()}
 
 
+def holds_map(state) -> tuple[int, bool]:
+    """The worker's process id, and whether its state holds the map's index (read by the
+    early start's warm_viewports, in a thread of the worker)."""
+    state.held_map._filled.wait(30)
+    return os.getpid(), state.held_map._index is not None
+
+
 # --- fixtures ---------------------------------------------------------------------------------
 
 
@@ -252,3 +259,29 @@ def _alive(pid: int) -> bool:
 
 def _client(app):
     return client_class()(app, base_url=LOCAL)
+
+
+def test_serve_starts_a_large_runs_compute_worker_before_the_server_state(tiny_run):
+    """``serve``'s head start: the worker is up, holding the run's map, before the server's state
+    exists, and that state's lane finds it (the same process, the same opened state)."""
+    import dataclasses
+
+    from samplescope.server.state import ServerState, lane_of, start_compute_worker
+
+    # a lane size of its own (nice 7), so no other test's worker is found
+    settings = Settings(map_full_max=500, map_overview_points=300, heavy_nice=7, heavy_timeout=60)
+    assert start_compute_worker(tiny_run, dataclasses.replace(settings, map_full_max=10**6)) is None  # sent whole
+    assert start_compute_worker(tiny_run, dataclasses.replace(settings, heavy_processes=False)) is None
+    assert start_compute_worker(tiny_run, dataclasses.replace(settings, prewarm=False)) is None
+    lane = lane_of(settings, "compute")
+    assert not lane.ready and not lane.pids
+    started = start_compute_worker(tiny_run, settings)
+    assert started is not None
+    started.join(120)
+    try:
+        assert lane.ready and len(lane.pids) == 1
+        state = ServerState(tiny_run, settings)
+        pid, held = asyncio.run(state.compute_lane.run(holds_map, state))
+        assert {pid} == lane.pids == state.compute_lane.pids and held
+    finally:
+        lane.close()

@@ -86,7 +86,7 @@ def test_analyze_saves_the_map_index_and_serve_reads_it(tiny_run_path, tmp_path,
     # table, and loaded rather than read (the table is not asked)
     saved = summary["map_index"]["columns"]
     assert list(saved) == list(state.map_columns) == ["label", "prediction", "loss", "subset", "correct"]
-    frame = run.samples(columns=list(saved))
+    frame = run.samples(columns=[*saved, "map_x", "map_y"])
     reads = []
     real_whole = state.coder.whole
     monkeypatch.setattr(state.coder, "whole", lambda name: reads.append(name) or real_whole(name))
@@ -95,6 +95,13 @@ def test_analyze_saves_the_map_index_and_serve_reads_it(tiny_run_path, tmp_path,
         want_codes, want_entry = real_whole(name)
         np.testing.assert_array_equal(codes, want_codes)
         assert codes.dtype == want_codes.dtype and entry == want_entry
+    # the overview's columns are gathered from the same files, the positions read by id
+    rows = state.map_rows
+    assert rows is not None and 0 < len(rows) < len(frame)
+    for name in saved:
+        np.testing.assert_array_equal(state.map_column(name)[0], real_whole(name)[0][rows])
+    for axis in ("map_x", "map_y"):
+        np.testing.assert_array_equal(state.map_column(axis)[0], frame[axis].to_numpy(np.float32)[rows])
     assert reads == []
     np.testing.assert_array_equal(state.held_map.column("label")[0], frame["label"].to_numpy())
     np.testing.assert_array_equal(state.held_map.column("correct")[0], frame["correct"].to_numpy().astype("u1"))
@@ -124,3 +131,35 @@ def test_analyze_saves_the_map_index_and_serve_reads_it(tiny_run_path, tmp_path,
     monkeypatch.setattr(map_queries, "FULL_MAX", 10**6)  # small again: the stale index goes
     summary = analyze_run(path, projection="pca", progress=False)
     assert summary["map_index"] is None and not (path / layout.MAP_INDEX).exists()
+
+
+def test_analyze_counts_distinct_values_for_the_server(tiny_run_path, tmp_path, monkeypatch) -> None:
+    """run.json carries the distinct counts the server's limits ask for: equal to counting them
+    in DuckDB, used instead of counting, and counted again when the record does not fit."""
+    import shutil
+
+    import samplescope
+    from samplescope.pipeline.analyze import analyze_run
+    from samplescope.server import limits
+    from samplescope.store import serving
+
+    path = tmp_path / "run"
+    shutil.copytree(tiny_run_path, path)
+    summary = analyze_run(path, projection="pca", progress=False)
+    run = samplescope.open_run(path)
+    counted = serving.distinct_counts(run.db, list(run.db.columns()), exact_below=limits.DISTINCT_EXACT_BELOW)
+    assert summary["distinct_counts"] == {"exact_below": limits.DISTINCT_EXACT_BELOW, "counts": counted}
+    frame = run.samples()
+    small = [c for c in frame.columns if counted[c] < limits.DISTINCT_EXACT_BELOW]
+    assert small and all(counted[c] == frame[c].nunique(dropna=False) for c in small)  # exact there
+    calls = []
+    real = serving.distinct_counts
+    monkeypatch.setattr(serving, "distinct_counts", lambda *a, **k: calls.append(1) or real(*a, **k))
+    state = ServerState(run, Settings(prewarm=False))
+    assert state.distinct_counts == counted and calls == []
+    for bad in ({"exact_below": 7, "counts": counted}, {**summary["distinct_counts"], "counts": {"label": 10}},
+                {**summary["distinct_counts"], "counts": {**counted, "loss": "many"}}):  # fmt: skip
+        run.info["analysis"]["distinct_counts"] = bad
+        assert ServerState(run, Settings(prewarm=False)).distinct_counts == counted
+    assert len(calls) == 3
+    run.close()
