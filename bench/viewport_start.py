@@ -18,41 +18,24 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 
-#: the same app, its compute worker started by the prewarm (create_app does not start it early)
-_PLAIN = """
-import sys, uvicorn
-from pathlib import Path
-from samplescope.server import Settings, create_app
-run, port = Path(sys.argv[1]), int(sys.argv[2])
-uvicorn.run(create_app(run, Settings(run_path=run, port=port)), host="127.0.0.1", port=port, log_level="warning")
-"""
-
 
 def _load() -> str:
     return f"load {os.getloadavg()[0]:.2f}"
 
 
-def _round(command: list[str], port: int, boxes: list[tuple[float, float, float, float]], delay: float) -> dict:
+def _round(run: Path, settings: dict | None, boxes: list[tuple[float, float, float, float]], delay: float) -> dict:
+    """One server (``samplescope serve``, or with ``settings`` the same app from ``create_app``),
+    timed from its start until ``/api/run`` answers, then ``boxes`` asked ``delay`` s later."""
+    from samplescope.testing import serving
+
     t0 = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the server exited with {proc.returncode}: {' '.join(command)}")
-            try:
-                if httpx.get(base + "/api/run", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
+    with serving(run, settings=settings) as base:
         ready = time.perf_counter() - t0
         time.sleep(delay)
         times = []
@@ -61,11 +44,8 @@ def _round(command: list[str], port: int, boxes: list[tuple[float, float, float,
                 t = time.perf_counter()
                 client.get(base + "/api/map/viewport", params={"x0": x0, "x1": x1, "y0": y0, "y1": y1}).raise_for_status()
                 times.append((time.perf_counter() - t) * 1000)
-        return {"ready": ready, "p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)),
-                "max": max(times), "load": _load()}  # fmt: skip
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    return {"ready": ready, "p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)),
+            "max": max(times), "load": _load()}  # fmt: skip
 
 
 def main() -> None:
@@ -77,7 +57,6 @@ def main() -> None:
     args = p.parse_args()
 
     import samplescope
-    from samplescope.testing import free_port
 
     run = samplescope.open_run(args.run)
     xy = run.samples(["map_x", "map_y"], limit=20_000)
@@ -90,17 +69,13 @@ def main() -> None:
         x0, y0 = lo + rng.random(2) * (hi - lo - side)
         boxes.append((float(x0), float(x0 + side[0]), float(y0), float(y0 + side[1])))
 
-    ways = {
-        "serve (worker spawned first)": lambda port: [sys.executable, "-m", "samplescope", "serve", str(args.run),
-                                                      "--port", str(port)],
-        "create_app (worker by the prewarm)": lambda port: [sys.executable, "-c", _PLAIN, str(args.run), str(port)],
-    }  # fmt: skip
+    # settings None: `samplescope serve`; else create_app with the default settings (testing.serving)
+    ways = {"serve (worker spawned first)": None, "create_app (worker by the prewarm)": {"run_path": str(args.run)}}
     print(f"{args.run}; {args.rounds} rounds, {args.boxes} boxes {args.delay} s after ready; {_load()}")
     found: dict[str, list[dict]] = {name: [] for name in ways}
     for i in range(args.rounds):
-        for name, command in ways.items():
-            port = free_port()
-            r = _round(command(port), port, boxes, args.delay)
+        for name, settings in ways.items():
+            r = _round(args.run, settings, boxes, args.delay)
             found[name].append(r)
             print(f"round {i + 1} {name:36s} ready {r['ready']:.2f} s  p50 {r['p50']:6.1f}  p99 {r['p99']:6.1f}  "
                   f"slowest {r['max']:6.1f} ms  {r['load']}")  # fmt: skip

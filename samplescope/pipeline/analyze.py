@@ -221,8 +221,11 @@ def _save_map_columns(db: RunDatabase, tmp: Path, classes: list[str], task: Any,
 
     subsets = [str(s) for s in serving.subset_summary(db)["subset"]]  # the server's order
     coder = ColumnCoder(db, classes, task, declared, subsets)
-    folder = tmp / layout.MAP_INDEX
-    return {name: map_index.save_columns(folder, {name: coder.whole(name)})[name] for name in coder.map_columns}
+    entries = {}
+    for name in coder.map_columns:
+        values, entries[name] = coder.whole(name)
+        map_index.save_column(tmp / layout.MAP_INDEX, name, values)
+    return entries
 
 
 def _subset_mask(codes: np.ndarray, subsets: list[str], name: str) -> np.ndarray:

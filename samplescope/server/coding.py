@@ -8,7 +8,7 @@ whole map, its overview, a viewport and a legend agree on every code.
 
 The server's state holds one (``ServerState.coder``), and so does ``analyze`` for a run large
 enough for viewports: it saves the columns every viewport carries (``MAP_COLUMNS``) coded this
-way beside the map index (``store/map_index.save_columns``), so the server's compute worker
+way beside the map index (``store/map_index.save_column``), so the server's compute worker
 loads them at start-up rather than reading and coding 10M values a column (0.56 s at 10M,
 which the first viewports waited for).
 """

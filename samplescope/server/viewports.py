@@ -7,7 +7,7 @@ process that answers viewports (the compute worker) and read there when the serv
 (``ServerState.warm_viewports``): the index from the run folder, where ``analyze`` saved it
 (``map_index.save_index``; built here for a run analysed before it: about 4 s at 10M), the
 MAP_COLUMNS from the same folder, where ``analyze`` saved them coded as the server codes them
-(``server/coding.py``, ``map_index.save_columns``), and any other column from DuckDB (about
+(``server/coding.py``, ``map_index.save_column``), and any other column from DuckDB (about
 0.1 to 0.3 s a column at 10M; the five MAP_COLUMNS read and coded so took 0.56 s, which the
 first viewports after start-up waited for). Reading those rows back from DuckDB by id instead
 took 0.9 s for 93k ids of a 1M run; gathering them from memory takes a few milliseconds.

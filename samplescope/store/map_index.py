@@ -187,21 +187,17 @@ CODED_DTYPES = {"float32": np.dtype("<f4"), "uint8": np.dtype("u1"), "uint16": n
                 "int32": np.dtype("<i4")}  # fmt: skip
 
 
-def save_columns(folder: Path, coded: dict[str, tuple[np.ndarray, dict[str, Any]]]) -> dict[str, Any]:
-    """Write each coded column (``name -> (values, entry)``, every sample in ``sample_id`` order)
-    to ``folder`` (:data:`~samplescope.store.layout.MAP_INDEX_COLUMN`); return the entries, which
-    run.json records and :func:`saved_column` checks the files against."""
-    entries = {}
-    for name, (values, entry) in coded.items():
-        if not name.isidentifier():  # a file name: MAP_COLUMNS only
-            raise ValueError(f"column {name!r} cannot be saved as a map column")
-        np.save(folder / layout.MAP_INDEX_COLUMN.format(name), values, allow_pickle=False)
-        entries[name] = entry
-    return entries
+def save_column(folder: Path, name: str, values: np.ndarray) -> None:
+    """Write one coded column (every sample, in ``sample_id`` order) to ``folder``
+    (:data:`~samplescope.store.layout.MAP_INDEX_COLUMN`); run.json records how it is coded, and
+    :func:`saved_column` checks the file against that record."""
+    if not name.isidentifier():  # a file name: MAP_COLUMNS only
+        raise ValueError(f"column {name!r} cannot be saved as a map column")
+    np.save(folder / layout.MAP_INDEX_COLUMN.format(name), values, allow_pickle=False)
 
 
 def saved_column(folder: Path, name: str, entry: Any, n: int) -> tuple[np.ndarray, dict[str, Any]] | None:
-    """The coded column :func:`save_columns` wrote for a run of ``n`` samples, when ``folder``
+    """The coded column :func:`save_column` wrote for a run of ``n`` samples, when ``folder``
     holds one that fits ``entry`` (run.json's record of it); else None, and the caller reads the
     column from the table. The file is data: its shape and dtype, and the entry's kind, dtype,
     categories and range are checked before a viewport indexes with it."""
@@ -226,8 +222,7 @@ def saved_column(folder: Path, name: str, entry: Any, n: int) -> tuple[np.ndarra
         coded = (values >= 0) & (values < len(cats))  # type: ignore[arg-type]
         if not (coded | (values == missing)).all():
             values = values[:0]
-    if values.shape != (n,) or values.dtype != dtype:
-        log.warning("%s does not hold this run's column %s; reading it from the table", folder, name)
+    if values.shape != (n,) or values.dtype != dtype:  # (the caller says so, and reads the table)
         return None
     return values, dict(entry)
 
