@@ -378,24 +378,12 @@ def child_serve(out: Path, n: int) -> dict:
     import psutil
 
     import samplescope
-    from samplescope.testing import free_port
+    from samplescope.testing import served
 
-    port = free_port()
     t = started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "samplescope", "serve", str(_run(out, n)), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(),
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            if proc.poll() is not None:
-                return {"error": f"server exited with {proc.returncode}"}
-            try:
-                if httpx.get(base + "/api/run", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
+    # `samplescope serve` in its own process, timed until /api/run answers
+    with served(_run(out, n), timeout=600) as server:
+        base = server.base
         ready = time.perf_counter() - t
         # one client, its connection kept, as the page's fetches do (a new httpx client per
         # request adds its own set-up, about 50 ms here, to every figure)
@@ -406,7 +394,8 @@ def child_serve(out: Path, n: int) -> dict:
             client.get(base + f"/api/samples?limit=50&offset={i * 50}").raise_for_status()
             times.append(time.perf_counter() - t)
         # viewport queries: boxes of 1% of the map's area at seeded random places (the page's
-        # detail when zoomed in: every sample inside, up to its limit, one DuckDB query)
+        # detail when zoomed in: every sample inside counted, up to the limit drawn; above
+        # map_full_max answered by the compute worker from the saved map index)
         xy = samplescope.open_run(_run(out, n)).samples(["map_x", "map_y"], limit=20_000)
         lo, hi = xy[["map_x", "map_y"]].min().to_numpy(), xy[["map_x", "map_y"]].max().to_numpy()
         side = (hi - lo) * 0.1
@@ -431,16 +420,13 @@ def child_serve(out: Path, n: int) -> dict:
         import serve_speed
 
         paints = serve_speed.bench_browser(base, repeats=2)  # navigation -> the map drawn, headless Chromium
-        rss = psutil.Process(proc.pid).memory_info().rss / 2**30
+        rss = psutil.Process(server.process.pid).memory_info().rss / 2**30
         return {"ready_s": ready, "rss_gib": rss, "page_p50_ms": _pct(times, 50), "page_p99_ms": _pct(times, 99),
                 "viewport_p50_ms": _pct(views, 50), "viewport_p99_ms": _pct(views, 99),
                 "viewport_30s_p50_ms": _pct(warm, 50), "viewport_30s_p99_ms": _pct(warm, 99),
                 "viewport_bytes_p50": float(np.median(points)),
                 "first_paint_ms": [round(d) for d, _renderer, _count in paints],
                 "points_drawn": [count for _d, _renderer, count in paints]}
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 MAX_RSS_GIB: float | None = None

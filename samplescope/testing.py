@@ -69,27 +69,37 @@ uvicorn.run(create_app(sys.argv[1], settings), host="127.0.0.1", port=int(sys.ar
 """
 
 
+class Served:
+    """A server started by :func:`served`: its base URL and its process (for its pid or RSS)."""
+
+    def __init__(self, base: str, process: subprocess.Popen) -> None:
+        self.base = base
+        self.process = process
+
+
 @contextmanager
-def serving(
+def served(
     run_path: str | Path,
     *args: str,
     log: Path | None = None,
     timeout: float = 60.0,
     settings: dict[str, Any] | None = None,
-) -> Iterator[str]:
-    """Run ``samplescope serve RUN_PATH *args`` in a subprocess on a free port; yield its base URL.
+) -> Iterator[Served]:
+    """Run ``samplescope serve RUN_PATH *args`` in a subprocess on a free port; yield it once
+    ``/api/run`` answers, as a :class:`Served` (base URL and process).
 
     With ``settings`` (``Settings`` fields as JSON values, e.g. ``{"map_full_max": 500}``) the
     subprocess serves ``create_app(RUN_PATH, Settings(**settings))`` instead, and ``args`` must
-    be empty. Waits until ``/api/run`` answers (or fails with the server's output); stops the
-    server on exit. ``log`` keeps the server's output in that file.
+    be empty. Fails with the server's output if it exits or does not answer within ``timeout``
+    seconds; stops the server on exit. ``log`` keeps the server's output in that file (without
+    it the output goes to a temporary file, removed on exit).
     """
     import httpx
 
+    if settings is not None and args:
+        raise ValueError("served(): pass command-line args or settings, not both")
     port = free_port()
     log_path = Path(log) if log is not None else Path(tempfile.mkstemp(prefix="samplescope-serve-", suffix=".log")[1])
-    if settings is not None and args:
-        raise ValueError("serving(): pass command-line args or settings, not both")
     command = (
         [sys.executable, "-m", "samplescope", "serve", str(run_path), "--port", str(port), *args]
         if settings is None
@@ -111,7 +121,7 @@ def serving(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server did not answer within {timeout:.0f} s: {log_path.read_text()}")
             time.sleep(0.05)
-        yield base
+        yield Served(base, proc)
     finally:
         proc.terminate()
         try:
@@ -119,3 +129,18 @@ def serving(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if log is None:
+            log_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def serving(
+    run_path: str | Path,
+    *args: str,
+    log: Path | None = None,
+    timeout: float = 60.0,
+    settings: dict[str, Any] | None = None,
+) -> Iterator[str]:
+    """:func:`served`, yielding only the server's base URL."""
+    with served(run_path, *args, log=log, timeout=timeout, settings=settings) as server:
+        yield server.base

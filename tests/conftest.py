@@ -72,3 +72,26 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def check_held_columns(monkeypatch: pytest.MonkeyPatch):
+    """A check for a large run's server state: each named map column it holds equals what its
+    coder makes from the table (codes, dtype, legend entry), and none was read from the table
+    to get it (they came from analyze's saved files). Returns the coder's own ``whole`` and the
+    list of columns read from the table since (the watch stays on for the rest of the test)."""
+    import numpy as np
+
+    def check(state, names):
+        reads: list[str] = []
+        whole = state.coder.whole
+        monkeypatch.setattr(state.coder, "whole", lambda name: reads.append(name) or whole(name))
+        for name in names:
+            codes, entry = state.held_map.column(name)
+            want, want_entry = whole(name)
+            assert codes.dtype == want.dtype and entry == want_entry, name
+            np.testing.assert_array_equal(codes, want)
+        assert reads == [], f"read from the table, not loaded: {reads}"
+        return whole, reads
+
+    return check

@@ -59,7 +59,7 @@ def test_serve_reads_the_saved_overview_and_makes_its_own_otherwise(tiny_run, tm
     run.close()
 
 
-def test_analyze_saves_the_map_index_and_serve_reads_it(tiny_run_path, tmp_path, monkeypatch) -> None:
+def test_analyze_saves_the_map_index_and_serve_reads_it(tiny_run_path, tmp_path, monkeypatch, check_held_columns) -> None:
     import shutil
 
     import samplescope
@@ -87,14 +87,7 @@ def test_analyze_saves_the_map_index_and_serve_reads_it(tiny_run_path, tmp_path,
     saved = summary["map_index"]["columns"]
     assert list(saved) == list(state.map_columns) == ["label", "prediction", "loss", "subset", "correct"]
     frame = run.samples(columns=[*saved, "map_x", "map_y"])
-    reads = []
-    real_whole = state.coder.whole
-    monkeypatch.setattr(state.coder, "whole", lambda name: reads.append(name) or real_whole(name))
-    for name in saved:
-        codes, entry = state.held_map.column(name)
-        want_codes, want_entry = real_whole(name)
-        np.testing.assert_array_equal(codes, want_codes)
-        assert codes.dtype == want_codes.dtype and entry == want_entry
+    real_whole, reads = check_held_columns(state, saved)
     # the overview's columns are gathered from the same files, the positions read by id
     rows = state.map_rows
     assert rows is not None and 0 < len(rows) < len(frame)

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 
 
 @pytest.mark.parametrize("name", ["diabetes_run", "pairs_run"])
-def test_saved_columns_equal_the_servers_coding(name, request, tmp_path, monkeypatch):
+def test_saved_columns_equal_the_servers_coding(name, request, tmp_path, monkeypatch, check_held_columns):
     import samplescope
     from samplescope.pipeline.analyze import analyze_run
     from samplescope.server import Settings
@@ -27,15 +26,7 @@ def test_saved_columns_equal_the_servers_coding(name, request, tmp_path, monkeyp
     state = ServerState(run, Settings(prewarm=False, map_full_max=100, map_overview_points=50))
     try:
         assert list(saved) == list(state.map_columns) and "label" in saved
-        reads = []
-        whole = state.coder.whole
-        monkeypatch.setattr(state.coder, "whole", lambda c: reads.append(c) or whole(c))
-        for column in saved:
-            codes, entry = state.held_map.column(column)
-            want, want_entry = whole(column)
-            assert codes.dtype == want.dtype and entry == want_entry, column
-            np.testing.assert_array_equal(codes, want)
-        assert reads == []  # every one loaded from analyze's files
+        check_held_columns(state, saved)  # every one loaded from analyze's files
         kinds = {c: saved[c]["kind"] for c in saved}
         assert kinds["loss"] == "numeric" and kinds["subset"] == "categorical"
         assert kinds["label"] == ("numeric" if name == "diabetes_run" else "categorical")
