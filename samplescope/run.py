@@ -633,24 +633,32 @@ class Run:
         return [i for i in found if kind is None or i.kind == kind]
 
     def aggregate(
-        self, x: str, y: str = "loss", by: str | None = None, subset: str | None = None, bins: int = 10
+        self,
+        x: str,
+        y: str = "loss",
+        by: str | None = None,
+        subset: str | None = None,
+        bins: int = 10,
+        *,
+        where: Any = None,
+        binning: Literal["quantile", "uniform"] = "quantile",
     ) -> pd.DataFrame:
-        """Mean of ``y`` (loss, correct = accuracy, count, or any numeric column) per bin/group of ``x``.
+        """Mean of ``y`` (loss, correct = accuracy, count, or any numeric column) per bin/group of ``x``,
+        optionally per value of ``by``, over the rows of ``subset`` that match ``where`` (as in
+        :meth:`samples`).
 
-        Only the (at most three) columns it needs are read from DuckDB, for ``subset`` only;
-        the binning runs on them in numpy (:func:`samplescope.analysis.metrics.aggregate`).
+        Computed in DuckDB (store/aggregate.py): no row is loaded, the answer has at most
+        groups x bins rows. Its columns and rules are those of
+        :func:`samplescope.analysis.metrics.aggregate`, which does the same for a DataFrame.
         """
-        from samplescope.analysis.metrics import aggregate
+        from samplescope.analysis.metrics import MAX_BINS, MAX_GROUPS, MAX_VALUES
+        from samplescope.store.aggregate import aggregate
 
-        available = self.db.columns()
-        wanted = [x, *([] if y == "count" and "count" not in available else [y]), *([by] if by else [])]
-        for name, role in ((x, "x"), (y, "y"), (by, "by")):
-            if name is not None and name not in available and not (role == "y" and name == "count"):
-                raise NotFoundError(
-                    f"{role} column {name!r} is not in the table; available columns: {', '.join(available)}"
-                )
-        frame = self.samples(columns=list(dict.fromkeys(wanted)), subset=subset)
-        return aggregate(frame, x=x, y=y, by=by, bins=bins)
+        self._check_subset(subset)
+        return aggregate(
+            self.db, x, y, by, subset=subset, where=where, bins=bins, binning=binning,
+            max_bins=MAX_BINS, max_groups=MAX_GROUPS, max_values=MAX_VALUES,
+        )  # fmt: skip
 
     def metrics(self, subset: str = "validation") -> dict[str, Any]:
         """The task's metrics of one subset (``task`` names it).

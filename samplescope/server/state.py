@@ -298,13 +298,12 @@ class ServerState:
     def aggregate(
         self, x: str, y: str, by: str | None, subset: str | None, bins: int
     ) -> pd.DataFrame:
-        """``analysis.metrics.aggregate`` over the (at most three) columns it needs, read from
-        DuckDB for ``subset`` only, within the server's limits."""
-        from samplescope.analysis.metrics import aggregate
+        """``y`` over bins (or values) of ``x``, computed in DuckDB (store/aggregate.py) for
+        ``subset`` only, within the server's limits."""
+        from samplescope.store.aggregate import aggregate
 
-        frame = self.run.samples(columns=list(dict.fromkeys([x, y, *([by] if by else [])])), subset=subset)
         return aggregate(
-            frame, x, y=y, by=by, bins=bins,
+            self.run.db, x, y, by, subset=subset, bins=bins,
             max_bins=limits.MAX_BINS, max_groups=limits.MAX_GROUPS, max_values=limits.MAX_BINS,
         )  # fmt: skip
 

@@ -319,6 +319,12 @@ class RunDatabase:
         with self._cursor() as cur, _sql_errors(where):
             return int(cur.execute(f"SELECT count(*) FROM {self._source()} {clause}", params).fetchone()[0])
 
+    def clause(self, where: Where = None, subset: str | None = None) -> tuple[str, list[Any]]:
+        """The ``WHERE`` clause (empty when there is no condition) and its bound parameters for
+        ``where`` and ``subset``, checked against the table, for a query the store composes."""
+        self._require_samples()
+        return self._where(where, subset, self.columns())
+
     def _where(self, where: Where, subset: str | None, available: dict[str, str]) -> tuple[str, list[Any]]:
         clause, params = compile_where(where, available)
         if subset is not None:
@@ -385,7 +391,8 @@ class RunDatabase:
             return cur.fetchnumpy()
 
     def fetch(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
-        """A read-only query the store composed itself (aggregations in store/aggregate.py)."""
+        """A read-only query the store composed itself (e.g. store/aggregate.py); ``{source}`` in
+        ``sql`` is the samples table."""
         with self._cursor() as cur:
             return cur.execute(sql.replace("{source}", self._source()), params or []).df()
 

@@ -138,6 +138,15 @@ def test_aggregate_equals_the_whole_table_version(run, table, x, y, by):
         _same(run.aggregate(x, y=y, by=by, subset=subset), aggregate(part, x=x, y=y, by=by))
 
 
+def test_aggregate_with_where_equals_pandas_on_the_filtered_rows(run, table):
+    part = table[table["label"].isin([1, 2]) & (table["subset"] == "validation")]
+    got = run.aggregate("confidence", "loss", by="label", subset="validation", bins=4,
+                        where={"label": [1, 2]}, binning="uniform")  # fmt: skip
+    _same(got, aggregate(part, x="confidence", y="loss", by="label", bins=4, binning="uniform"))
+    with pytest.raises(NotFoundError, match="Unknown subset 'test'"):
+        run.aggregate("confidence", subset="test")
+
+
 def test_one_table_after_analysis_and_schema_1_still_reads(run_path, tmp_path, table):
     """The analysis is stored in the samples table (no join); a run whose analysis is in a separate
     table (schema 1) reads the same."""
