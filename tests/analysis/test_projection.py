@@ -92,6 +92,22 @@ def test_pca_is_scikit_learns(blobs) -> None:
     )
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_pca_above_a_block_streams_the_same_axes(blobs, monkeypatch, metric) -> None:
+    """Above PCA_BLOCK rows the axes come from IncrementalPCA fed block by block (the latent
+    not copied whole): the same map, up to each axis's sign, as PCA over all rows at once."""
+    from samplescope.analysis import projection
+
+    x = blobs[0]
+    whole = Projection("pca", metric=metric).fit_transform(x)
+    monkeypatch.setattr(projection, "PCA_BLOCK", len(x) // 7)
+    blocks = Projection("pca", metric=metric).fit_transform(x)
+    assert blocks.dtype == np.float32 and blocks.shape == (len(x), 2)
+    for axis in range(2):
+        sign = np.sign(np.dot(whole[:, axis], blocks[:, axis]))
+        np.testing.assert_allclose(sign * blocks[:, axis], whole[:, axis], atol=1e-3 * np.abs(whole).max())
+
+
 def test_fuzzy_graph_matches_umap(blobs) -> None:
     """Against umap's own functions, run as plain Python (``.py_func``: no JIT, fast here)."""
     with warnings.catch_warnings():
