@@ -173,14 +173,10 @@ def _analyze(path: str | Path, scratch: Path, *, layer: str | None, projection: 
         "engine": {"name": "embedded"} if engine is None else engine.describe(),
     }
     with atomic_folder(Path(path), overwrite=True, start_from=Path(path)) as tmp:
-        if isinstance(latent, np.memmap) and Path(str(latent.filename)).parent == scratch:
-            latent.flush()
-            place_file(scratch / LATENT_FILE, tmp / LATENT_FILE)  # a hard link: not written twice
-        else:
-            np.save(tmp / LATENT_FILE, latent)
+        _keep(latent, scratch, tmp / LATENT_FILE)
         neighbors.save(tmp)  # the kNN graph (and the IVF index above the exact threshold)
         if gradcam is not None:
-            np.save(tmp / GRADCAM_FILE, gradcam)
+            _keep(gradcam, scratch, tmp / GRADCAM_FILE)
         elif (tmp / GRADCAM_FILE).exists():
             (tmp / GRADCAM_FILE).unlink()  # stale: from an earlier model or analysis
         shutil.rmtree(tmp / HEATMAP_CACHE, ignore_errors=True)  # inputs may have changed
@@ -263,7 +259,8 @@ def _encode_pass(run: Run, integ: Any, model: Any, layer: str, labels: np.ndarra
     """Every sample encoded once, in bounded batches: logits (N, C), latent (N, D), the pixel
     sketch, the aligned sketch (image inputs; else None) and, with ``heatmaps="all"``, Grad-CAM
     (N, 2, H, W) float16 for the predicted and the true class. Besides those outputs the pass
-    holds a few batches, whatever N. With ``scratch`` the latent is a memory-mapped .npy there."""
+    holds a few batches, whatever N. With ``scratch`` the logits, the latent and Grad-CAM are
+    memory-mapped .npy files there."""
     from samplescope.analysis.inference import run_inference
     from samplescope.pipeline.encode import fit_sketches, input_batches
 
@@ -282,20 +279,25 @@ def _encode_pass(run: Run, integ: Any, model: Any, layer: str, labels: np.ndarra
                 aligned_sketch.transform_into(aligned, start, x)
             yield start, x
 
+    def array(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """An (N, ...) output: memory-mapped in ``scratch`` (allocated now: a full disk says so),
+        else in memory; zeros either way."""
+        if scratch is None:
+            return np.zeros(shape, dtype)
+        with disk_errors(Path(run.path).parent, Path(run.path).name):
+            return mapped_array(scratch / name, shape, dtype)
+
     logits = latent = gradcam = None
-    if heatmaps == "all":
+    if heatmaps == "all":  # (N, 2, H, W) float16: 31 GB for 10M MNIST digits, so on disk
         h, w = run.info["input_shape"][-2:]
-        gradcam = np.zeros((n, 2, h, w), np.float16)
+        gradcam = array(GRADCAM_FILE, (n, 2, h, w), np.float16)
     bar = tqdm(total=n, desc="inference", unit="sample", disable=not progress, leave=False)
     for start, x in prefetch(batches()):  # the next batches are encoded while the model runs
         result = run_inference(model, [x], layer=layer)
         stop = start + len(x)
-        if logits is None:
-            logits = np.empty((n, result.logits.shape[1]), np.float32)
-            shape = (n, result.latent.shape[1])
-            with disk_errors(Path(run.path).parent, Path(run.path).name):
-                latent = (np.empty(shape, np.float32) if scratch is None else
-                          mapped_array(scratch / LATENT_FILE, shape, np.float32))
+        if logits is None:  # (N, C) and (N, D): with many classes the logits outgrow the latent
+            logits = array(layout.SCRATCH_LOGITS, (n, result.logits.shape[1]), np.float32)
+            latent = array(LATENT_FILE, (n, result.latent.shape[1]), np.float32)
         logits[start:stop], latent[start:stop] = result.logits, result.latent
         if gradcam is not None:
             _gradcams_into(gradcam, run, model, x, start, result.logits.argmax(1), labels[start:stop])
@@ -304,6 +306,16 @@ def _encode_pass(run: Run, integ: Any, model: Any, layer: str, labels: np.ndarra
     if logits is None:
         raise RunError(f"Run {run.path} has no samples to analyse; train it on a non-empty integration.")
     return logits, latent, pixels, aligned, gradcam
+
+
+def _keep(array: np.ndarray, scratch: Path | None, target: Path) -> None:
+    """Put an output of the pass in the run folder being written: a memory-mapped file of the
+    scratch folder by a hard link (not written twice), any other array by ``np.save``."""
+    if scratch is not None and isinstance(array, np.memmap) and Path(str(array.filename)).parent == scratch:
+        array.flush()
+        place_file(Path(str(array.filename)), target)
+    else:
+        np.save(target, array)
 
 
 def _gradcams_into(out: np.ndarray, run: Run, model: Any, x: np.ndarray, start: int, preds: np.ndarray,

@@ -24,6 +24,8 @@ HEATMAP_CACHE = "heatmaps"  # on-demand heatmaps, one .npy per (method, sample, 
 #: tags and saved selections: the user's decisions, kept apart from the analysis (re-analysing keeps them)
 ANNOTATIONS = "annotations"
 CHECKPOINT = "checkpoint.pt"  # in the hidden .<name>.partial folder of an unfinished training
+#: ``analyze``'s (N, C) logits, memory-mapped in its scratch folder beside the run while it runs (not kept)
+SCRATCH_LOGITS = "logits.npy"
 #: The latent kNN graph written by analyze: (N, k) int32 neighbour rows, nearest first, self excluded ...
 NEIGHBOR_ROWS = "knn_rows.npy"
 #: ... and their (N, k) float32 cosine distances (1 - similarity).

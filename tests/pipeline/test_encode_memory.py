@@ -83,3 +83,73 @@ def test_sketch_keeps_the_pixel_distance_bound():
     same = PixelSketch(n_components=5).fit(x).transform(np.concatenate([x[:3], x[:3]]))
     np.testing.assert_array_equal(same.digest[:3], same.digest[3:])
     assert len(set(f.digest.tolist())) == 300
+
+
+def _images(n: int) -> Integration:
+    """n 8 x 8 images made from the index alone (the tiny run's input shape)."""
+    integ = Integration(f"images-{n}", classes=[str(d) for d in range(10)], version="1")
+
+    @integ.subset("train")
+    def train(state) -> Subset:
+        return Subset(ids=range(n))
+
+    @integ.input("image", batched=True)
+    def image(batch: Batch) -> np.ndarray:
+        rows = np.asarray(batch.ids, dtype=np.float32)[:, None, None, None]
+        grid = np.arange(64, dtype=np.float32).reshape(1, 1, 8, 8)
+        return (np.sin(rows * 0.37 + grid) + 1) / 2  # (B, 1, 8, 8)
+
+    @integ.ground_truth_batched
+    def label(batch: Batch) -> np.ndarray:
+        return np.asarray(batch.ids, dtype=np.int64) % 10
+
+    return integ
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    import samplescope
+    from samplescope.testing import make_tiny_run
+
+    run = samplescope.open_run(make_tiny_run(tmp_path_factory.mktemp("pass") / "run"))
+    yield run
+    run.close()
+
+
+def _peak_of_whole_pass(run, n: int, scratch) -> tuple[int, tuple]:
+    """(peak bytes traced by analyze's whole pass over n images with Grad-CAM, its outputs)."""
+    from types import SimpleNamespace
+
+    from samplescope.pipeline.analyze import _encode_pass
+
+    integ = _images(n)
+    # the tiny run's model, layers and input shape; this integration's subsets
+    view = SimpleNamespace(info={**run.info, "subsets": {"train": n}}, path=run.path)
+    model = run.model()
+    integ.encode_inputs("train", np.arange(4))
+    labels = np.arange(n) % 10
+    tracemalloc.start()
+    try:
+        out = _encode_pass(view, integ, model, run.info["latent_layer"], labels, "all", 0, False, scratch=scratch)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak, out
+
+
+def test_the_whole_pass_with_gradcam_stays_flat_from_6k_to_40k_samples(tiny_run, tmp_path):
+    """Inference, the latent, both sketches and Grad-CAM of every sample: the outputs are
+    memory-mapped in the scratch folder, so the heap the pass traces does not grow with N
+    (held in memory, 34,000 more samples' Grad-CAM and logits would be 10 MB more). Both
+    sizes are above the sketches' fitting sample (5,000 inputs), which is the pass's largest
+    working array."""
+    for name in ("warm", "a", "b"):
+        (tmp_path / name).mkdir()
+    _peak_of_whole_pass(tiny_run, 500, tmp_path / "warm")  # imports, first calls and caches, unmeasured
+    small, _ = _peak_of_whole_pass(tiny_run, 6_000, tmp_path / "a")
+    large, (logits, latent, _pixels, _aligned, gradcam) = _peak_of_whole_pass(tiny_run, 40_000, tmp_path / "b")
+    for array in (logits, latent, gradcam):
+        assert isinstance(array, np.memmap) and len(array) == 40_000
+    assert gradcam.shape == (40_000, 2, 8, 8) and np.abs(gradcam[-100:]).sum() > 0  # filled to the end
+    held = 34_000 * (2 * 64 * 2 + logits.shape[1] * 4)  # what 34k more rows of Grad-CAM and logits hold
+    assert large < small + held / 4, (small, large, held)
