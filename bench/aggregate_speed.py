@@ -4,7 +4,7 @@ samples table.
 
     python bench/aggregate_speed.py [--sizes 1000000,10000000] [--repeat 3]
 
-For each size: a DuckDB samples table of N rows (loss, confidence, label, correct, subset)
+For each size: a DuckDB samples table of N rows (loss, confidence, label, correct, subset, map)
 in a temporary folder; each aggregate the dashboards ask (mean loss per confidence bin;
 split by label; accuracy per label) timed both ways, the best of ``--repeat``, with the
 Python heap's peak (tracemalloc) of each way, the answers checked equal. Prints the
@@ -51,6 +51,8 @@ def _table(path: Path, n: int) -> None:
             "confidence": rng.random(m).astype(np.float32),
             "loss": rng.exponential(0.3, m).astype(np.float32),
             "correct": rng.random(m) < 0.9,
+            "map_x": rng.normal(size=m).astype(np.float32),
+            "map_y": rng.normal(size=m).astype(np.float32),
         }))  # fmt: skip
     db.write_samples(pd.concat(frames, ignore_index=True))
     db.close()

@@ -17,16 +17,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
 from samplescope.errors import ParameterError
 from samplescope.server.state import ServerState
+from samplescope.store import serving
 from samplescope.store.serving import Condition
 
 OPERATORS = ("exact", "not", "gt", "gte", "lt", "lte", "in", "isnull")
 _OPS = {"exact": "==", "not": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-#: Columns a selection's summary reads.
-STAT_COLUMNS = ("label", "correct", "loss", "subset")
 
 
 def conditions_of(state: ServerState, filters: Iterable[tuple[str, str]]) -> list[Condition]:
@@ -98,39 +95,14 @@ def legend_condition(state: ServerState, column: str, value: str) -> Condition:
     return Condition(column, "text ==", value)
 
 
-def selection_stats(state: ServerState, rows: pd.DataFrame) -> dict[str, Any]:
-    """Count, accuracy, mean loss and class mix of a selection's rows (``STAT_COLUMNS``)."""
-    labelled = rows[rows["label"].notna()] if "label" in rows else rows
-    correct = labelled["correct"].astype(float) if "correct" in labelled else pd.Series(dtype=float)
-    mix = []
-    if len(labelled) and "label" in state.class_columns:  # the class mix, when there is one class per sample
-        wrong = ~labelled["correct"].astype(bool)
-        counts = pd.DataFrame({"label": labelled["label"].astype(int), "wrong": wrong}).groupby(
-            "label"
-        )["wrong"].agg(["size", "sum"])
-        mix = [
-            {
-                "class_index": int(c),
-                "name": state.classes[int(c)],
-                "count": int(n),
-                "errors": int(e),
-            }
-            for c, n, e in counts.sort_values("size", ascending=False, kind="stable").itertuples()
-        ]
-    loss = rows["loss"].where(rows["loss"].notna(), -math.inf) if "loss" in rows else None
-    top = rows.assign(_l=loss).sort_values(["_l", "sample_id"], ascending=[False, True]).head(60)
-    return {
-        "count": len(rows),
-        "accuracy": _mean(correct),
-        "mean_loss": _mean(labelled["loss"]) if "loss" in labelled else None,
-        "class_mix": mix,
-        "subsets": {str(k): int(v) for k, v in rows["subset"].value_counts().items()},
-        "examples": [int(i) for i in top["sample_id"]],
-    }
-
-
-def _mean(values: pd.Series) -> float | None:
-    return float(values.mean()) if len(values) and values.notna().any() else None
+def selection_stats(state: ServerState, clause: str, params: list[Any]) -> dict[str, Any]:
+    """Count, accuracy, mean loss, class mix, subsets and the highest-loss examples of the
+    samples ``clause`` keeps, computed in DuckDB (``store.serving.selection_summary``)."""
+    found = serving.selection_summary(state.run.db, clause, params, class_mix="label" in state.class_columns)
+    found["class_mix"] = [
+        {"class_index": c, "name": state.classes[c], "count": n, "errors": e} for c, n, e in found["class_mix"]
+    ]
+    return found
 
 
 def _parse(state: ServerState, column: str, key: str, value: str) -> Any:

@@ -3,7 +3,7 @@
 A run of millions of samples cannot be drawn whole in a browser, so the server sends a
 density-aware **overview** (:func:`overview_ids`) and, when the page zooms in, every sample
 of its **viewport** (:func:`in_box`). Box and lasso selections are resolved here over every
-sample inside the shape (:func:`in_shape`), not only over the drawn ones.
+sample inside the shape (:func:`shape_where`), not only over the drawn ones.
 """
 
 from __future__ import annotations
@@ -160,33 +160,45 @@ def in_box(
     return rows, total
 
 
-def in_shape(
-    db: RunDatabase,
-    polygon: Sequence[tuple[float, float]],
-    conditions: Sequence[Condition],
-    columns: Sequence[str],
-) -> pd.DataFrame:
-    """Every sample inside ``polygon`` (data coordinates), ``columns`` only, in ``sample_id``
-    order: its bounding box in SQL, then an exact even-odd test in numpy on those candidates."""
-    pts = np.asarray(polygon, dtype=np.float64)  # (V, 2)
-    box = box_conditions(pts[:, 0].min(), pts[:, 0].max(), pts[:, 1].min(), pts[:, 1].max())
-    clause, params = where_sql([*box, *conditions], db.columns())
-    select = ", ".join(quote(c) for c in dict.fromkeys(["sample_id", "map_x", "map_y", *columns]))
-    found = db.fetch(f'SELECT {select} FROM {{source}} {clause} ORDER BY "sample_id"', params)
-    keep = points_in_polygon(found["map_x"].to_numpy(np.float64), found["map_y"].to_numpy(np.float64), pts)
-    return found[keep].reset_index(drop=True)
+def _double(value: float) -> str:
+    """A float as a DuckDB DOUBLE literal, exactly (an exponent makes it DOUBLE, not DECIMAL)."""
+    value = float(value)
+    return f"{value:.17e}" if np.isfinite(value) else f"CAST('{value}' AS DOUBLE)"  # an edge's span may overflow
 
 
-def points_in_polygon(x: np.ndarray, y: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Even-odd rule (the page's lasso uses the same): a boolean per point, (N,)."""
-    inside = np.zeros(len(x), dtype=bool)
-    xa, ya = polygon[:, 0], polygon[:, 1]
+def polygon_sql(polygon: Sequence[tuple[float, float]]) -> str:
+    """SQL true for the samples inside ``polygon`` by the even-odd rule (the page's lasso draws
+    with the same rule), in float64: a row is inside when an odd number of the polygon's edges
+    cross the horizontal ray to its left."""
+    pts = np.asarray(polygon, dtype=np.float64)
+    xa, ya = pts[:, 0], pts[:, 1]
     xb, yb = np.roll(xa, 1), np.roll(ya, 1)
-    for i in range(len(polygon)):  # one pass per edge, vectorised over the points
-        crosses = (ya[i] > y) != (yb[i] > y)
-        if not crosses.any():
-            continue
-        with np.errstate(divide="ignore", invalid="ignore"):
-            at = (xb[i] - xa[i]) * (y - ya[i]) / (yb[i] - ya[i]) + xa[i]
-        inside ^= crosses & (x < at)
-    return inside
+    x, y = 'CAST("map_x" AS DOUBLE)', 'CAST("map_y" AS DOUBLE)'
+    terms = [
+        f"CAST((({_double(ya[i])} > {y}) <> ({_double(yb[i])} > {y})) AND {x} < "
+        f"{_double(xb[i] - xa[i])} * ({y} - {_double(ya[i])}) / {_double(yb[i] - ya[i])} + {_double(xa[i])} "
+        "AS INTEGER)"
+        for i in range(len(pts))
+        if ya[i] != yb[i]  # a horizontal edge crosses no ray
+    ]
+    return f"(({' + '.join(terms)}) % 2 = 1)" if terms else "false"
+
+
+def shape_where(
+    db: RunDatabase,
+    conditions: Sequence[Condition],
+    *,
+    box: tuple[float, float, float, float] | None = None,
+    polygon: Sequence[tuple[float, float]] | None = None,
+) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause and parameters of the samples inside ``box`` (x0, x1, y0, y1, edges
+    included) or ``polygon`` (its bounding box, then the even-odd rule) that match ``conditions``."""
+    if (box is None) == (polygon is None):
+        raise ValueError("shape_where(): give a box or a polygon")
+    if polygon is not None:
+        pts = np.asarray(polygon, dtype=np.float64)
+        box = (pts[:, 0].min(), pts[:, 0].max(), pts[:, 1].min(), pts[:, 1].max())
+    clause, params = where_sql([*box_conditions(*box), *conditions], db.columns())
+    if polygon is not None:
+        clause = f"{clause} AND {polygon_sql(polygon)}"
+    return clause, params

@@ -187,11 +187,59 @@ def group_counts(db: RunDatabase, column: str, conditions: Sequence[Condition]) 
     return db.fetch(f"SELECT {col} AS value, count(*) AS n FROM {{source}} {clause} GROUP BY ALL", params)
 
 
-def frame(db: RunDatabase, columns: Sequence[str], conditions: Sequence[Condition]) -> pd.DataFrame:
-    """The rows matching ``conditions``, ``columns`` only, in ``sample_id`` order."""
-    clause, params = where_sql(conditions, db.columns())
-    select = ", ".join(quote(c) for c in dict.fromkeys(["sample_id", *columns]))
-    return db.fetch(f'SELECT {select} FROM {{source}} {clause} ORDER BY "sample_id"', params)
+def selection_summary(
+    db: RunDatabase, clause: str, params: list[Any], *, class_mix: bool, examples: int = 60
+) -> dict[str, Any]:
+    """Count, accuracy and mean loss over the labelled rows, the class mix (``class_mix``: one
+    class index per sample in ``label``) as (class, count, errors), the subsets and the
+    ``examples`` highest-loss ids of the rows that ``clause`` (a ``WHERE`` clause, or "")
+    keeps: one grouped scan and one top-N, however many rows the selection holds.
+
+    As pandas would: a row is labelled when its label is not missing, means skip missing
+    values (None when nothing is left), a row is an error when ``correct`` is false, the mix
+    is ordered by count (then class), the examples by loss (missing last, then id)."""
+    types = db.columns()
+    by_label = class_mix and "label" in types
+    labelled = f"NOT {_missing('label', types)}" if "label" in types else "true"
+    loss = f'(CASE WHEN NOT {_missing("loss", types)} THEN CAST("loss" AS DOUBLE) END)' if "loss" in types else "NULL"
+    right = 'CAST("correct" AS DOUBLE)' if "correct" in types else "NULL"
+    wrong = 'NOT "correct"' if "correct" in types else "false"
+    columns = [
+        'GROUPING("subset") AS by_subset',
+        'GROUPING("label") AS by_label, "label"' if by_label else "1 AS by_label",
+        '"subset", count(*) AS n',
+        f"avg({right}) FILTER (WHERE {labelled}) AS accuracy",
+        f"avg({loss}) FILTER (WHERE {labelled}) AS mean_loss",
+        f"count(*) FILTER (WHERE {labelled} AND {wrong}) AS errors",
+    ]
+    sets = ["()", '("subset")', *(['("label")'] if by_label else [])]
+    grouped = db.fetch(
+        f"SELECT {', '.join(columns)} FROM {{source}} {clause} GROUP BY GROUPING SETS ({', '.join(sets)})", params
+    )
+    whole = grouped[(grouped["by_subset"] == 1) & (grouped["by_label"] == 1)].iloc[0]
+    subsets = grouped[grouped["by_subset"] == 0].sort_values(["n", "subset"], ascending=[False, True])
+    mix = []
+    if by_label:
+        classes = grouped[(grouped["by_label"] == 0) & grouped["label"].notna()]
+        classes = classes.sort_values(["n", "label"], ascending=[False, True])
+        mix = [(int(c), int(n), int(e)) for c, n, e in zip(classes["label"], classes["n"], classes["errors"])]
+    order = f"({loss} IS NULL), {loss} DESC, " if "loss" in types else ""
+    top = db.fetch_numpy(
+        f'SELECT "sample_id" FROM {{source}} {clause} ORDER BY {order}"sample_id" LIMIT {int(examples)}', params
+    )
+    return {
+        "count": int(whole["n"]),
+        "accuracy": None if pd.isna(whole["accuracy"]) else float(whole["accuracy"]),
+        "mean_loss": None if pd.isna(whole["mean_loss"]) else float(whole["mean_loss"]),
+        "class_mix": mix,
+        "subsets": {str(k): int(v) for k, v in zip(subsets["subset"], subsets["n"])},
+        "examples": [int(i) for i in top["sample_id"]],
+    }
+
+
+def _missing(name: str, types: Mapping[str, str]) -> str:
+    col = quote(name)
+    return f"({col} IS NULL OR isnan({col}))" if types[name].upper() in FLOAT_TYPES else f"({col} IS NULL)"
 
 
 def _plain(value: Any) -> Any:

@@ -40,7 +40,7 @@ from samplescope.server.models import (
 from samplescope.server.openapi import errors
 from samplescope.server.queries import MapFilter
 from samplescope.server.state import ServerState
-from samplescope.store import map_queries, serving
+from samplescope.store import map_queries
 
 router = APIRouter(prefix="/api", tags=["annotations"])
 
@@ -73,12 +73,10 @@ def resolve_ids(state: ServerState, samples: ShapeQuery) -> np.ndarray:
         return state.rows_of(query.ids)
     state.require_map()
     conditions = MapFilter(**query.filters.model_dump()).conditions(state)
-    if isinstance(query, BoxSelection):
-        x0, x1, y0, y1 = query.box
-        found = serving.frame(state.run.db, [], [*map_queries.box_conditions(x0, x1, y0, y1), *conditions])
-    else:
-        found = map_queries.in_shape(state.run.db, query.polygon, conditions, [])
-    return found["sample_id"].to_numpy(np.int64)
+    shape = {"box": tuple(query.box)} if isinstance(query, BoxSelection) else {"polygon": query.polygon}
+    clause, params = map_queries.shape_where(state.run.db, conditions, **shape)
+    found = state.run.db.fetch_numpy(f'SELECT "sample_id" FROM {{source}} {clause} ORDER BY "sample_id"', params)
+    return np.asarray(found["sample_id"], dtype=np.int64)
 
 
 def _room(have: int, what: str) -> None:

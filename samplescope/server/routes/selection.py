@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import pandas as pd
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -14,9 +13,10 @@ from samplescope.server.deps import State, parse_ids
 from samplescope.server.limits import MAX_IDS
 from samplescope.server.models import BoxSelection, SelectionPublic, SelectionQuery, ShapeQuery
 from samplescope.server.openapi import errors
-from samplescope.server.queries import STAT_COLUMNS, MapFilter
+from samplescope.server.queries import MapFilter
 from samplescope.server.state import ServerState
 from samplescope.store import map_queries, serving
+from samplescope.store.serving import Condition
 
 router = APIRouter(prefix="/api", tags=["selection"])
 
@@ -28,7 +28,7 @@ def selection_get(
 ) -> SelectionPublic:
     """Count, accuracy, mean loss, class mix and the highest-loss examples of a selection."""
     wanted = parse_ids(ids, max_ids=MAX_IDS)
-    return SelectionPublic(**queries.selection_stats(state, _id_rows(state, wanted)))
+    return SelectionPublic(**queries.selection_stats(state, *_id_where(state, wanted)))
 
 
 @router.post(
@@ -46,7 +46,7 @@ async def selection_post(state: State, request: Request) -> Response:
     """The same as GET, for selections too large for a URL (a body of at most 2 MiB,
     ``MAX_BODY_BYTES``), or for a shape: ``{"box": [x0, x1, y0, y1]}`` or ``{"polygon":
     [[x, y], ...]}`` with the map's ``filters``, resolved over every sample inside it (not only
-    the drawn ones; a lasso is its bounding box in DuckDB, then an exact test on those).
+    the drawn ones; a lasso is its bounding box and the even-odd rule, both in DuckDB).
     Changes nothing.
 
     The body is parsed, checked and answered in the compute lane (503 when busy), not on the
@@ -69,20 +69,16 @@ def _selection_json(state: ServerState, body: bytes) -> bytes:
             p["loc"] = ("body", *p.get("loc", ()))
         raise RequestValidationError(problems) from None
     if isinstance(query, SelectionQuery):
-        rows = _id_rows(state, query.ids)
+        clause, params = _id_where(state, query.ids)
     else:
         state.require_map()
         conditions = MapFilter(**query.filters.model_dump()).conditions(state)
-        if isinstance(query, BoxSelection):
-            x0, x1, y0, y1 = query.box
-            rows = serving.frame(
-                state.run.db, STAT_COLUMNS, [*map_queries.box_conditions(x0, x1, y0, y1), *conditions]
-            )
-        else:
-            rows = map_queries.in_shape(state.run.db, query.polygon, conditions, STAT_COLUMNS)
-    return SelectionPublic(**queries.selection_stats(state, rows)).model_dump_json().encode()
+        shape = {"box": tuple(query.box)} if isinstance(query, BoxSelection) else {"polygon": query.polygon}
+        clause, params = map_queries.shape_where(state.run.db, conditions, **shape)
+    return SelectionPublic(**queries.selection_stats(state, clause, params)).model_dump_json().encode()
 
 
-def _id_rows(state: ServerState, ids: list[int]) -> pd.DataFrame:
-    """The summary's columns of these samples (unknown ids are a 404)."""
-    return state.rows(sorted(set(ids)), STAT_COLUMNS)
+def _id_where(state: ServerState, ids: list[int]) -> tuple[str, list]:
+    """The clause of these samples (unknown ids are a 404)."""
+    wanted = state.rows_of(sorted(set(ids)))
+    return serving.where_sql([Condition("sample_id", "in", wanted.tolist())], state.run.db.columns())
