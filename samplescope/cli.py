@@ -355,6 +355,7 @@ def _demo(args: argparse.Namespace) -> int:
     from samplescope.data.mnist import fetch_mnist
     from samplescope.pipeline.analyze import analyze_run, summary_text
     from samplescope.pipeline.train import train_run
+    from samplescope.store import layout
     from samplescope.store.folder import is_run, read_json
 
     out = Path(args.out)
@@ -372,7 +373,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"{out} exists; reusing it (delete it to train again)")
         split["train"] = "reused"
     t = time.perf_counter()
-    if not (read_json(out / "run.json").get("analysis")):
+    if not (read_json(out / layout.RUN_JSON).get("analysis")):
         analyze_run(out, device=args.device)
         split["analyse"] = time.perf_counter() - t
     else:

@@ -225,8 +225,8 @@ def _save(folder: Path, data: dict[str, dict[str, np.ndarray]]) -> None:
     for subset, arrays in data.items():
         index[subset] = list(arrays)
         for key, a in arrays.items():
-            np.save(out / f"{subset}.{key}.npy", _plain(a), allow_pickle=False)
-    (out / "index.json").write_text(json.dumps(index))
+            np.save(out / layout.ARRAYS_FILE.format(subset=subset, key=key), _plain(a), allow_pickle=False)
+    (out / layout.ARRAYS_INDEX).write_text(json.dumps(index))
 
 
 def replace_array(folder: Path, subset: str, key: str, values: np.ndarray) -> None:
@@ -235,11 +235,11 @@ def replace_array(folder: Path, subset: str, key: str, values: np.ndarray) -> No
     from samplescope.store import layout
 
     out = Path(folder) / layout.ARRAYS
-    index = json.loads((out / "index.json").read_text())
-    np.save(out / f"{subset}.{key}.npy", _plain(values), allow_pickle=False)
+    index = json.loads((out / layout.ARRAYS_INDEX).read_text())
+    np.save(out / layout.ARRAYS_FILE.format(subset=subset, key=key), _plain(values), allow_pickle=False)
     if key not in index.setdefault(subset, []):
         index[subset].append(key)
-    (out / "index.json").write_text(json.dumps(index))
+    (out / layout.ARRAYS_INDEX).write_text(json.dumps(index))
 
 
 def rebuild(run_path: str | Path, recipe: dict[str, Any]) -> Any:
@@ -248,9 +248,9 @@ def rebuild(run_path: str | Path, recipe: dict[str, Any]) -> Any:
 
     folder = Path(run_path) / layout.ARRAYS
     try:
-        index = json.loads((folder / "index.json").read_text())
+        index = json.loads((folder / layout.ARRAYS_INDEX).read_text())
         data = {
-            s: {k: np.load(folder / f"{s}.{k}.npy", mmap_mode="r" if not k.startswith("meta_") else None,
+            s: {k: np.load(folder / layout.ARRAYS_FILE.format(subset=s, key=k), mmap_mode="r" if not k.startswith("meta_") else None,
                            allow_pickle=False) for k in keys}
             for s, keys in index.items()
         }  # fmt: skip

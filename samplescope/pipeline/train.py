@@ -200,9 +200,9 @@ def _prepare_workdir(work: Path, resume: bool) -> None:
     """Make the checkpoint folder, failing early (before any training) when it can't be written."""
     from samplescope.errors import CheckpointError
 
-    if resume and not (work / "checkpoint.pt").exists():
+    if resume and not (work / layout.CHECKPOINT).exists():
         raise CheckpointError(
-            f"Cannot resume: no checkpoint at {work / 'checkpoint.pt'} (an interrupted run of the same "
+            f"Cannot resume: no checkpoint at {work / layout.CHECKPOINT} (an interrupted run of the same "
             "--out leaves one). Drop --resume to start afresh."
         )
     try:

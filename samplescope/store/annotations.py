@@ -120,12 +120,12 @@ class Annotations:
     # -- tags --------------------------------------------------------------
 
     def _tag_path(self, name: str) -> Path:
-        return self.root / "tags" / f"{_encode(name)}.npy"
+        return self.root / layout.ANNOTATION_TAGS / f"{_encode(name)}.npy"
 
     def tags(self) -> dict[str, np.ndarray]:
         """Every tag and its sorted sample ids."""
         out = {}
-        for path in sorted((self.root / "tags").glob("*.npy")):
+        for path in sorted((self.root / layout.ANNOTATION_TAGS).glob("*.npy")):
             name = _decode(path.stem)
             if name is not None:
                 out[name] = self._load_ids(path)
@@ -166,11 +166,11 @@ class Annotations:
     # -- selections ----------------------------------------------------------
 
     def _selection_path(self, name: str) -> Path:
-        return self.root / "selections" / f"{_encode(name)}.npz"
+        return self.root / layout.ANNOTATION_SELECTIONS / f"{_encode(name)}.npz"
 
     def selections(self) -> list[Selection]:
         out = []
-        for path in sorted((self.root / "selections").glob("*.npz")):
+        for path in sorted((self.root / layout.ANNOTATION_SELECTIONS).glob("*.npz")):
             if _decode(path.stem) is not None:
                 out.append(self._load_selection(path))
         return sorted(out, key=lambda s: s.name)

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from samplescope.errors import NotFoundError, ParameterError, RunError
+from samplescope.store import layout
 from samplescope.store.layout import DATABASE as FILENAME  # noqa: F401 - the file name, for importers
 from samplescope.store.query import (
     OrderBy,
@@ -39,7 +40,7 @@ from samplescope.store.query import (
     quote,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = layout.SCHEMA_VERSION
 
 #: what DuckDB raises for a damaged or truncated file, a full disk or a held lock (not for a wrong query)
 _DAMAGE = (duckdb.OperationalError, duckdb.InternalError, duckdb.FatalException)
@@ -121,6 +122,23 @@ class RunDatabase:
             with self._cursor() as cur:
                 cur.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
             self.set_meta("schema_version", str(SCHEMA_VERSION))
+        else:
+            self._check_schema()
+
+    def _check_schema(self) -> None:
+        """A database written by a newer samplescope (a schema this one does not know) is a
+        one-line error naming both versions, not a wrong read later."""
+        found = self.meta("schema_version") if "meta" in self.tables() else None
+        try:
+            version = int(found) if found is not None else 1
+        except ValueError:
+            version = None
+        if version is None or version > SCHEMA_VERSION:
+            self.close()
+            raise RunError(
+                f"{self.path} has tables of schema {found!r}; this samplescope reads schemas 1 to "
+                f"{SCHEMA_VERSION}: upgrade samplescope to open it (`pip install -U samplescope`)."
+            )
 
     # -- plumbing ------------------------------------------------------------
 

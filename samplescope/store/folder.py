@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from samplescope.errors import RunError
+from samplescope.store import layout
 from samplescope.store.layout import ANNOTATIONS, RUN_JSON
 
 log = logging.getLogger(__name__)
@@ -364,6 +365,12 @@ def read_run_info(path: Path) -> dict[str, Any]:
                 f"{file} has no valid {key!r} ({found}, expected a JSON "
                 f"{'object' if kind is dict else 'array'}); the run is damaged, train it again."
             )
+    version = info.get("layout_version", 1)  # runs from before the field are layout 1
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= layout.LAYOUT_VERSION:
+        raise RunError(
+            f"{file} has layout_version {version!r}; this samplescope reads layouts 1 to "
+            f"{layout.LAYOUT_VERSION}: upgrade samplescope to open it (`pip install -U samplescope`)."
+        )
     classes = info["integration"].get("classes")
     classless = (info.get("task") or {}).get("name") == "regression"  # a regression run has no classes
     if not isinstance(classes, list) or (not classes and not classless):

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from samplescope.store import layout
+
 log = logging.getLogger(__name__)
 
 #: the cap of one run folder's heatmap cache, in bytes
@@ -44,7 +46,7 @@ class HeatmapCache:
         self._total: int | None = None  # bytes on disk, counted at the first write
 
     def path(self, method: str, sample_id: int, target: int) -> Path:
-        return self.folder / f"{method}-{int(sample_id)}-{int(target)}.npy"
+        return self.folder / layout.HEATMAP_CACHE_FILE.format(method=method, sample=int(sample_id), target=int(target))
 
     def get(self, method: str, sample_id: int, target: int) -> np.ndarray | None:
         """The stored heatmap, or None; a damaged file is removed."""

@@ -9,6 +9,9 @@ from __future__ import annotations
 #: Bumped when a file is renamed or changes meaning. Runs record it in run.json
 #: (``layout_version``); runs written before it existed have none and read as 1.
 LAYOUT_VERSION = 2
+#: The samples database's tables (``meta.schema_version``): 2 keeps the analysis in the
+#: samples table, 1 had a separate ``analysis`` table (still read).
+SCHEMA_VERSION = 2
 
 RUN_JSON = "run.json"
 DATABASE = "samples.duckdb"
@@ -19,10 +22,17 @@ LEGACY_WEIGHTS = "model.pt"
 LATENT = "latent.npy"
 #: a no-code integration's arrays (from_arrays, from_dataframe), .npy per subset: data, never code
 ARRAYS = "arrays"
+#: ... its index of subsets, keys and dtypes, and one file per (subset, key)
+ARRAYS_INDEX = "index.json"
+ARRAYS_FILE = "{subset}.{key}.npy"
 GRADCAM = "heatmaps_gradcam.npy"
-HEATMAP_CACHE = "heatmaps"  # on-demand heatmaps, one .npy per (method, sample, target)
+HEATMAP_CACHE = "heatmaps"  # on-demand heatmaps, one .npy per (method, sample, target):
+HEATMAP_CACHE_FILE = "{method}-{sample}-{target}.npy"
 #: tags and saved selections: the user's decisions, kept apart from the analysis (re-analysing keeps them)
 ANNOTATIONS = "annotations"
+#: ... in it, one file per tag (its sample ids) and one per saved selection (ids and meta)
+ANNOTATION_TAGS = "tags"
+ANNOTATION_SELECTIONS = "selections"
 CHECKPOINT = "checkpoint.pt"  # in the hidden .<name>.partial folder of an unfinished training
 #: ``analyze``'s (N, C) logits, memory-mapped in its scratch folder beside the run while it runs (not kept)
 SCRATCH_LOGITS = "logits.npy"

@@ -20,12 +20,13 @@ import torch
 from torch import nn
 
 from samplescope.errors import CheckpointError
+from samplescope.store import layout
 from samplescope.train.callbacks import Callback
 
 if TYPE_CHECKING:
     from samplescope.train.loop import TrainState
 
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = layout.CHECKPOINT
 FORMAT_VERSION = 2  # 2: samplescope's AdamW and OneCycle state (train/optim.py), not torch.optim's
 
 

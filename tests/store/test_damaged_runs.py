@@ -303,3 +303,30 @@ def test_a_repeated_id_in_id_order_is_caught(run_path):
     con.close()
     with pytest.raises(RunError, match=r"sample ids are not 0\.\.N-1"):
         len(samplescope.open_run(run_path))
+
+
+@pytest.mark.parametrize("version", [99, "2", 0, True])
+def test_a_run_of_an_unknown_layout_names_the_versions_and_the_fix(run_path, capsys, version):
+    """A run written by a newer samplescope (or a layout_version that is no version) is refused
+    in one line, before anything is read the wrong way."""
+    import json
+
+    info = json.loads((run_path / "run.json").read_text())
+    info["layout_version"] = version
+    (run_path / "run.json").write_text(json.dumps(info))
+    line = one_line_error(capsys, "report", str(run_path))
+    assert f"has layout_version {version!r}; this samplescope reads layouts 1 to 2" in line
+    assert "upgrade samplescope" in line
+
+
+@pytest.mark.parametrize("version", ["3", "x"])
+def test_a_database_of_an_unknown_schema_names_the_versions_and_the_fix(run_path, version):
+    from samplescope.store import RunDatabase, layout
+
+    with RunDatabase(run_path / layout.DATABASE, writable=True) as db:
+        db.set_meta("schema_version", version)
+    with pytest.raises(RunError, match=rf"has tables of schema '{version}'; this samplescope reads schemas 1 to 2"):
+        samplescope.open_run(run_path)
+    with RunDatabase(run_path / layout.DATABASE, writable=True) as db:  # a writer rewrites its own version
+        db.set_meta("schema_version", "2")
+    samplescope.open_run(run_path).close()
