@@ -47,6 +47,35 @@ def test_cli_refuses_a_missing_device_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "t").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_serve_refuses_a_missing_device_before_it_listens(tmp_path):
+    """In its own process (a server that started would not return): exit 2, one line, no port held."""
+    import subprocess
+    import sys
+
+    from samplescope.testing import free_port, make_tiny_run
+
+    run = make_tiny_run(tmp_path / "run")
+    port = free_port()
+    done = subprocess.run([sys.executable, "-m", "samplescope", "serve", str(run), "--port", str(port),
+                           "--device", "cuda"], check=False, capture_output=True, text=True, timeout=120)  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and "torch sees: cpu" in lines[0], done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_analyze_run_refuses_a_missing_device_and_keeps_the_run(tmp_path):
+    from samplescope.pipeline.analyze import analyze_run
+    from samplescope.testing import make_tiny_run
+
+    run = make_tiny_run(tmp_path / "run")
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    for spec in ("cuda", "cuda:2", "mps"):
+        with pytest.raises(ParameterError, match=r"torch sees: cpu"):
+            analyze_run(run, device=spec, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+
+
 def test_open_run_model_goes_to_the_device(tmp_path):
     import samplescope
     from samplescope.testing import make_tiny_run
