@@ -1,7 +1,9 @@
 """What every figure reads: the run, its tables, and the facts the text quotes.
 
-A :class:`ReportContext` loads the run's samples once and derives, from the
-run's own data, what several figures share: the evaluation subset's metrics,
+A :class:`ReportContext` loads the run's samples once (above ``map_queries.FULL_MAX``
+samples, only the map overview's density-aware draw of them: counts, top-loss samples and
+rows by id still come from the whole table, in DuckDB) and derives, from the run's own
+data, what several figures share: the evaluation subset's metrics,
 the pair of classes the model confuses most, the highest-loss samples and the
 misclassified sample the heatmaps and neighbours are shown for. Figures are
 drawn with :class:`matplotlib.figure.Figure` (the Agg canvas, no pyplot state),
@@ -66,8 +68,41 @@ class ReportContext:
     # -- tables ----------------------------------------------------------------
 
     @functools.cached_property
+    def n(self) -> int:
+        """Samples in the run (every subset)."""
+        return int(sum(self.run.info["subsets"].values()))
+
+    @functools.cached_property
+    def drawn(self) -> np.ndarray | None:
+        """None when the report's tables hold every sample; above ``map_queries.FULL_MAX`` the
+        sorted ids of the map overview (saved by ``analyze``, else made here), which the maps
+        and the sample-level plots draw, as the web page does."""
+        from samplescope.store import map_queries
+
+        if self.n <= map_queries.FULL_MAX:
+            return None
+        points, group = map_queries.OVERVIEW_POINTS, self.task.map_group_sql
+        made = (self.run.info.get("analysis") or {}).get("map_overview")
+        ids = map_queries.saved_overview(self.run.path, made, self.n, points, group)
+        return ids if ids is not None else map_queries.overview_ids(self.run.db, points, group=group)
+
+    @functools.cached_property
     def samples(self) -> pd.DataFrame:
-        return self.run.samples()
+        """Every sample's row, or above ``FULL_MAX`` the drawn ones' (:attr:`drawn`)."""
+        if self.drawn is None:
+            return self.run.samples()
+        return self.run.db.rows(self.drawn)
+
+    @functools.cached_property
+    def columns(self) -> dict[str, str]:
+        """The samples table's columns and their types."""
+        return self.run.db.columns()
+
+    def rows(self, sample_ids: Any) -> pd.DataFrame:
+        """The rows of these samples, in that order, indexed by ``sample_id`` (ids not in the
+        run left out), from the whole table whatever :attr:`drawn` holds."""
+        ids = [int(i) for i in sample_ids if 0 <= int(i) < self.n]
+        return self.run.db.rows(np.asarray(ids, np.int64)).set_index("sample_id")
 
     @functools.cached_property
     def task(self) -> Any:
@@ -76,7 +111,7 @@ class ReportContext:
 
     @functools.cached_property
     def evaluation(self) -> pd.DataFrame:
-        """Labelled samples of the evaluation subset (validation)."""
+        """Labelled samples of the evaluation subset (validation), of :attr:`samples`."""
         df = self.samples
         labelled = self.task.labelled(self.task.labels_from_table(df, self.classes))
         return df[(df["subset"] == self.subset).to_numpy() & labelled]
@@ -101,7 +136,7 @@ class ReportContext:
     def centroid_columns(self) -> list[str] | None:
         """``dist_to_centroid_0 .. _{C-1}`` when the integration computes them, else None."""
         cols = [f"dist_to_centroid_{k}" for k in range(self.n_classes)]
-        return cols if all(c in self.samples.columns for c in cols) else None
+        return cols if all(c in self.columns for c in cols) else None
 
     # -- facts the text quotes ----------------------------------------------------
 
@@ -120,8 +155,19 @@ class ReportContext:
         a, b = int(i), int(j)
         return ConfusedPair(a, b, int(cm[a, b]), int(cm[b, a]))
 
+    @functools.cached_property
+    def error_count(self) -> int:
+        """Errors among the labelled evaluation samples, over the whole table."""
+        if self.drawn is None:
+            return int((~self.evaluation["correct"].astype(bool)).sum())
+        return self.run.db.count(where=f'{self.task.labelled_sql} AND NOT "correct"', subset=self.subset)
+
     def top_loss(self, n: int, errors_only: bool = False) -> pd.DataFrame:
-        """The ``n`` highest-loss evaluation samples (ties broken by sample id)."""
+        """The ``n`` highest-loss labelled evaluation samples (ties broken by sample id), over
+        the whole table (in DuckDB when the tables hold only the drawn samples)."""
+        if self.drawn is not None:
+            where = f'{self.task.labelled_sql} AND NOT isnan("loss")' + (' AND NOT "correct"' if errors_only else "")
+            return self.run.samples(subset=self.subset, where=where, order_by=["-loss", "sample_id"], limit=n)
         df = self.evaluation
         if errors_only:
             df = df[~df["correct"].astype(bool)]

@@ -23,11 +23,11 @@ PREFERRED_COLUMN = "dist_to_gt_centroid"
 
 def trend_column(ctx: ReportContext) -> tuple[str, str] | None:
     """The column to plot loss against and why: the centroid distance, else the insight's column."""
-    if PREFERRED_COLUMN in ctx.samples.columns:
+    if PREFERRED_COLUMN in ctx.columns:
         return PREFERRED_COLUMN, "the distance from each sample to its ground-truth class centroid"
     for insight in ctx.run.insights("metadata_failure"):
         column = insight.details.get("column")
-        if column in ctx.samples.columns:
+        if column in ctx.columns:
             return column, f"the metadata column named by the insight \u201c{insight.title}\u201d"
     return None
 

@@ -61,11 +61,11 @@ def insights(ctx: ReportContext) -> list[Section]:
     found = ctx.run.insights()
     if not found:
         return [Section("insights", "Insights", ["The insight finders reported nothing."])]
-    frame = ctx.samples.set_index("sample_id")
     chosen = pick(found)
     sections = []
     for rank, insight in enumerate(chosen, start=1):
-        ids = [i for i in insight.sample_ids if i in frame.index][:THUMBS]
+        frame = ctx.rows(insight.sample_ids[: THUMBS * 4])  # from the whole table: ids not in the run left out
+        ids = list(frame.index[:THUMBS])
         images = []
         if ids:
             fig = new_figure(1.35 * THUMBS, 1.75)

@@ -93,7 +93,8 @@ def population_maps(ctx: ReportContext) -> Section:
     images, counts = [], []
     for subset in [s for s in ("train", ctx.subset) if s in ctx.run.subsets]:
         part = df[df["subset"] == subset]
-        n = len(part)
+        n = len(part)  # drawn; the subset's own size when only the overview is drawn
+        whole = n if ctx.drawn is None else int(ctx.run.info["subsets"].get(subset, n))
         # smaller dots for larger populations: 60,000 dots stay readable
         smallest = float(np.clip(20_000 / max(n, 1), 0.4, 6.0))
         # the highest losses stand out, without burying a large population under them
@@ -102,12 +103,11 @@ def population_maps(ctx: ReportContext) -> Section:
         ax = fig.add_subplot()
         _scatter_classes(ax, part, colors, smallest, largest)
         ax.set(xlim=xlim, ylim=ylim, xticks=[], yticks=[], aspect="equal")
-        ax.set_title(
-            f"{subset}: {n:,} samples, coloured by {coloured}, dot area by loss", fontsize=10
-        )
+        shown = f"{whole:,} samples" if whole == n else f"{whole:,} samples ({n:,} drawn)"
+        ax.set_title(f"{subset}: {shown}, coloured by {coloured}, dot area by loss", fontsize=10)
         _legend(ax, ctx, colors, part["loss"].to_numpy(), smallest, largest, names, coloured)
         images.append(ctx.save(fig, f"map_{subset}.png"))
-        counts.append(f"{n:,} {subset}")
+        counts.append(f"{whole:,} {subset}")
     text = (
         f"Each dot is one sample ({' and '.join(counts)} samples), placed by a 2-D "
         f"{analysis['projection'].upper()} projection of its {analysis['latent_dim']}-dimensional "
@@ -121,6 +121,12 @@ def population_maps(ctx: ReportContext) -> Section:
         "as alike sit together; red dots are errors (" + str((analysis.get('error') or {}).get('rule', '')) +
         "), and a dot's area grows with its loss, so a red region is where the model fails."
     )
+    if ctx.drawn is not None:
+        text += (
+            f" With {ctx.n:,} samples the maps draw the overview the web page starts from: "
+            f"{len(ctx.drawn):,} samples that keep every region and class, each cell's highest "
+            "losses first; zoom in on the web page to see every sample of a region."
+        )
     return Section("map", "Population map", [text], images)
 
 
@@ -135,10 +141,14 @@ def confused_pair(ctx: ReportContext) -> Section | None:
     members = df[df["label"].isin([a, b])]
     xlim, ylim = _limits(members["map_x"].to_numpy(), members["map_y"].to_numpy(), 1, 99, 0.1)
     inside = df["map_x"].between(*xlim) & df["map_y"].between(*ylim)
-    swapped = ((df["label"] == a) & (df["prediction"] == b)) | (
-        (df["label"] == b) & (df["prediction"] == a)
-    )
-    evaluation = df["subset"] == ctx.subset
+    if ctx.drawn is None:
+        swapped = df[((df["label"] == a) & (df["prediction"] == b)) | ((df["label"] == b) & (df["prediction"] == a))]
+        sizes = members["label"].value_counts()
+    else:  # the drawn samples are a sample: the confused ones and the class sizes from the whole table
+        pair_sql = f'("label" = {int(a)} AND "prediction" = {int(b)}) OR ("label" = {int(b)} AND "prediction" = {int(a)})'
+        swapped = ctx.run.samples(where=pair_sql)
+        sizes = ctx.run.db.fetch('SELECT "label", count(*) AS n FROM {source} WHERE "label" IN (?, ?) GROUP BY ALL',
+                                 [int(a), int(b)]).set_index("label")["n"]  # fmt: skip
 
     fig = new_figure(11.5, 5.6)
     left, right = fig.subfigures(1, 2, width_ratios=[1.25, 1])
@@ -163,11 +173,11 @@ def confused_pair(ctx: ReportContext) -> Section | None:
             linewidths=0,
             alpha=0.8,
             rasterized=True,
-            label=f"{ctx.class_name(k)} ({len(part):,})",
+            label=f"{ctx.class_name(k)} ({int(sizes.get(k, 0)):,})",
         )
     others_name = " and ".join(s for s in ctx.run.subsets if s != ctx.subset) or "other subsets"
-    train_swapped = df[swapped & ~evaluation]
-    eval_swapped = df[swapped & evaluation]
+    train_swapped = swapped[swapped["subset"] != ctx.subset]
+    eval_swapped = swapped[swapped["subset"] == ctx.subset]
     if len(train_swapped):
         ax.scatter(
             train_swapped["map_x"],
@@ -199,7 +209,7 @@ def confused_pair(ctx: ReportContext) -> Section | None:
     _thumbnails(right, ctx, shown, f"confused {ctx.subset} samples, highest loss first")
     image = ctx.save(fig, "confused_pair.png")
 
-    n_err = int((~ctx.evaluation["correct"].astype(bool)).sum())
+    n_err = ctx.error_count
     text = (
         f"The model confuses {ctx.class_name(a)} and {ctx.class_name(b)} most often: in the "
         f"{ctx.subset} subset, {_swaps(pair.a_as_b, ctx.class_name(a), ctx.class_name(b))} and "

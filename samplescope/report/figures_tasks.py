@@ -189,7 +189,7 @@ def similars(ctx: ReportContext) -> Section | None:
     if found is None:
         return None
     row, sid, subset, near = found
-    rows = ctx.samples.set_index("sample_id").loc[near["sample_id"].to_numpy()].reset_index()
+    rows = ctx.rows(near["sample_id"].to_numpy()).reset_index()
     where = f"{subset} " if subset else ""
     image = similar_grid(
         ctx, sid, caption(ctx, row), rows, near["similarity"], lambda n: caption(ctx, n),

@@ -31,7 +31,7 @@ def overview(ctx: ReportContext) -> Section:
             f"{m['count']:,} samples), mean loss {m['mean_loss']:.4f}."
         )
     else:
-        n_errors = int((~ctx.evaluation["correct"].astype(bool)).sum())
+        n_errors = ctx.error_count
         rule = (info["analysis"].get("error") or {}).get("rule", "")
         scores = (
             f"{ctx.subset.capitalize()}: {_headline(task, m)} ({n_errors:,} errors among {m['count']:,} "

@@ -175,6 +175,8 @@ class Task:
     #: the map overview's groups (store/map_queries.overview_ids keeps some of every group in every
     #: map cell, so a rare one is never thinned away): SQL over the samples table, NULL for no label
     map_group_sql: ClassVar[str] = '"label"'
+    #: SQL true for the rows that carry ground truth: :meth:`labelled` over the samples table
+    labelled_sql: ClassVar[str] = '"label" IS NOT NULL'
 
     # -- metrics ----------------------------------------------------------------
 

@@ -26,6 +26,7 @@ class Classification(Task):
     views: ClassVar[tuple[str, ...]] = ("confusion",)
     class_columns: ClassVar[tuple[str, ...]] = ("label", "prediction")
     score_name: ClassVar[str] = "accuracy"
+    labelled_sql: ClassVar[str] = '("label" >= 0)'
 
     # -- ground truth -----------------------------------------------------------
 

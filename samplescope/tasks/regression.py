@@ -67,6 +67,7 @@ class Regression(Task):
     #: a continuous target has no classes to keep apart on the map overview (every value would be a
     #: group of one, and nothing kept per group): its deciles instead, NULL unlabelled
     map_group_sql: ClassVar[str] = 'CASE WHEN "label" IS NULL THEN NULL ELSE ntile(10) OVER (ORDER BY "label", "sample_id") END'
+    labelled_sql: ClassVar[str] = '("label" IS NOT NULL AND isfinite("label"))'
 
     def __init__(self, target: str = "target", threshold: float | None = None, quantile: float = 0.9) -> None:
         if threshold is not None and not (isinstance(threshold, numbers.Real) and threshold >= 0):

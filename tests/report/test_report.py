@@ -234,3 +234,37 @@ def test_an_unanalysed_run_is_refused_with_the_fix(tiny_run: Path, tmp_path: Pat
     assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 2
     assert "samplescope analyze" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_large_runs_report_draws_the_overview_and_counts_the_whole_table(tiny_run: Path, tmp_path: Path,
+                                                                           monkeypatch):  # fmt: skip
+    """Above FULL_MAX samples the report's tables hold only the map overview's draw (as the web
+    page's map does), while its numbers, highest losses and confused samples come from the
+    whole table: equal to what the same report computes from every row."""
+    from samplescope.store import map_queries
+
+    run = open_run(tiny_run)
+    every = ReportContext(run, tmp_path / "a")
+    assert every.drawn is None and len(every.samples) == every.n
+    monkeypatch.setattr(map_queries, "FULL_MAX", 500)
+    monkeypatch.setattr(map_queries, "OVERVIEW_POINTS", 300)
+    large = ReportContext(run, tmp_path / "b")
+    assert large.drawn is not None and 0 < len(large.samples) <= 300 < large.n == every.n
+    assert large.samples["sample_id"].tolist() == large.drawn.tolist()
+    assert large.error_count == every.error_count > 0
+    for errors_only in (False, True):
+        got, want = large.top_loss(7, errors_only), every.top_loss(7, errors_only)
+        assert got["sample_id"].tolist() == want["sample_id"].tolist()
+    assert int(large.focus["sample_id"]) == int(every.focus["sample_id"])
+    ids = every.samples["sample_id"].to_numpy()[[5, 3, 1000]]
+    assert large.rows([*ids, 10**9]).index.tolist() == ids.tolist()  # in order, unknown ids left out
+
+    out = tmp_path / "report"
+    assert build_report(tiny_run, out, progress=False) == out
+    text = _text((out / "report.html").read_text(encoding="utf-8"))
+    sizes = run.info["subsets"]
+    assert f"{sizes['train']:,} train and {sizes['validation']:,} validation samples" in text
+    assert f"the maps draw the overview the web page starts from: {len(large.drawn):,} samples" in text
+    pair = every.confused_pair
+    assert f"{pair.total:,} of its {every.error_count:,} errors" in text
+    run.close()
