@@ -38,9 +38,47 @@ def sampled_client(tiny_run):
         yield c
 
 
-def test_the_server_holds_no_copy_of_the_table(app):
-    state = app.state.samplescope.current()
-    assert not any(isinstance(v, pd.DataFrame) for v in vars(state).values())
+def _held_bytes(root: object, skip: tuple[type, ...]) -> dict[str, int]:
+    """Bytes of the arrays and DataFrames reachable from ``root`` through samplescope's own
+    objects, containers and cached properties (a path to each), left out: ``skip``'s types."""
+    seen, found, todo = set(), {}, [("state", root)]
+    while todo:
+        path, obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, skip):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            found[path] = obj.nbytes
+        elif isinstance(obj, pd.DataFrame | pd.Series):
+            found[path] = int(obj.memory_usage(deep=True).sum()) if isinstance(obj, pd.DataFrame) else obj.nbytes
+        elif isinstance(obj, dict):
+            todo += [(f"{path}[{k!r}]", v) for k, v in obj.items()]
+        elif isinstance(obj, list | tuple | set | frozenset):
+            todo += [(f"{path}[{i}]", v) for i, v in enumerate(obj)]
+        elif type(obj).__module__.startswith("samplescope") and hasattr(obj, "__dict__"):
+            todo += [(f"{path}.{k}", v) for k, v in vars(obj).items()]
+    return found
+
+
+def test_the_server_holds_no_copy_of_the_table(tiny_run, frame):
+    """After the page's requests (rows, map, counts, aggregates, a selection), what the server's
+    state holds is a small part of the table: no whole-table frame, no column but the map's."""
+    from samplescope.run import Run
+    from samplescope.server.rowcache import RowCache
+
+    settings = Settings(prewarm=False, row_cache_bytes=0)  # the row cache is bounded; here it is off
+    app = create_app(tiny_run, settings)
+    with client_class()(app, base_url=LOCAL) as http:
+        for path, params in [("/api/samples", {"limit": 50, "sort": "loss", "order": "desc"}), ("/api/map", {}),
+                             ("/api/map/counts", {"column": "label"}), ("/api/aggregate", {"x": "loss"}),
+                             ("/api/samples/3", {})]:  # fmt: skip
+            assert http.get(path, params=params).status_code == 200, path
+        assert http.post("/api/selection", json={"box": [-1e9, 1e9, -1e9, 1e9]}).json()["count"] == len(frame)
+        state = app.state.samplescope.current()
+        held = _held_bytes(state, skip=(Run, RowCache))
+    table = int(frame.memory_usage(deep=True).sum())
+    assert not [p for p, v in held.items() if v >= len(frame) * 8 and "map" not in p.lower() and "column" not in p]
+    assert sum(held.values()) < table / 2, sorted(held.items(), key=lambda kv: -kv[1])[:5]
 
 
 def test_a_page_with_filters_and_offset_equals_pandas(client, frame):
