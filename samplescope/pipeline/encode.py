@@ -43,11 +43,22 @@ def encode_subset(
     return np.concatenate(xs), np.concatenate(ys)
 
 
+#: rows a chunk of the samples table holds before it is written (a 10M-sample run's table is
+#: written 262,144 rows at a time, never whole in memory)
+CHUNK_ROWS = 262_144
+
+
 def samples_table(
-    integration: Integration, sizes: dict[str, int], batch_size: int = 4096, progress: bool = False
-) -> pd.DataFrame:
-    """One row per sample: ids, subset, index, key, label and every metadata column."""
-    frames = []
+    integration: Integration, sizes: dict[str, int], batch_size: int = 4096, progress: bool = False,
+    chunk_rows: int | None = None,
+) -> Iterator[pd.DataFrame]:
+    """One row per sample (ids, subset, index, key, label and every metadata column), as
+    DataFrames of at most about ``chunk_rows`` (default ``CHUNK_ROWS``) rows in sample_id
+    order, for ``RunDatabase.write_samples``."""
+    chunk_rows = chunk_rows or CHUNK_ROWS
+    batch_size = max(1, min(batch_size, chunk_rows))
+    frames: list[pd.DataFrame] = []
+    held = 0
     offset = 0
     total = sum(sizes.values())
     bar = tqdm(total=total, desc="metadata", unit="sample", disable=not progress, leave=False)
@@ -70,11 +81,15 @@ def samples_table(
                     name = f"meta_{name}"
                 cols[name] = values
             frames.append(pd.DataFrame(cols))
+            held += len(idx)
             bar.update(len(idx))
+            if held >= chunk_rows:
+                yield pd.concat(frames, ignore_index=True)
+                frames, held = [], 0
         offset += n
     bar.close()
-    df = pd.concat(frames, ignore_index=True)
-    return df
+    if frames:
+        yield pd.concat(frames, ignore_index=True)
 
 
 def _labels(integration: Integration, subset: str, idx: np.ndarray) -> np.ndarray:

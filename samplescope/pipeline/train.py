@@ -230,20 +230,20 @@ def write_run(
 ) -> None:
     """Write weights, run.json, the samples table and history into ``out``, atomically."""
 
-    table = samples_table(integ, sizes, progress=progress)
     info = {"layout_version": layout.LAYOUT_VERSION, **info}
     with atomic_folder(out, overwrite=overwrite) as tmp:
         save_weights(model, tmp)  # a state dict as data; run.json names the class
         if integ.write_data is not None:  # a no-code integration's arrays, so the run reopens without them
             integ.write_data(tmp)
         with RunDatabase(tmp / layout.DATABASE, writable=True) as db:
-            db.write_samples(table)
+            # written a chunk at a time as the integration computes it: never whole in memory
+            n = db.write_samples(samples_table(integ, sizes, progress=progress))
             db.write_history(history_rows)
         write_json(tmp / RUN_JSON, info)
     # The user ran this integration and model to make the run: reopening it later needs no prompt.
     code = trust.RunCode.of(info)
     trust.remember(code.integration_hash, code.integration_source, code.model_class)
-    log.info("wrote run %s (%d samples)", out, len(table))
+    log.info("wrote run %s (%d samples)", out, n)
 
 
 def create_run(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
@@ -217,16 +217,68 @@ class RunDatabase:
 
     # -- samples -------------------------------------------------------------
 
-    def write_samples(self, df: pd.DataFrame) -> None:
-        """Replace the samples table; ``df`` must have a unique ``sample_id`` column."""
-        _require_unique_ids(df, "samples")
+    def write_samples(self, frames: pd.DataFrame | Iterable[pd.DataFrame]) -> int:
+        """Replace the samples table with these rows and return how many there are.
+
+        ``frames``: one DataFrame, or DataFrames appended one at a time (a run's table is
+        never whole in memory), each with the same columns and a ``sample_id`` column; the
+        ids must be unique over all of them. A column whose type widens in a later frame (an
+        integer column with a missing value, a column of Nones that then holds text) takes
+        the type both fit in, as one DataFrame of all the rows would have.
+        """
+        chunks = [frames] if isinstance(frames, pd.DataFrame) else frames
+        columns: list[str] | None = None
+        n = 0
+        ordered, last = True, -1
         with self._cursor() as cur:
-            cur.register("incoming", df)
-            cur.execute('CREATE OR REPLACE TABLE samples AS SELECT * FROM incoming ORDER BY "sample_id"')
-            cur.unregister("incoming")
+            for df in chunks:
+                _require_unique_ids(df, "samples")
+                if columns is None:
+                    columns = list(df.columns)
+                    cur.register("incoming", df)
+                    cur.execute('CREATE OR REPLACE TABLE samples AS SELECT * FROM incoming ORDER BY "sample_id"')
+                elif list(df.columns) != columns:
+                    raise RunError(
+                        f"the samples table's rows {n:,} and on have columns {list(df.columns)}, not "
+                        f"{columns}; every batch of an integration must give the same metadata columns"
+                    )
+                else:
+                    cur.register("incoming", df)
+                    self._append(cur)
+                cur.unregister("incoming")
+                if len(df):
+                    ids = df["sample_id"].to_numpy()
+                    ordered = ordered and bool(ids.min() > last and (np.diff(ids) > 0).all())
+                    last = max(last, int(ids.max()))
+                n += len(df)
+            if columns is None:
+                raise RunError("no rows to write: the samples table needs at least one DataFrame")
+            repeated = cur.execute('SELECT count(*) - count(DISTINCT "sample_id") FROM samples').fetchone()[0]
+            if repeated:
+                raise RunError(f"the samples table's sample_id repeats {repeated:,} times across batches; ids must be unique")
+            if not ordered:  # rows in sample_id order, as one DataFrame's are
+                cur.execute('CREATE OR REPLACE TABLE samples AS SELECT * FROM samples ORDER BY "sample_id"')
             cur.execute("DROP TABLE IF EXISTS analysis")
-        self.set_meta("integration_columns", json.dumps(list(df.columns)))
+        self.set_meta("integration_columns", json.dumps(columns))
         self.set_meta("analysis_columns", "[]")
+        return n
+
+    @staticmethod
+    def _append(cur: duckdb.DuckDBPyConnection) -> None:
+        """INSERT the registered ``incoming`` rows into samples, first widening each column whose
+        incoming type the table's does not hold (to the type DuckDB unites both in)."""
+        have = {name: dtype for name, dtype, *_ in cur.execute('DESCRIBE "samples"').fetchall()}
+        given = {name: dtype for name, dtype, *_ in cur.execute('DESCRIBE "incoming"').fetchall()}
+        for name, dtype in given.items():
+            if dtype == have[name] or dtype == '"NULL"':
+                continue
+            united = cur.execute(
+                f"SELECT typeof(x) FROM (SELECT CAST(NULL AS {have[name]}) AS x UNION ALL "
+                f"SELECT CAST(NULL AS {dtype}) AS x) LIMIT 1"
+            ).fetchone()[0]
+            if united != have[name]:
+                cur.execute(f'ALTER TABLE "samples" ALTER {quote(name)} TYPE {united}')
+        cur.execute('INSERT INTO "samples" BY NAME SELECT * FROM incoming')
 
     def write_analysis(self, df: pd.DataFrame) -> None:
         """Add the analysis columns (one row per sample, keyed by ``sample_id``) to the samples table.
