@@ -201,6 +201,24 @@ def test_planted_leakage_and_mislabels_are_found(tmp_path):
     assert recall >= 0.5, f"mislabel recall {recall:.2f}"
 
 
+def test_a_run_analysed_before_the_graph_was_saved_still_answers_similar(run, run_path, tmp_path):
+    """An older layout: no knn files in the folder. Similars come from an engine fitted on the
+    saved latent then, the same neighbours as the saved engine gives."""
+    import shutil
+
+    from samplescope.store import layout
+
+    old = tmp_path / "old"
+    shutil.copytree(run_path, old)
+    for name in (layout.NEIGHBOR_ROWS, layout.NEIGHBOR_DISTANCES):
+        (old / name).unlink()
+    fresh = samplescope.open_run(old)
+    got, want = fresh.similar(7, k=6), run.similar(7, k=6)
+    np.testing.assert_array_equal(got["sample_id"], want["sample_id"])
+    np.testing.assert_allclose(got["similarity"], want["similarity"], atol=1e-5)
+    fresh.close()
+
+
 def test_analysis_saves_the_neighbour_engine_and_similar_reuses_it(run, run_path, monkeypatch):
     from samplescope.analysis.neighbors import NeighborIndex
     from samplescope.store import layout
