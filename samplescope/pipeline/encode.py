@@ -51,10 +51,12 @@ CHUNK_ROWS = 262_144
 def samples_table(
     integration: Integration, sizes: dict[str, int], batch_size: int = 4096, progress: bool = False,
     chunk_rows: int | None = None,
+    labels: dict[str, np.ndarray] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """One row per sample (ids, subset, index, key, label and every metadata column), as
     DataFrames of at most about ``chunk_rows`` (default ``CHUNK_ROWS``) rows in sample_id
-    order, for ``RunDatabase.write_samples``."""
+    order, for ``RunDatabase.write_samples``. ``labels``: a subset's labels as the task
+    encodes them (``encode_subset``'s), taken instead of encoding them again."""
     chunk_rows = chunk_rows or CHUNK_ROWS
     batch_size = max(1, min(batch_size, chunk_rows))
     frames: list[pd.DataFrame] = []
@@ -72,7 +74,10 @@ def samples_table(
                 "index": idx,
                 "key": [str(ids[i]) for i in idx],
                 # the task's label columns: `label` (and, multi-label, label_0 .. label_{C-1})
-                **integration.task.label_columns(_labels(integration, subset, idx), integration.classes),
+                **integration.task.label_columns(
+                    labels[subset][idx] if labels and subset in labels else _labels(integration, subset, idx),
+                    integration.classes,
+                ),
             }
             for name, values in integration.compute_metadata(subset, idx).items():
                 if name in cols:  # a metadata column named like a built-in one

@@ -102,8 +102,9 @@ def train_run(
 
     started = time.time()
     x_train, y_train = _encode_checked(integ, "train", sizes["train"], progress)
-    x_train, y_train = curation.training_rows(integ, x_train, y_train)  # --exclude: kept in the run, not trained on
     x_val, y_val = _encode_checked(integ, "validation", sizes["validation"], progress)
+    encoded = {"train": y_train, "validation": y_val}  # the table's labels too: encoded once
+    x_train, y_train = curation.training_rows(integ, x_train, y_train)  # --exclude: kept in the run, not trained on
     # the task learns what training needs from the training labels (regression: the target scaling)
     task = copy.deepcopy(integ.task).fit(y_train)
     t_train, t_val = task.training_targets(y_train), task.training_targets(y_val)
@@ -154,7 +155,7 @@ def train_run(
         "train_seconds": round(train_seconds, 1),
         "analysis": None,
     }
-    write_run(out, integ, model, info, rows, sizes, overwrite=overwrite, progress=progress)
+    write_run(out, integ, model, info, rows, sizes, overwrite=overwrite, progress=progress, labels=encoded)
     shutil.rmtree(work, ignore_errors=True)
     return out
 
@@ -227,8 +228,10 @@ def write_run(
     sizes: dict[str, int],
     overwrite: bool = False,
     progress: bool = False,
+    labels: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Write weights, run.json, the samples table and history into ``out``, atomically."""
+    """Write weights, run.json, the samples table and history into ``out``, atomically.
+    ``labels``: subsets' labels encoded already (training's), used rather than encoded again."""
 
     info = {"layout_version": layout.LAYOUT_VERSION, **info}
     with atomic_folder(out, overwrite=overwrite) as tmp:
@@ -237,7 +240,7 @@ def write_run(
             integ.write_data(tmp)
         with RunDatabase(tmp / layout.DATABASE, writable=True) as db:
             # written a chunk at a time as the integration computes it: never whole in memory
-            n = db.write_samples(samples_table(integ, sizes, progress=progress))
+            n = db.write_samples(samples_table(integ, sizes, progress=progress, labels=labels))
             db.write_history(history_rows)
         write_json(tmp / RUN_JSON, info)
     # The user ran this integration and model to make the run: reopening it later needs no prompt.

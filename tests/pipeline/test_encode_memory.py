@@ -188,3 +188,28 @@ def test_the_samples_table_is_written_in_chunks_from_20k_to_200k_samples(tmp_pat
         "199997", "199998", "199999"]
     run.close()
     assert large < small + 4_000_000, (small, large)
+
+
+def test_train_encodes_every_label_once(tmp_path, monkeypatch):
+    """The training arrays' labels are the samples table's too: each sample's label is
+    encoded once by `train`, not again for the table."""
+    import samplescope
+    from samplescope.integrations.digits import digits
+
+    counted: dict[str, int] = {}
+    real = digits.encode_labels
+
+    def encode_labels(subset, idx):
+        counted[subset] = counted.get(subset, 0) + len(idx)
+        return real(subset, idx)
+
+    monkeypatch.setattr(digits, "encode_labels", encode_labels)
+    out = samplescope.train_run(digits, tmp_path / "run", epochs=1, limit=200, progress=False)
+    run = samplescope.open_run(out)
+    sizes = run.info["subsets"]
+    checked = {s: counted[s] - sizes[s] for s in sizes}  # what `check` samples before training
+    assert all(0 <= extra <= 16 for extra in checked.values()), (counted, sizes)
+    table = run.samples(["label"])
+    want = np.concatenate([real(s, np.arange(sizes[s])) for s in sizes])
+    np.testing.assert_array_equal(table["label"].to_numpy(), want)
+    run.close()
