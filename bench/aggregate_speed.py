@@ -63,7 +63,9 @@ def _in_pandas(db: RunDatabase, columns: list[str], x: str, y: str, by: str | No
     return in_pandas(db.samples(columns, subset="validation"), x, y, by, bins, **LIMITS)
 
 
-def _timed(fn, repeat: int) -> tuple[float, float, pd.DataFrame]:
+def _timed(fn, repeat: int) -> tuple[float, float, object]:
+    """The best of ``repeat`` calls of ``fn`` (seconds), the Python heap's peak of one more
+    (MiB, tracemalloc), and its answer."""
     best, out = float("inf"), None
     for _ in range(repeat):
         t = time.perf_counter()

@@ -17,12 +17,10 @@ import argparse
 import functools
 import os
 import tempfile
-import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
-from aggregate_speed import _table
+from aggregate_speed import _table, _timed
 from matplotlib.path import Path as MplPath
 
 from samplescope.store import map_queries, serving
@@ -60,19 +58,6 @@ def in_duckdb(db: RunDatabase, shape: dict) -> dict:
     else:
         clause, params = map_queries.shape_where(db, [], **shape)
     return serving.selection_summary(db, clause, params, class_mix=True)
-
-
-def _timed(fn, repeat: int) -> tuple[float, float, dict]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    tracemalloc.start()
-    fn()
-    peak = tracemalloc.get_traced_memory()[1] / 2**20
-    tracemalloc.stop()
-    return best, peak, out
 
 
 def main() -> None:
