@@ -15,13 +15,15 @@ Methods:
 ``pca``
     The top two principal axes (scikit-learn's ``PCA``): instant, but classes overlap.
 
-Why not ``umap.UMAP(precomputed_knn=...)``: measured on 10,000 x 64 vectors,
-200 epochs, fresh processes on the 2-core development machine, umap-learn's
-``fuzzy_simplicial_set`` costs 6.75 s on its first call (numba compiles it in
-every process; 0.10 s on a second call) and the whole ``UMAP(precomputed_knn)
-.fit`` 15-17 s against 9-10 s for this path, which hands the same neighbours to
-umap's own layout. umap-learn's ``transform`` needs its pynndescent index,
-which a precomputed graph does not have.
+Why not ``umap.UMAP(precomputed_knn=...)``: ``bench/umap_library.py`` hands both the
+same kNN graph, each in a fresh process as ``analyze`` runs (2 cores, 200 epochs, load
+0.5-1.1, 2026-12-06): at 10,000 x 64 rows, the size this path fits the layout on, 5.8 s
+against 11.7 s for umap-learn (2.0x; its ``fuzzy_simplicial_set`` is compiled by numba in
+every process, 6.75 s on a first call and 0.10 s on a second in an earlier one-off), with
+the same 10-NN label agreement of the map (0.7917 / 0.7922); at 50,000 rows laid out whole,
+27.0 against 29.0 s (1.07x), where umap's own layout, which both call, is most of the time.
+And umap-learn's ``transform`` needs its pynndescent index, which a precomputed graph does
+not have, so it could not place the rows beyond the fitted sample.
 
 Large inputs (more than ``fit_size`` rows) are mapped in two steps: the method
 is fitted on a seeded random subsample of ``fit_size`` rows (its kNN graph: the
