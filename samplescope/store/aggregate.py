@@ -25,13 +25,13 @@ import pandas as pd
 
 from samplescope.errors import NotFoundError, ParameterError, SamplescopeError
 from samplescope.store.query import Where, quote
+from samplescope.store.serving import FLOAT_TYPES, missing_sql
 
 if TYPE_CHECKING:
     from samplescope.store.database import RunDatabase
 
 _INTEGER = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
             "UBIGINT", "UHUGEINT")  # fmt: skip
-_FLOAT = ("FLOAT", "DOUBLE", "REAL")
 #: up to this many bins a row finds its bin by a CASE over the edges (10M rows, 20 bins:
 #: 0.10 s against 0.26 s for the ASOF join, whose cost does not grow with the bins)
 _CASE_BINS = 64
@@ -42,19 +42,13 @@ def _is_integer(dtype: str) -> bool:
 
 
 def _is_float(dtype: str) -> bool:
-    return dtype.upper() in _FLOAT or dtype.upper().startswith("DECIMAL")
-
-
-def _missing(name: str, dtype: str) -> str:
-    """SQL that is true where column ``name`` holds no value (NULL, or NaN for floats)."""
-    q = quote(name)
-    return f"({q} IS NULL OR isnan({q}))" if dtype.upper() in _FLOAT else f"({q} IS NULL)"
+    return dtype.upper() in FLOAT_TYPES or dtype.upper().startswith("DECIMAL")
 
 
 def _value(name: str, dtype: str) -> str:
     """Column ``name`` with NaN read as NULL (so one missing value, one group)."""
     q = quote(name)
-    return f"(CASE WHEN isnan({q}) THEN NULL ELSE {q} END)" if dtype.upper() in _FLOAT else q
+    return f"(CASE WHEN isnan({q}) THEN NULL ELSE {q} END)" if dtype.upper() in FLOAT_TYPES else q
 
 
 def aggregate(
@@ -99,9 +93,9 @@ def aggregate(
     if not _is_float(xt):
         facts.append(f"count(DISTINCT {quote(x)}) AS x_values")
     if by is not None:
-        facts.append(f"count(DISTINCT {_value(by, types[by])}) + max(CAST({_missing(by, types[by])} AS INTEGER)) "
+        facts.append(f"count(DISTINCT {_value(by, types[by])}) + max(CAST({missing_sql(by, types[by])} AS INTEGER)) "
                      "AS by_values")  # fmt: skip
-    xd = f"(CASE WHEN {_missing(x, xt)} THEN NULL ELSE CAST({quote(x)} AS DOUBLE) END)"
+    xd = f"(CASE WHEN {missing_sql(x, xt)} THEN NULL ELSE CAST({quote(x)} AS DOUBLE) END)"
     qs = ", ".join(repr(float(q)) for q in np.linspace(0.0, 1.0, bins + 1))
     edge_facts = [f"quantile_cont({xd}, [{qs}]) AS q"] if binning == "quantile" else [f"min({xd}) AS lo, max({xd}) AS hi"]
     if _is_float(xt):  # binned whatever its values: the edges in the same scan
@@ -129,7 +123,7 @@ def aggregate(
             )
         sql = (
             f"SELECT {', '.join([*keys, f'{quote(x)} AS x_value', stats])} "
-            f"FROM (SELECT *, {yv} AS __y FROM {rows}) WHERE NOT {_missing(x, xt)} "
+            f"FROM (SELECT *, {yv} AS __y FROM {rows}) WHERE NOT {missing_sql(x, xt)} "
             f"GROUP BY ALL ORDER BY {', '.join([*order, 'x_value ASC'])}"
         )
         out = db.fetch(sql, params)

@@ -39,6 +39,13 @@ class Condition:
     value: Any = None
 
 
+def missing_sql(column: str, dtype: str) -> str:
+    """SQL true where ``column`` (of DuckDB type ``dtype``) holds no value: NULL, or NaN in a
+    float column (pandas' ``isna``)."""
+    col = quote(column)
+    return f"({col} IS NULL OR isnan({col}))" if dtype.upper() in FLOAT_TYPES else f"({col} IS NULL)"
+
+
 def where_sql(conditions: Sequence[Condition], columns: Mapping[str, str]) -> tuple[str, list[Any]]:
     """``WHERE ...`` (or "") and its parameters; see the module docstring for each op."""
     parts: list[str] = []
@@ -63,7 +70,7 @@ def where_sql(conditions: Sequence[Condition], columns: Mapping[str, str]) -> tu
             parts.append(f"({col} IN (SELECT unnest(?)))")
             params.append([_plain(v) for v in c.value])
         elif c.op in ("is null", "is not null"):
-            missing = f"({col} IS NULL OR isnan({col}))" if is_float else f"({col} IS NULL)"
+            missing = missing_sql(c.column, columns[c.column])
             parts.append(missing if c.op == "is null" else f"(NOT coalesce({missing}, FALSE))")
         elif c.op == "text ==":
             parts.append(f"(CAST({col} AS VARCHAR) = ?)")
@@ -200,8 +207,8 @@ def selection_summary(
     is ordered by count (then class), the examples by loss (missing last, then id)."""
     types = db.columns()
     by_label = class_mix and "label" in types
-    labelled = f"NOT {_missing('label', types)}" if "label" in types else "true"
-    loss = f'(CASE WHEN NOT {_missing("loss", types)} THEN CAST("loss" AS DOUBLE) END)' if "loss" in types else "NULL"
+    labelled = f"NOT {missing_sql('label', types['label'])}" if "label" in types else "true"
+    loss = f'(CASE WHEN NOT {missing_sql("loss", types["loss"])} THEN CAST("loss" AS DOUBLE) END)' if "loss" in types else "NULL"
     right = 'CAST("correct" AS DOUBLE)' if "correct" in types else "NULL"
     wrong = 'NOT "correct"' if "correct" in types else "false"
     columns = [
@@ -235,11 +242,6 @@ def selection_summary(
         "subsets": {str(k): int(v) for k, v in zip(subsets["subset"], subsets["n"])},
         "examples": [int(i) for i in top["sample_id"]],
     }
-
-
-def _missing(name: str, types: Mapping[str, str]) -> str:
-    col = quote(name)
-    return f"({col} IS NULL OR isnan({col}))" if types[name].upper() in FLOAT_TYPES else f"({col} IS NULL)"
 
 
 def _plain(value: Any) -> Any:
