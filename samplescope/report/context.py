@@ -70,7 +70,7 @@ class ReportContext:
     @functools.cached_property
     def n(self) -> int:
         """Samples in the run (every subset)."""
-        return int(sum(self.run.info["subsets"].values()))
+        return len(self.run)
 
     @functools.cached_property
     def drawn(self) -> np.ndarray | None:
@@ -83,8 +83,7 @@ class ReportContext:
             return None
         points, group = map_queries.OVERVIEW_POINTS, self.task.map_group_sql
         made = (self.run.info.get("analysis") or {}).get("map_overview")
-        ids = map_queries.saved_overview(self.run.path, made, self.n, points, group)
-        return ids if ids is not None else map_queries.overview_ids(self.run.db, points, group=group)
+        return map_queries.run_overview(self.run.path, made, self.run.db, self.n, points, group)
 
     @functools.cached_property
     def samples(self) -> pd.DataFrame:

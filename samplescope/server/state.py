@@ -360,9 +360,7 @@ class ServerState:
         started = time.perf_counter()
         points, group = self.settings.map_overview_points, self.task.map_group_sql
         made = (self.run.info.get("analysis") or {}).get("map_overview")
-        ids = map_queries.saved_overview(self.run.path, made, self.n, points, group)
-        if ids is None:  # made with other settings, by an older analyze, or damaged
-            ids = map_queries.overview_ids(self.run.db, points, group=group)
+        ids = map_queries.run_overview(self.run.path, made, self.run.db, self.n, points, group)
         log.info("map overview: %d of %d samples in %.2f s", len(ids), self.n,
                  time.perf_counter() - started)  # fmt: skip
         return ids

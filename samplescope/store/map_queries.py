@@ -94,6 +94,15 @@ def saved_overview(folder: Path, made: dict[str, Any] | None, n: int, points: in
     return ids.astype(np.int64)
 
 
+def run_overview(folder: Path, made: dict[str, Any] | None, db: RunDatabase, n: int, points: int,
+                 group: str) -> np.ndarray:
+    """The run's overview of ``points`` ids: the one ``analyze`` saved (:func:`saved_overview`),
+    else one made now (:func:`overview_ids`: saved with other settings, by an older analyze,
+    or damaged)."""
+    ids = saved_overview(folder, made, n, points, group)
+    return ids if ids is not None else overview_ids(db, points, group=group)
+
+
 def overview_ids(db: RunDatabase, budget: int, grid: int = GRID, seed: int = 0, group: str = '"label"') -> np.ndarray:
     """At most ``budget`` sample ids, sorted, that draw the map's shape faithfully.
 
