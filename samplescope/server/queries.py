@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from samplescope.errors import ParameterError
+from samplescope.server.models import BoxSelection, PolygonSelection
 from samplescope.server.state import ServerState
-from samplescope.store import serving
+from samplescope.store import map_queries, serving
 from samplescope.store.serving import Condition
 
 OPERATORS = ("exact", "not", "gt", "gte", "lt", "lte", "in", "isnull")
@@ -93,6 +94,15 @@ def legend_condition(state: ServerState, column: str, value: str) -> Condition:
             return Condition(column, "false")
         return Condition(column, "==", value == "true")
     return Condition(column, "text ==", value)
+
+
+def shape_where(state: ServerState, query: BoxSelection | PolygonSelection) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause (and parameters) of every sample inside a box or lasso of the map
+    that the map's filters keep, not only the drawn ones."""
+    state.require_map()
+    conditions = MapFilter(**query.filters.model_dump()).conditions(state)
+    shape = {"box": tuple(query.box)} if isinstance(query, BoxSelection) else {"polygon": query.polygon}
+    return map_queries.shape_where(state.run.db, conditions, **shape)
 
 
 def selection_stats(state: ServerState, clause: str, params: list[Any]) -> dict[str, Any]:

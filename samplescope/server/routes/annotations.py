@@ -21,11 +21,11 @@ import numpy as np
 from fastapi import APIRouter, Query, Response
 
 from samplescope.errors import ConflictError, ParameterError
+from samplescope.server import queries
 from samplescope.server.deps import State
 from samplescope.server.limits import MAX_ANNOTATIONS, MAX_IDS, MAX_SAMPLE_ID, too_many
 from samplescope.server.models import (
     NAME_PATTERN,
-    BoxSelection,
     RenameRequest,
     SavedSelectionPublic,
     SavedSelectionsPublic,
@@ -38,9 +38,7 @@ from samplescope.server.models import (
     TagsPublic,
 )
 from samplescope.server.openapi import errors
-from samplescope.server.queries import MapFilter
 from samplescope.server.state import ServerState
-from samplescope.store import map_queries
 
 router = APIRouter(prefix="/api", tags=["annotations"])
 
@@ -71,10 +69,7 @@ def resolve_ids(state: ServerState, samples: ShapeQuery) -> np.ndarray:
     query = samples.root
     if isinstance(query, SelectionQuery):
         return state.rows_of(query.ids)
-    state.require_map()
-    conditions = MapFilter(**query.filters.model_dump()).conditions(state)
-    shape = {"box": tuple(query.box)} if isinstance(query, BoxSelection) else {"polygon": query.polygon}
-    clause, params = map_queries.shape_where(state.run.db, conditions, **shape)
+    clause, params = queries.shape_where(state, query)
     found = state.run.db.fetch_numpy(f'SELECT "sample_id" FROM {{source}} {clause} ORDER BY "sample_id"', params)
     return np.asarray(found["sample_id"], dtype=np.int64)
 

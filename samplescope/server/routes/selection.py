@@ -11,11 +11,10 @@ from pydantic import ValidationError
 from samplescope.server import queries
 from samplescope.server.deps import State, parse_ids
 from samplescope.server.limits import MAX_IDS
-from samplescope.server.models import BoxSelection, SelectionPublic, SelectionQuery, ShapeQuery
+from samplescope.server.models import SelectionPublic, SelectionQuery, ShapeQuery
 from samplescope.server.openapi import errors
-from samplescope.server.queries import MapFilter
 from samplescope.server.state import ServerState
-from samplescope.store import map_queries, serving
+from samplescope.store import serving
 from samplescope.store.serving import Condition
 
 router = APIRouter(prefix="/api", tags=["selection"])
@@ -71,10 +70,7 @@ def _selection_json(state: ServerState, body: bytes) -> bytes:
     if isinstance(query, SelectionQuery):
         clause, params = _id_where(state, query.ids)
     else:
-        state.require_map()
-        conditions = MapFilter(**query.filters.model_dump()).conditions(state)
-        shape = {"box": tuple(query.box)} if isinstance(query, BoxSelection) else {"polygon": query.polygon}
-        clause, params = map_queries.shape_where(state.run.db, conditions, **shape)
+        clause, params = queries.shape_where(state, query)
     return SelectionPublic(**queries.selection_stats(state, clause, params)).model_dump_json().encode()
 
 
