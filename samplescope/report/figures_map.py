@@ -141,14 +141,12 @@ def confused_pair(ctx: ReportContext) -> Section | None:
     members = df[df["label"].isin([a, b])]
     xlim, ylim = _limits(members["map_x"].to_numpy(), members["map_y"].to_numpy(), 1, 99, 0.1)
     inside = df["map_x"].between(*xlim) & df["map_y"].between(*ylim)
-    if ctx.drawn is None:
-        swapped = df[((df["label"] == a) & (df["prediction"] == b)) | ((df["label"] == b) & (df["prediction"] == a))]
-        sizes = members["label"].value_counts()
-    else:  # the drawn samples are a sample: the confused ones and the class sizes from the whole table
-        pair_sql = f'("label" = {int(a)} AND "prediction" = {int(b)}) OR ("label" = {int(b)} AND "prediction" = {int(a)})'
-        swapped = ctx.run.samples(where=pair_sql)
-        sizes = ctx.run.db.fetch('SELECT "label", count(*) AS n FROM {source} WHERE "label" IN (?, ?) GROUP BY ALL',
-                                 [int(a), int(b)]).set_index("label")["n"]  # fmt: skip
+    # the confused samples and the two classes' sizes from the whole table (the tables may hold
+    # only the drawn samples)
+    pair_sql = f'("label" = {int(a)} AND "prediction" = {int(b)}) OR ("label" = {int(b)} AND "prediction" = {int(a)})'
+    swapped = ctx.run.samples(where=pair_sql)
+    sizes = ctx.run.db.fetch('SELECT "label", count(*) AS n FROM {source} WHERE "label" IN (?, ?) GROUP BY ALL',
+                             [int(a), int(b)]).set_index("label")["n"]  # fmt: skip
 
     fig = new_figure(11.5, 5.6)
     left, right = fig.subfigures(1, 2, width_ratios=[1.25, 1])
