@@ -15,11 +15,13 @@ about time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,19 @@ CASES = {  # name: x, y, by, bins
     "loss per confidence bin, by label": ("confidence", "loss", "label", 20),
     "accuracy per label": ("label", "correct", None, 10),
 }
+
+
+@contextlib.contextmanager
+def synthetic_table(n: int) -> Iterator[RunDatabase]:
+    """The synthetic samples table of ``n`` rows (:func:`_table`) in a temporary folder, open
+    read-only; the folder is removed on exit (10M rows take about 300 MB)."""
+    with tempfile.TemporaryDirectory(prefix="samplescope-queries-") as folder:
+        _table(Path(folder) / "samples.duckdb", n)
+        db = RunDatabase(Path(folder) / "samples.duckdb")
+        try:
+            yield db
+        finally:
+            db.close()
 
 
 def _table(path: Path, n: int) -> None:
@@ -84,20 +99,22 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args()
     for n in (int(s) for s in args.sizes.split(",")):
-        folder = Path(tempfile.mkdtemp(prefix="samplescope-aggregate-"))
-        _table(folder / "samples.duckdb", n)
-        db = RunDatabase(folder / "samples.duckdb")
-        print(f"{n:,} rows; load {os.getloadavg()[0]:.2f}")
-        for name, (x, y, by, bins) in CASES.items():
-            columns = list(dict.fromkeys(c for c in (x, y, by) if c))
-            pandas_way = functools.partial(_in_pandas, db, columns, x, y, by, bins)
-            duckdb_way = functools.partial(in_duckdb, db, x, y, by, subset="validation", bins=bins, **LIMITS)
-            t_pd, m_pd, ref = _timed(pandas_way, args.repeat)
-            t_db, m_db, got = _timed(duckdb_way, args.repeat)
-            pd.testing.assert_frame_equal(ref, got, rtol=1e-6)
-            print(f"  {name:36s} pandas {t_pd:6.3f} s ({m_pd:7.1f} MiB)  duckdb {t_db:6.3f} s ({m_db:5.1f} MiB)  "
-                  f"ratio {t_pd / t_db:5.2f}x  load {os.getloadavg()[0]:.2f}")  # fmt: skip
-        db.close()
+        with synthetic_table(n) as db:
+            _measure(db, n, args.repeat)
+
+
+def _measure(db: RunDatabase, n: int, repeat: int) -> None:
+    """Every case of this benchmark on the n-row table ``db``, printed."""
+    print(f"{n:,} rows; load {os.getloadavg()[0]:.2f}")
+    for name, (x, y, by, bins) in CASES.items():
+        columns = list(dict.fromkeys(c for c in (x, y, by) if c))
+        pandas_way = functools.partial(_in_pandas, db, columns, x, y, by, bins)
+        duckdb_way = functools.partial(in_duckdb, db, x, y, by, subset="validation", bins=bins, **LIMITS)
+        t_pd, m_pd, ref = _timed(pandas_way, repeat)
+        t_db, m_db, got = _timed(duckdb_way, repeat)
+        pd.testing.assert_frame_equal(ref, got, rtol=1e-6)
+        print(f"  {name:36s} pandas {t_pd:6.3f} s ({m_pd:7.1f} MiB)  duckdb {t_db:6.3f} s ({m_db:5.1f} MiB)  "
+              f"ratio {t_pd / t_db:5.2f}x  load {os.getloadavg()[0]:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
-from aggregate_speed import _table, _timed
+from aggregate_speed import _timed, synthetic_table
 from matplotlib.path import Path as MplPath
 
 from samplescope.store import map_queries, serving
@@ -66,22 +64,24 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args()
     for n in (int(s) for s in args.sizes.split(",")):
-        folder = Path(tempfile.mkdtemp(prefix="samplescope-selection-"))
-        _table(folder / "samples.duckdb", n)
-        db = RunDatabase(folder / "samples.duckdb")
-        print(f"{n:,} rows; load {os.getloadavg()[0]:.2f}")
-        ids = np.random.default_rng(1).choice(n, 10_000, replace=False).tolist()
-        shapes = {"box over half the map": {"box": (-0.95, 0.95, -0.95, 0.95)}, "14-point star lasso": {"polygon": STAR},
-                  "10,000 ids": {"ids": sorted(ids)}}  # fmt: skip
-        for name, shape in shapes.items():
-            t_pd, m_pd, want = _timed(functools.partial(in_pandas, db, shape), args.repeat)
-            t_db, m_db, got = _timed(functools.partial(in_duckdb, db, shape), args.repeat)
-            assert {k: v for k, v in got.items() if k not in ("accuracy", "mean_loss")} == {
-                k: v for k, v in want.items() if k not in ("accuracy", "mean_loss")}, name
-            assert np.isclose(got["accuracy"], want["accuracy"]) and np.isclose(got["mean_loss"], want["mean_loss"])
-            print(f"  {name:24s} {got['count']:>10,} inside  pandas {t_pd:6.3f} s ({m_pd:7.1f} MiB)  "
-                  f"duckdb {t_db:6.3f} s ({m_db:5.1f} MiB)  ratio {t_pd / t_db:5.2f}x  load {os.getloadavg()[0]:.2f}")
-        db.close()
+        with synthetic_table(n) as db:
+            _measure(db, n, args.repeat)
+
+
+def _measure(db: RunDatabase, n: int, repeat: int) -> None:
+    """Every case of this benchmark on the n-row table ``db``, printed."""
+    print(f"{n:,} rows; load {os.getloadavg()[0]:.2f}")
+    ids = np.random.default_rng(1).choice(n, 10_000, replace=False).tolist()
+    shapes = {"box over half the map": {"box": (-0.95, 0.95, -0.95, 0.95)}, "14-point star lasso": {"polygon": STAR},
+              "10,000 ids": {"ids": sorted(ids)}}  # fmt: skip
+    for name, shape in shapes.items():
+        t_pd, m_pd, want = _timed(functools.partial(in_pandas, db, shape), repeat)
+        t_db, m_db, got = _timed(functools.partial(in_duckdb, db, shape), repeat)
+        assert {k: v for k, v in got.items() if k not in ("accuracy", "mean_loss")} == {
+            k: v for k, v in want.items() if k not in ("accuracy", "mean_loss")}, name
+        assert np.isclose(got["accuracy"], want["accuracy"]) and np.isclose(got["mean_loss"], want["mean_loss"])
+        print(f"  {name:24s} {got['count']:>10,} inside  pandas {t_pd:6.3f} s ({m_pd:7.1f} MiB)  "
+              f"duckdb {t_db:6.3f} s ({m_db:5.1f} MiB)  ratio {t_pd / t_db:5.2f}x  load {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
