@@ -42,7 +42,7 @@ CASES = {  # name: x, y, by, bins
 @contextlib.contextmanager
 def synthetic_table(n: int) -> Iterator[RunDatabase]:
     """The synthetic samples table of ``n`` rows (:func:`_table`) in a temporary folder, open
-    read-only; the folder is removed on exit (10M rows take about 300 MB)."""
+    read-only; the folder is removed on exit (2M rows take 33 MiB on disk)."""
     with tempfile.TemporaryDirectory(prefix="samplescope-queries-") as folder:
         _table(Path(folder) / "samples.duckdb", n)
         db = RunDatabase(Path(folder) / "samples.duckdb")
